@@ -1,0 +1,27 @@
+//! gosight: zero-code OpenTelemetry tracing for Go services.
+//!
+//! The sidecar is a pipeline, and its modules are named after its stages:
+//!
+//! 1. [`discover`] — scan `/proc`, recognise Go processes, select targets, watch for
+//!    targets that start, restart or exit.
+//! 2. [`inspect`] — read a target's executable: ELF, Go build info, function file
+//!    offsets and the file offsets of their RET instructions.
+//! 3. [`offsets`] — resolve the struct field offsets the probes read (DWARF first;
+//!    further sources slot in behind it).
+//! 4. [`attach`] — load each probe from `gosight-uprobes` with its offsets and attach
+//!    it to one target process; one session per target.
+//! 5. [`spans`] — turn decoded probe events into OpenTelemetry spans (semantic
+//!    conventions, ids, sampling) with wall-clock times from [`clock`].
+//! 6. [`export`] — a bounded, counted queue in front of the OTLP / console exporters.
+//!
+//! [`config`] holds the command line and environment settings; `main.rs` wires the
+//! stages together and owns the process lifecycle (signals, flush).
+
+pub mod attach;
+pub mod clock;
+pub mod config;
+pub mod discover;
+pub mod export;
+pub mod inspect;
+pub mod offsets;
+pub mod spans;

@@ -1,0 +1,160 @@
+/* gosight — net/http server probe.
+ *
+ * Attached to net/http.serverHandler.ServeHTTP(sh, rw ResponseWriter, req *Request):
+ * one uprobe at the entry and one on every RET instruction (never a uretprobe: Go
+ * moves goroutine stacks). Cost: 2 uprobe hits per request (entry + the RET taken).
+ *
+ * Entry remembers the call per goroutine (g), idempotently: the stack-growth
+ * prologue can run the entry twice. The RET probe reads the request and response
+ * (method, path, route pattern, host, remote address, protocol, TLS, status) and
+ * sends one event through the ring buffer. Reading at return keeps the per-call
+ * map value small (no strings in a hash map) and sees the route pattern the mux set.
+ */
+#include "go_abi.h"
+#include "go_types.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Field offsets, filled per target by the loader. */
+volatile const u64 off_request_method = OFF_ABSENT;     /* net/http.Request.Method */
+volatile const u64 off_request_url = OFF_ABSENT;        /* net/http.Request.URL */
+volatile const u64 off_request_proto = OFF_ABSENT;      /* net/http.Request.Proto */
+volatile const u64 off_request_host = OFF_ABSENT;       /* net/http.Request.Host */
+volatile const u64 off_request_remote_addr = OFF_ABSENT;/* net/http.Request.RemoteAddr */
+volatile const u64 off_request_tls = OFF_ABSENT;        /* net/http.Request.TLS */
+volatile const u64 off_request_pattern = OFF_ABSENT;    /* net/http.Request.Pattern (Go >= 1.23) */
+volatile const u64 off_url_path = OFF_ABSENT;           /* net/url.URL.Path */
+volatile const u64 off_response_status = OFF_ABSENT;    /* net/http.response.status */
+/* Virtual address of the itab (*net/http.response, net/http.ResponseWriter), plus the
+ * load bias of a PIE target; 0 = unknown (then every writer is taken as *response). */
+volatile const u64 response_itab = 0;
+
+#define METHOD_CAP 16
+#define PATH_CAP 256
+#define PATTERN_CAP 128
+#define HOST_CAP 128
+#define REMOTE_CAP 64
+#define PROTO_CAP 16
+
+struct call {
+	u64 start_ns;
+	u64 request;
+	u64 writer_tab;
+	u64 writer;
+	u64 trace_id[2];
+	u64 span_id;
+};
+
+struct http_server_event {
+	u64 start_ns;
+	u64 end_ns;
+	u64 goroutine;
+	u64 trace_id[2];
+	u64 span_id;
+	s64 status;         /* -1: the writer is not a *response (status unknown) */
+	u8 tls;
+	u8 _pad[1];
+	u16 method_len;
+	u16 path_len;
+	u16 pattern_len;
+	u16 host_len;
+	u16 remote_len;
+	u16 proto_len;
+	u16 _pad2;
+	char method[METHOD_CAP];
+	char path[PATH_CAP];
+	char pattern[PATTERN_CAP];
+	char host[HOST_CAP];
+	char remote[REMOTE_CAP];
+	char proto[PROTO_CAP];
+};
+
+/* The Rust decoder (mod.rs) mirrors this layout; both sides assert its size. */
+_Static_assert(sizeof(struct http_server_event) == 688, "update RawEvent in mod.rs");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, u64); /* goroutine g */
+	__type(value, struct call);
+} calls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 512 * 1024);
+} events SEC(".maps");
+
+/* Events that found the ring buffer full, counted so userspace can report the loss. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u64);
+} lost SEC(".maps");
+
+SEC("uprobe")
+int serve_http_entry(struct go_regs *regs)
+{
+	u64 g = GO_G(regs);
+	u64 req = GO_ARG4(regs);
+	struct call *prev = bpf_map_lookup_elem(&calls, &g);
+	if (prev && prev->request == req)
+		return 0; /* the entry ran again after stack growth */
+
+	struct call c = {
+		.start_ns = bpf_ktime_get_ns(),
+		.request = req,
+		.writer_tab = GO_ARG2(regs),
+		.writer = GO_ARG3(regs),
+	};
+	c.trace_id[0] = random_id64();
+	c.trace_id[1] = random_id64();
+	c.span_id = random_id64();
+	bpf_map_update_elem(&calls, &g, &c, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe")
+int serve_http_return(struct go_regs *regs)
+{
+	u64 g = GO_G(regs);
+	struct call *c = bpf_map_lookup_elem(&calls, &g);
+	if (!c)
+		return 0;
+
+	struct http_server_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		u32 zero = 0;
+		u64 *n = bpf_map_lookup_elem(&lost, &zero);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		bpf_map_delete_elem(&calls, &g);
+		return 0;
+	}
+
+	u64 req = c->request;
+	e->start_ns = c->start_ns;
+	e->end_ns = bpf_ktime_get_ns();
+	e->goroutine = g;
+	e->trace_id[0] = c->trace_id[0];
+	e->trace_id[1] = c->trace_id[1];
+	e->span_id = c->span_id;
+
+	if (response_itab == 0 || c->writer_tab == response_itab)
+		e->status = off_response_status == OFF_ABSENT ? -1 : (s64)read_u64(c->writer + off_response_status);
+	else
+		e->status = -1;
+	e->tls = off_request_tls != OFF_ABSENT && read_u64(req + off_request_tls) != 0;
+
+	e->method_len = read_go_string(e->method, METHOD_CAP, req, off_request_method);
+	u64 url = off_request_url == OFF_ABSENT ? 0 : read_u64(req + off_request_url);
+	e->path_len = read_go_string(e->path, PATH_CAP, url, off_url_path);
+	e->pattern_len = read_go_string(e->pattern, PATTERN_CAP, req, off_request_pattern);
+	e->host_len = read_go_string(e->host, HOST_CAP, req, off_request_host);
+	e->remote_len = read_go_string(e->remote, REMOTE_CAP, req, off_request_remote_addr);
+	e->proto_len = read_go_string(e->proto, PROTO_CAP, req, off_request_proto);
+
+	bpf_ringbuf_submit(e, 0);
+	bpf_map_delete_elem(&calls, &g);
+	return 0;
+}

@@ -1,0 +1,47 @@
+//! Async reading of a probe's BPF ring buffer on the tokio reactor.
+
+use std::io;
+
+use aya::maps::{MapData, RingBuf};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use crate::Event;
+
+/// Decoded events of one attached probe, read as the ring buffer signals data.
+pub struct EventReader {
+    fd: AsyncFd<RingBuf<MapData>>,
+    decode: fn(&[u8]) -> Option<Event>,
+    malformed: u64,
+}
+
+impl EventReader {
+    pub(crate) fn new(rb: RingBuf<MapData>, decode: fn(&[u8]) -> Option<Event>) -> io::Result<Self> {
+        // SAFETY: the ring buffer's fd stays open for as long as the AsyncFd owns it.
+        let fd = unsafe { AsyncFd::register_with_interest(rb, Interest::READABLE)? };
+        Ok(EventReader { fd, decode, malformed: 0 })
+    }
+
+    /// Waits for events and hands each decoded one to `f`; returns after draining.
+    pub async fn next_batch(&mut self, mut f: impl FnMut(Event)) -> io::Result<usize> {
+        let mut guard = self.fd.readable_mut().await?;
+        let rb = guard.get_inner_mut();
+        let mut n = 0;
+        while let Some(item) = rb.next() {
+            match (self.decode)(&item) {
+                Some(ev) => {
+                    n += 1;
+                    f(ev)
+                }
+                None => self.malformed += 1,
+            }
+        }
+        guard.clear_ready();
+        Ok(n)
+    }
+
+    /// Records that did not decode (a size mismatch between C and Rust: a bug).
+    pub fn malformed(&self) -> u64 {
+        self.malformed
+    }
+}
