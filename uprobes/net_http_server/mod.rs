@@ -93,7 +93,7 @@ struct RawEvent {
     proto: [u8; PROTO_CAP],
 }
 
-const _: () = assert!(std::mem::size_of::<RawEvent>() == 688, "update probe.bpf.c");
+const _: () = assert!(std::mem::size_of::<RawEvent>() == 680, "update probe.bpf.c");
 
 fn text(buf: &[u8], len: u16) -> (String, bool) {
     let n = (len as usize).min(buf.len());

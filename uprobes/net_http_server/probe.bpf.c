@@ -70,7 +70,7 @@ struct http_server_event {
 };
 
 /* The Rust decoder (mod.rs) mirrors this layout; both sides assert its size. */
-_Static_assert(sizeof(struct http_server_event) == 688, "update RawEvent in mod.rs");
+_Static_assert(sizeof(struct http_server_event) == 680, "update RawEvent in mod.rs");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
