@@ -1,0 +1,188 @@
+//! Stage 4 — attach the probes to one target and run its event loop.
+//!
+//! For each probe of `gosight-uprobes`: find its functions and RET sites, resolve
+//! its field offsets, load and attach it, and spawn a task that turns its events
+//! into spans for the exporter. A probe that cannot be set up stands down with one
+//! log line; the target's other probes, and the other targets, keep running.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use gosight_uprobes::{AttachedProbe, Event, FunctionSite, ProbeInputs, ProbeSpec, ALL_PROBES};
+use tokio::task::JoinHandle;
+
+use crate::discover::Target;
+use crate::export::{Exporter, TargetHandle};
+use crate::inspect::{Arch, GoBinary};
+use crate::offsets::Resolver;
+use crate::spans::{resource_for, SpanFactory};
+
+/// Everything gosight runs for one target process; dropping it detaches.
+pub struct Session {
+    pub pid: u32,
+    probes: Vec<RunningProbe>,
+    export: TargetHandle,
+    exporter: Exporter,
+}
+
+struct RunningProbe {
+    attached: AttachedProbe,
+    task: JoinHandle<()>,
+    reported_lost: u64,
+}
+
+/// Why no probe at all could be attached to a target.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error("no probe could be attached")]
+    NothingAttached,
+}
+
+impl Session {
+    /// Attaches every probe that can be attached to `target`.
+    pub fn start(target: &Target, factory: &SpanFactory, exporter: &Exporter) -> Result<Session, SessionError> {
+        let pid = target.process.pid;
+        let bin = &target.binary;
+        check_supported(bin)?;
+
+        let resolver = Resolver::for_binary(bin, ALL_PROBES);
+        let export = exporter.register_target(resource_for(target));
+        let mut probes = Vec::new();
+        for spec in ALL_PROBES.iter().copied() {
+            match prepare(spec, target, &resolver).and_then(|inputs| {
+                gosight_uprobes::load(spec, &inputs).map_err(|e| e.to_string())
+            }) {
+                Ok(mut attached) => {
+                    let reader = match attached.take_events() {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::warn!(pid, probe = spec.name, "probe stands down: event buffer: {e}");
+                            continue;
+                        }
+                    };
+                    tracing::info!(pid, probe = spec.name, uprobes = attached.attach_points, "probe attached");
+                    let task = tokio::spawn(run_events(reader, factory.clone(), exporter.clone(), export.clone(), pid));
+                    probes.push(RunningProbe { attached, task, reported_lost: 0 });
+                }
+                Err(reason) => tracing::warn!(pid, probe = spec.name, "probe stands down: {reason}"),
+            }
+        }
+        if probes.is_empty() {
+            exporter.release_target(&export);
+            return Err(SessionError::NothingAttached);
+        }
+        Ok(Session { pid, probes, export, exporter: exporter.clone() })
+    }
+
+    /// Logs events lost in the kernel (ring buffer full) since the last call.
+    pub fn report_lost(&mut self) {
+        for p in &mut self.probes {
+            let lost = p.attached.lost();
+            if lost > p.reported_lost {
+                tracing::warn!(
+                    pid = self.pid,
+                    probe = p.attached.spec.name,
+                    lost_total = lost,
+                    "events lost: the ring buffer was full (spans for those requests are missing)"
+                );
+                p.reported_lost = lost;
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.report_lost();
+        for p in &self.probes {
+            p.task.abort();
+        }
+        // AttachedProbe's drop detaches the uprobes and unloads the programs.
+        self.probes.clear();
+        self.exporter.release_target(&self.export);
+    }
+}
+
+async fn run_events(
+    mut reader: gosight_uprobes::EventReader,
+    factory: SpanFactory,
+    exporter: Exporter,
+    export: TargetHandle,
+    pid: u32,
+) {
+    loop {
+        let res = reader.next_batch(|ev| match ev {
+            Event::HttpServer(e) => {
+                if let Some(span) = factory.http_server(&e) {
+                    exporter.submit(&export, span);
+                }
+            }
+        });
+        if let Err(e) = res.await {
+            tracing::warn!(pid, "event reader stopped: {e}");
+            return;
+        }
+    }
+}
+
+fn check_supported(bin: &GoBinary) -> Result<(), SessionError> {
+    let host = match std::env::consts::ARCH {
+        "x86_64" => Arch::X86_64,
+        "aarch64" => Arch::Aarch64,
+        other => return Err(SessionError::Unsupported(format!("host architecture {other}"))),
+    };
+    if bin.arch != host {
+        return Err(SessionError::Unsupported(format!("{:?} binary on a {:?} host", bin.arch, host)));
+    }
+    let v = &bin.build.go_version;
+    if !v.devel && !v.at_least(1, 17) {
+        return Err(SessionError::Unsupported(format!(
+            "{v}: Go before 1.17 passes arguments on the stack, gosight reads the register ABI"
+        )));
+    }
+    Ok(())
+}
+
+/// Resolves one probe's spec against the target; Err is the one-line reason.
+fn prepare(spec: &'static ProbeSpec, target: &Target, resolver: &Resolver) -> Result<ProbeInputs, String> {
+    let bin = &target.binary;
+    let pid = target.process.pid;
+    let symbols: Vec<&str> = spec.functions.iter().map(|f| f.symbol).collect();
+    let found = bin.functions(&symbols).map_err(|e| e.to_string())?;
+    let mut functions = HashMap::new();
+    for (f, site) in spec.functions.iter().zip(found) {
+        let site = site.ok_or_else(|| format!("function {} not in the binary", f.symbol))?;
+        if f.return_program.is_some() && site.return_offsets.is_empty() {
+            return Err(format!("no RET instruction found in {}", f.symbol));
+        }
+        functions.insert(f.symbol, FunctionSite { entry_offset: site.entry_offset, return_offsets: site.return_offsets });
+    }
+    let fields = resolver.resolve(spec).map_err(|e| e.to_string())?;
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let bias = load_bias(bin, &proc_dir);
+    let addresses = spec
+        .addresses
+        .iter()
+        .map(|a| (a.global, bin.symbol_address(a.symbol).map(|v| v + bias).unwrap_or(0)))
+        .collect();
+    Ok(ProbeInputs { pid, exe: proc_dir.join("exe"), fields, functions, addresses })
+}
+
+/// Where a position-independent executable was loaded (0 for fixed-address ones).
+fn load_bias(bin: &GoBinary, proc_dir: &Path) -> u64 {
+    let Some(first_vaddr) = bin.pie_first_load_vaddr() else { return 0 };
+    let Ok(maps) = std::fs::read_to_string(proc_dir.join("maps")) else { return 0 };
+    let exe = std::fs::read_link(proc_dir.join("exe")).unwrap_or_default();
+    for line in maps.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() < 6 || Path::new(cols[5]) != exe || cols[2] != "00000000" {
+            continue;
+        }
+        if let Some(start) = cols[0].split('-').next().and_then(|s| u64::from_str_radix(s, 16).ok()) {
+            return start.wrapping_sub(first_vaddr & !0xfff);
+        }
+    }
+    0
+}

@@ -1,0 +1,102 @@
+//! Command line and environment settings of the sidecar.
+//!
+//! Exporter settings come from the standard `OTEL_*` variables and are read by
+//! [`crate::export`]; this module holds what selects and drives the targets.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Zero-code OpenTelemetry tracing for Go services.
+///
+/// Finds the Go processes it can see (all of them by default, except itself),
+/// attaches eBPF uprobes to net/http, and exports spans over OTLP. Exporter settings
+/// come from the standard OTEL_* environment variables (OTEL_TRACES_EXPORTER,
+/// OTEL_EXPORTER_OTLP_*, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
+/// OTEL_TRACES_SAMPLER, OTEL_BSP_*). Log level: OTEL_LOG_LEVEL or RUST_LOG.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "gosight", version, about, long_about)]
+pub struct Config {
+    /// Trace only these process ids (repeat or comma-separate).
+    #[arg(long = "pid", value_delimiter = ',')]
+    pub pids: Vec<u32>,
+
+    /// Trace only processes whose executable matches this path or glob
+    /// (`/app/server`, `/usr/local/bin/*`, or a bare file name such as `server`).
+    #[arg(long, env = "OTEL_GO_AUTO_TARGET_EXE")]
+    pub target_exe: Option<String>,
+
+    /// How often /proc is rescanned for targets that started or exited.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    pub scan_interval: Duration,
+
+    /// How often the kernel-to-wall-clock offset is re-estimated.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub clock_refresh: Duration,
+
+    /// Root of the proc filesystem to scan.
+    #[arg(long, default_value = "/proc", hide = true)]
+    pub proc_root: PathBuf,
+
+    /// Time allowed for flushing spans at shutdown.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// Parses `250ms`, `10s`, `2m` or a bare number of milliseconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "ms"),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("invalid duration unit in {s:?} (use ms, s or m)")),
+    }
+}
+
+/// The log filter: `RUST_LOG` wins (it is the more specific), else `OTEL_LOG_LEVEL`
+/// (`debug`, `info`, `warn`, `error`), else `info`.
+pub fn log_filter(rust_log: Option<String>, otel_log_level: Option<String>) -> String {
+    if let Some(f) = rust_log.filter(|s| !s.trim().is_empty()) {
+        return f;
+    }
+    match otel_log_level.as_deref().map(|s| s.trim().to_ascii_lowercase()) {
+        Some(l) if ["trace", "debug", "info", "warn", "error"].contains(&l.as_str()) => l,
+        Some(l) if l == "warning" => "warn".into(),
+        _ => "info".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_millis(7)));
+        assert!(parse_duration("1h").is_err());
+        assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn log_level_precedence() {
+        assert_eq!(log_filter(Some("gosight=trace".into()), Some("error".into())), "gosight=trace");
+        assert_eq!(log_filter(None, Some("DEBUG".into())), "debug");
+        assert_eq!(log_filter(None, Some("bogus".into())), "info");
+        assert_eq!(log_filter(None, None), "info");
+    }
+
+    #[test]
+    fn pids_comma_or_repeated() {
+        let c = Config::parse_from(["gosight", "--pid", "1,2", "--pid", "3"]);
+        assert_eq!(c.pids, vec![1, 2, 3]);
+    }
+}

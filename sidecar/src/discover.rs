@@ -1,0 +1,272 @@
+//! Stage 1 — find the Go processes to trace.
+//!
+//! [`Watcher::poll`] scans the proc filesystem, recognises Go executables by their
+//! build info (each distinct executable file is inspected once), applies the
+//! [`Selector`], and reports targets that appeared or went away since the last poll.
+//! A process is identified by pid + start time, so a recycled pid or a restarted
+//! service is a new target.
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::inspect::{GoBinary, InspectError};
+
+/// A running process as seen in /proc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    pub pid: u32,
+    /// Start time in clock ticks after boot (field 22 of /proc/<pid>/stat).
+    pub start_time: u64,
+    /// The executable's path as the process sees it (readlink of /proc/<pid>/exe).
+    pub exe: PathBuf,
+    /// Device and inode of the executable: identifies the file across namespaces.
+    pub exe_id: (u64, u64),
+}
+
+/// A Go process selected for tracing, with its inspected executable.
+#[derive(Clone)]
+pub struct Target {
+    pub process: Process,
+    pub binary: Arc<GoBinary>,
+}
+
+/// A change in the set of targets.
+pub enum Change {
+    Started(Target),
+    Exited(Process),
+}
+
+/// Which processes to trace: the listed pids, the executables matching a path or
+/// glob, or — when neither is given — every Go process except gosight itself.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    pids: HashSet<u32>,
+    exe: Option<glob::Pattern>,
+    /// A pattern without '/' matches the executable's file name.
+    exe_by_name: bool,
+    self_pid: u32,
+}
+
+impl Selector {
+    pub fn new(pids: &[u32], exe: Option<&str>) -> Result<Selector, glob::PatternError> {
+        let exe_pattern = exe.map(|e| glob::Pattern::new(e.trim())).transpose()?;
+        Ok(Selector {
+            pids: pids.iter().copied().collect(),
+            exe_by_name: exe.is_some_and(|e| !e.contains('/')),
+            exe: exe_pattern,
+            self_pid: std::process::id(),
+        })
+    }
+
+    pub fn from_config(c: &Config) -> Result<Selector, glob::PatternError> {
+        Selector::new(&c.pids, c.target_exe.as_deref().filter(|s| !s.trim().is_empty()))
+    }
+
+    /// True when the user named targets (then a non-Go match is worth a warning).
+    pub fn is_explicit(&self) -> bool {
+        !self.pids.is_empty() || self.exe.is_some()
+    }
+
+    pub fn matches(&self, p: &Process) -> bool {
+        if p.pid == self.self_pid {
+            return false;
+        }
+        if !self.is_explicit() {
+            return true;
+        }
+        let by_pid = self.pids.contains(&p.pid);
+        let by_exe = self.exe.as_ref().is_some_and(|pat| {
+            if self.exe_by_name {
+                p.exe.file_name().is_some_and(|n| pat.matches(&n.to_string_lossy()))
+            } else {
+                pat.matches_path(&p.exe)
+            }
+        });
+        by_pid || by_exe
+    }
+
+    /// Human description for the start-up log.
+    pub fn describe(&self) -> String {
+        if !self.is_explicit() {
+            return "all Go processes".into();
+        }
+        let mut parts = Vec::new();
+        if !self.pids.is_empty() {
+            let mut pids: Vec<_> = self.pids.iter().collect();
+            pids.sort();
+            parts.push(format!("pids {pids:?}"));
+        }
+        if let Some(p) = &self.exe {
+            parts.push(format!("executables matching {:?}", p.as_str()));
+        }
+        parts.join(" or ")
+    }
+}
+
+/// Reads one process from `<proc_root>/<pid>`; None for kernel threads, processes
+/// that exited meanwhile, or ones we may not look at.
+pub fn read_process(proc_root: &Path, pid: u32) -> Option<Process> {
+    let dir = proc_root.join(pid.to_string());
+    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    // Fields after the command name, which may itself contain ')' or spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let start_time = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let exe = std::fs::read_link(dir.join("exe")).ok()?;
+    let meta = std::fs::metadata(dir.join("exe")).ok()?;
+    Some(Process { pid, start_time, exe, exe_id: (meta.dev(), meta.ino()) })
+}
+
+/// Every process visible under `proc_root`.
+pub fn scan(proc_root: &Path) -> Vec<Process> {
+    let Ok(dir) = std::fs::read_dir(proc_root) else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| read_process(proc_root, pid))
+        .collect()
+}
+
+/// Keeps the set of targets in step with /proc.
+pub struct Watcher {
+    proc_root: PathBuf,
+    selector: Selector,
+    /// Selected Go processes currently traced, by pid.
+    targets: HashMap<u32, Process>,
+    /// Processes looked at and passed over (not Go, not selected), by pid.
+    passed: HashMap<u32, u64>,
+    /// Executables known not to be Go (or not usable), by (dev, inode).
+    not_go: HashSet<(u64, u64)>,
+    warned_missing_pids: bool,
+}
+
+impl Watcher {
+    pub fn new(proc_root: PathBuf, selector: Selector) -> Watcher {
+        Watcher {
+            proc_root,
+            selector,
+            targets: HashMap::new(),
+            passed: HashMap::new(),
+            not_go: HashSet::new(),
+            warned_missing_pids: false,
+        }
+    }
+
+    pub fn selector(&self) -> &Selector {
+        &self.selector
+    }
+
+    /// Scans once and returns what changed since the previous poll.
+    pub fn poll(&mut self) -> Vec<Change> {
+        let procs = scan(&self.proc_root);
+        let mut changes = Vec::new();
+        let alive: HashMap<u32, (u64, (u64, u64))> = procs.iter().map(|p| (p.pid, (p.start_time, p.exe_id))).collect();
+
+        // Gone, or the pid now belongs to another process (restart, pid reuse, exec).
+        let gone: Vec<u32> = self
+            .targets
+            .iter()
+            .filter(|(pid, old)| alive.get(pid) != Some(&(old.start_time, old.exe_id)))
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in gone {
+            changes.push(Change::Exited(self.targets.remove(&pid).expect("listed above")));
+        }
+        self.passed.retain(|pid, start| alive.get(pid).is_some_and(|(t, _)| t == start));
+
+        for p in procs {
+            if self.targets.contains_key(&p.pid) || self.passed.contains_key(&p.pid) {
+                continue;
+            }
+            match self.consider(&p) {
+                Some(binary) => {
+                    self.targets.insert(p.pid, p.clone());
+                    changes.push(Change::Started(Target { process: p, binary }));
+                }
+                None => {
+                    self.passed.insert(p.pid, p.start_time);
+                }
+            }
+        }
+
+        if !self.warned_missing_pids && !self.selector.pids.is_empty() {
+            let missing: Vec<_> = self.selector.pids.iter().filter(|p| !alive.contains_key(p)).collect();
+            if !missing.is_empty() {
+                tracing::warn!(?missing, "selected pids are not running (or not visible to gosight)");
+            }
+            self.warned_missing_pids = true;
+        }
+        changes
+    }
+
+    /// Decides whether a newly seen process becomes a target.
+    fn consider(&mut self, p: &Process) -> Option<Arc<GoBinary>> {
+        if !self.selector.matches(p) || self.not_go.contains(&p.exe_id) {
+            return None;
+        }
+        let path = self.proc_root.join(p.pid.to_string()).join("exe");
+        match GoBinary::open(&path) {
+            Ok(bin) => Some(Arc::new(bin)),
+            Err(err) => {
+                let permanent = !matches!(err, InspectError::Io { .. });
+                if permanent {
+                    self.not_go.insert(p.exe_id);
+                }
+                let exe = p.exe.display();
+                if self.selector.is_explicit() {
+                    tracing::warn!(pid = p.pid, "not tracing {exe}: {err}");
+                } else {
+                    tracing::debug!(pid = p.pid, "not tracing {exe}: {err}");
+                }
+                None
+            }
+        }
+    }
+
+    /// Pids currently traced.
+    pub fn target_pids(&self) -> Vec<u32> {
+        self.targets.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proc(pid: u32, exe: &str) -> Process {
+        Process { pid, start_time: 1, exe: exe.into(), exe_id: (1, pid as u64) }
+    }
+
+    #[test]
+    fn default_selects_everything_but_itself() {
+        let s = Selector::new(&[], None).unwrap();
+        assert!(s.matches(&proc(1, "/bin/app")));
+        assert!(!s.matches(&proc(std::process::id(), "/gosight")));
+        assert!(!s.is_explicit());
+    }
+
+    #[test]
+    fn exe_by_path_glob_and_name() {
+        let s = Selector::new(&[], Some("/srv/*/server")).unwrap();
+        assert!(s.matches(&proc(1, "/srv/a/server")));
+        assert!(!s.matches(&proc(1, "/srv/a/client")));
+        let s = Selector::new(&[], Some("server*")).unwrap();
+        assert!(s.matches(&proc(1, "/anywhere/server-v2")));
+        assert!(!s.matches(&proc(1, "/anywhere/client")));
+    }
+
+    #[test]
+    fn pids_or_exe() {
+        let s = Selector::new(&[7], Some("/bin/x")).unwrap();
+        assert!(s.matches(&proc(7, "/bin/y")));
+        assert!(s.matches(&proc(8, "/bin/x")));
+        assert!(!s.matches(&proc(9, "/bin/y")));
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = read_process(Path::new("/proc"), std::process::id()).expect("own /proc entry");
+        assert!(me.start_time > 0);
+        assert_eq!(me.exe, std::env::current_exe().unwrap());
+    }
+}

@@ -1,0 +1,429 @@
+//! Opening a Go executable and locating its functions by name.
+//!
+//! A function is found by a *lookup source* (today only the ELF `.symtab`; stripped
+//! binaries will use `.gopclntab` later), then turned into file offsets through the
+//! PT_LOAD segment that holds it, and its bytes are scanned for RET instructions.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use object::{Architecture, Object, ObjectSection, ObjectSegment, ObjectSymbol, ObjectSymbolTable};
+
+use super::returns::return_offsets;
+use super::{Arch, BuildInfo, Function, GoBinary, GoVersion, InspectError};
+
+/// Where a function lives in memory, as reported by a lookup source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Located {
+    address: u64,
+    size: u64,
+}
+
+/// The sources a function can be looked up in, in order of preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LookupSource {
+    /// The ELF `.symtab` (absent in binaries built with `-ldflags=-s` or stripped).
+    Symtab,
+    // Pclntab: the Go runtime's own function table, present even when stripped.
+}
+
+impl GoBinary {
+    /// Memory-maps and inspects `path`: checks it is a 64-bit little-endian ELF for a
+    /// supported architecture and reads its Go build info.
+    pub fn open(path: impl AsRef<Path>) -> Result<GoBinary, InspectError> {
+        let path = path.as_ref().to_path_buf();
+        let io = |source| InspectError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = File::open(&path).map_err(io)?;
+        // SAFETY: the map is read-only and private. Another process truncating the file
+        // while it is mapped could fault on access; executables being probed are not
+        // rewritten in place (the kernel refuses writes to running executables).
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        if !map.starts_with(b"\x7fELF") {
+            return Err(InspectError::NotElf(path));
+        }
+        let (arch, build) = {
+            let obj = object::File::parse(&*map).map_err(|e| {
+                InspectError::Malformed(format!("{}: invalid ELF: {e}", path.display()))
+            })?;
+            if obj.format() != object::BinaryFormat::Elf {
+                return Err(InspectError::NotElf(path));
+            }
+            let arch = arch_of(&obj, &path)?;
+            let build = BuildInfo::from_object(&obj, &path)?
+                .ok_or_else(|| InspectError::NotGo(path.clone()))?;
+            (arch, build)
+        };
+        Ok(GoBinary {
+            path,
+            arch,
+            build,
+            map,
+        })
+    }
+
+    /// The whole file.
+    pub fn data(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// The parsed ELF file (parsing only reads headers, so this is cheap).
+    pub fn object(&self) -> object::File<'_> {
+        // `open` parsed these very bytes successfully, and parsing is deterministic.
+        object::File::parse(&*self.map).expect("ELF parsed successfully in GoBinary::open")
+    }
+
+    /// The Go toolchain that built the binary.
+    pub fn go_version(&self) -> &GoVersion {
+        &self.build.go_version
+    }
+
+    /// True when the binary still has its ELF `.symtab`.
+    pub fn has_symtab(&self) -> bool {
+        self.object().symbol_table().is_some()
+    }
+
+    /// Looks up several functions in one pass over the lookup source. The result has
+    /// one entry per name, `None` for names that are not in the binary.
+    pub fn functions(&self, names: &[&str]) -> Result<Vec<Option<Function>>, InspectError> {
+        let obj = self.object();
+        let located = match self.lookup_source(&obj)? {
+            LookupSource::Symtab => locate_in_symtab(&obj, names),
+        };
+        names
+            .iter()
+            .zip(located)
+            .map(|(name, loc)| loc.map(|l| self.resolve(&obj, name, l)).transpose())
+            .collect()
+    }
+
+    /// Looks up one function; [`InspectError::MissingFunction`] when it is absent.
+    pub fn function(&self, name: &str) -> Result<Function, InspectError> {
+        self.functions(&[name])?
+            .pop()
+            .flatten()
+            .ok_or_else(|| InspectError::MissingFunction(name.to_string()))
+    }
+
+    /// Address of any defined `.symtab` symbol (functions and data, e.g.
+    /// `runtime.buildVersion`); `None` when absent or the binary is stripped.
+    pub fn symbol_address(&self, name: &str) -> Option<u64> {
+        let obj = self.object();
+        let table = obj.symbol_table()?;
+        table
+            .symbols()
+            .find(|sym| !sym.is_undefined() && sym.name() == Ok(name))
+            .map(|sym| sym.address())
+    }
+
+    /// For a position-independent executable (ELF `ET_DYN`, `-buildmode=pie`), the
+    /// virtual address of its first PT_LOAD segment, from which the load bias is
+    /// computed; `None` for fixed-address executables.
+    pub fn pie_first_load_vaddr(&self) -> Option<u64> {
+        let obj = self.object();
+        if obj.kind() != object::ObjectKind::Dynamic {
+            return None;
+        }
+        obj.segments().map(|seg| seg.address()).min()
+    }
+
+    /// Picks the best lookup source this binary offers.
+    fn lookup_source(&self, obj: &object::File<'_>) -> Result<LookupSource, InspectError> {
+        if obj.symbol_table().is_some() {
+            return Ok(LookupSource::Symtab);
+        }
+        Err(InspectError::Unsupported {
+            path: self.path.clone(),
+            reason: "stripped binary (no .symtab); pclntab lookup not implemented yet".into(),
+        })
+    }
+
+    /// Turns a located function into file offsets and finds its RETs.
+    fn resolve(
+        &self,
+        obj: &object::File<'_>,
+        name: &str,
+        loc: Located,
+    ) -> Result<Function, InspectError> {
+        let malformed = |what: &str| {
+            InspectError::Malformed(format!(
+                "{}: function {name} at {:#x} (size {}) {what}",
+                self.path.display(),
+                loc.address,
+                loc.size
+            ))
+        };
+        let (entry_offset, available) =
+            file_offset(obj, loc.address).ok_or_else(|| malformed("is not backed by the file"))?;
+        if loc.size == 0 || loc.size > available {
+            return Err(malformed("extends past its segment"));
+        }
+        let start = usize::try_from(entry_offset).map_err(|_| malformed("is out of range"))?;
+        let len = usize::try_from(loc.size).map_err(|_| malformed("is out of range"))?;
+        let code = start
+            .checked_add(len)
+            .and_then(|end| self.map.get(start..end))
+            .ok_or_else(|| malformed("extends past the end of the file"))?;
+        Ok(Function {
+            name: name.to_string(),
+            address: loc.address,
+            size: loc.size,
+            entry_offset,
+            return_offsets: return_offsets(self.arch, code, entry_offset),
+        })
+    }
+}
+
+/// The architecture of a parsed ELF file, if it is one gosight supports.
+fn arch_of(obj: &object::File<'_>, path: &Path) -> Result<Arch, InspectError> {
+    let unsupported = |reason: String| InspectError::Unsupported {
+        path: PathBuf::from(path),
+        reason,
+    };
+    if !obj.is_64() || !obj.is_little_endian() {
+        return Err(unsupported(format!(
+            "{}-bit {}-endian ELF ({:?}); only 64-bit little-endian is supported",
+            if obj.is_64() { 64 } else { 32 },
+            if obj.is_little_endian() {
+                "little"
+            } else {
+                "big"
+            },
+            obj.architecture()
+        )));
+    }
+    match obj.architecture() {
+        Architecture::X86_64 => Ok(Arch::X86_64),
+        Architecture::Aarch64 => Ok(Arch::Aarch64),
+        other => Err(unsupported(format!(
+            "architecture {other:?}; only x86-64 and arm64 are supported"
+        ))),
+    }
+}
+
+/// Finds `names` in `.symtab` in one pass. Duplicate names keep the first definition.
+fn locate_in_symtab(obj: &object::File<'_>, names: &[&str]) -> Vec<Option<Located>> {
+    let mut found: Vec<Option<Located>> = vec![None; names.len()];
+    let mut wanted: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, name) in names.iter().enumerate() {
+        wanted.entry(name).or_default().push(i);
+    }
+    let Some(table) = obj.symbol_table() else {
+        return found;
+    };
+    let mut remaining = wanted.len();
+    for sym in table.symbols() {
+        if remaining == 0 {
+            break;
+        }
+        if sym.kind() != object::SymbolKind::Text || sym.is_undefined() {
+            continue;
+        }
+        let Ok(name) = sym.name() else { continue };
+        let Some(slots) = wanted.remove(name) else {
+            continue;
+        };
+        remaining -= 1;
+        for i in slots {
+            found[i] = Some(Located {
+                address: sym.address(),
+                size: sym.size(),
+            });
+        }
+    }
+    found
+}
+
+/// File offset of virtual address `addr`, and how many file-backed bytes follow it in
+/// the same PT_LOAD segment (or, lacking program headers, section).
+fn file_offset(obj: &object::File<'_>, addr: u64) -> Option<(u64, u64)> {
+    for seg in obj.segments() {
+        let (offset, filesz) = seg.file_range();
+        let start = seg.address();
+        if addr >= start && addr - start < filesz {
+            let delta = addr - start;
+            return Some((offset.checked_add(delta)?, filesz - delta));
+        }
+    }
+    for section in obj.sections() {
+        let Some((offset, filesz)) = section.file_range() else {
+            continue;
+        };
+        let start = section.address();
+        if addr >= start && addr - start < filesz {
+            let delta = addr - start;
+            return Some((offset.checked_add(delta)?, filesz - delta));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::testutil::{build_fixture, Build};
+
+    /// Writes a file into a directory private to this process and `test`.
+    fn scratch_file(test: &str, name: &str, bytes: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("gosight-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn rejects_non_elf_and_non_go() {
+        let p = scratch_file("rejects", "script.sh", b"#!/bin/sh\necho hi\n");
+        assert!(matches!(GoBinary::open(&p), Err(InspectError::NotElf(_))));
+        let p = scratch_file("rejects", "empty", b"");
+        assert!(matches!(GoBinary::open(&p), Err(InspectError::NotElf(_))));
+        let p = scratch_file("rejects", "badelf", b"\x7fELF\x02\x01\x01garbage");
+        let err = GoBinary::open(&p).err().expect("truncated ELF must fail");
+        assert!(matches!(err, InspectError::Malformed(_)), "{err}");
+        let missing = GoBinary::open("/nonexistent/gosight/binary").err().unwrap();
+        assert!(matches!(missing, InspectError::Io { .. }), "{missing}");
+        // A C binary: ELF, but no Go build info.
+        let sh = Path::new("/bin/sh");
+        if sh.exists() {
+            let err = GoBinary::open(sh).err().expect("/bin/sh is not Go");
+            assert!(matches!(err, InspectError::NotGo(_)), "{err}");
+        }
+        let _ = std::fs::remove_dir_all(p.parent().unwrap());
+    }
+
+    #[test]
+    fn truncated_binaries_do_not_panic() {
+        let Some(built) = build_fixture(&Build::new("retprog")) else {
+            return;
+        };
+        let full = std::fs::read(&built.path).unwrap();
+        let mut outcomes = Vec::new();
+        for cut in [
+            64,
+            4096,
+            full.len() / 8,
+            full.len() / 3,
+            full.len() / 2,
+            full.len() - 1,
+        ] {
+            let p = scratch_file("truncated", &format!("cut{cut}"), &full[..cut]);
+            let outcome = match GoBinary::open(&p) {
+                Ok(bin) => match bin.functions(&["main.classify", "main.main"]) {
+                    Ok(found) => format!("opened, {} found", found.iter().flatten().count()),
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => e.to_string(),
+            };
+            assert!(!outcome.contains('\n'), "{outcome}");
+            outcomes.push(outcome);
+            let _ = std::fs::remove_file(&p);
+            let _ = std::fs::remove_dir(p.parent().unwrap());
+        }
+        println!("{outcomes:#?}");
+    }
+
+    #[test]
+    fn finds_net_http_functions() {
+        let Some(built) = build_fixture(&Build::new("httpprog")) else {
+            return;
+        };
+        let bin = GoBinary::open(&built).expect("open httpprog");
+        assert!(bin.has_symtab());
+        assert_eq!(bin.arch, Arch::X86_64);
+        assert_eq!(bin.build.go_version.raw, built.go_version);
+        assert_eq!(bin.build.main_package, "example.com/httpprog");
+        let main = bin.build.main_module.as_ref().expect("main module");
+        assert_eq!(main.path, "example.com/httpprog");
+        assert!(bin.build.module("example.com/httpprog").is_some());
+
+        let names = [
+            "main.main",
+            "net/http.serverHandler.ServeHTTP",
+            "no.such.function",
+            "main.main",
+        ];
+        let found = bin.functions(&names).expect("lookup");
+        assert_eq!(found.len(), 4);
+        let serve = found[1].as_ref().expect("net/http.serverHandler.ServeHTTP");
+        println!("{serve:x?}");
+        assert_eq!(serve.name, "net/http.serverHandler.ServeHTTP");
+        assert!(serve.size > 0 && !serve.return_offsets.is_empty());
+        assert!(found[2].is_none());
+        assert_eq!(found[0], found[3]);
+        // The entry offset maps back to the address through .text.
+        let obj = bin.object();
+        let text = obj.section_by_name(".text").expect(".text");
+        let (text_off, _) = text.file_range().unwrap();
+        assert_eq!(
+            serve.entry_offset - text_off,
+            serve.address - text.address()
+        );
+
+        let err = bin.function("no.such.function").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "function no.such.function not found in the symbol table"
+        );
+    }
+
+    #[test]
+    fn other_architectures_are_unsupported() {
+        for goarch in ["386", "riscv64"] {
+            let Some(built) = build_fixture(&Build::new("retprog").goarch(goarch)) else {
+                return;
+            };
+            let err = GoBinary::open(&built).err().expect("unsupported arch");
+            assert!(matches!(err, InspectError::Unsupported { .. }), "{err}");
+            println!("{err}");
+        }
+    }
+
+    #[test]
+    fn data_symbols_and_pie() {
+        let Some(built) = build_fixture(&Build::new("retprog")) else {
+            return;
+        };
+        let bin = GoBinary::open(&built).expect("open");
+        let addr = bin
+            .symbol_address("runtime.buildVersion")
+            .expect("runtime.buildVersion");
+        assert!(addr > 0);
+        assert_eq!(
+            bin.symbol_address("main.classify"),
+            Some(bin.function("main.classify").unwrap().address)
+        );
+        assert_eq!(bin.symbol_address("no.such.symbol"), None);
+        assert_eq!(bin.pie_first_load_vaddr(), None);
+
+        let Some(built) = build_fixture(&Build::new("retprog").buildmode("pie")) else {
+            return;
+        };
+        let bin = GoBinary::open(&built).expect("open PIE");
+        // Go's internal linker keeps 0x400000 as the PIE's link-time base.
+        let first = bin.object().segments().map(|s| s.address()).min();
+        assert!(first.is_some());
+        assert_eq!(bin.pie_first_load_vaddr(), first);
+        let f = bin.function("main.classify").expect("main.classify in PIE");
+        assert!(f.return_offsets.len() >= 2);
+    }
+
+    #[test]
+    fn stripped_binary_is_unsupported_for_lookup() {
+        let Some(built) = build_fixture(&Build::new("retprog").ldflags("-s -w")) else {
+            return;
+        };
+        let bin = GoBinary::open(&built).expect("stripped Go binary still opens");
+        assert!(!bin.has_symtab());
+        let err = bin.function("main.main").unwrap_err();
+        assert!(matches!(err, InspectError::Unsupported { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("pclntab lookup not implemented yet"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! The `gosight` sidecar: wires the pipeline stages together and owns the process
+//! lifecycle (start-up checks, the discovery loop, SIGTERM/SIGINT, the final flush).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use gosight::attach::Session;
+use gosight::clock::Clock;
+use gosight::config::{log_filter, Config};
+use gosight::discover::{Change, Selector, Watcher};
+use gosight::export::{ExportConfig, Exporter};
+use gosight::spans::SpanFactory;
+use tokio::signal::unix::{signal, SignalKind};
+
+fn main() -> std::process::ExitCode {
+    let config = Config::parse();
+    let filter = log_filter(std::env::var("RUST_LOG").ok(), std::env::var("OTEL_LOG_LEVEL").ok());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let selector = Selector::from_config(&config)
+        .map_err(|e| anyhow::anyhow!("invalid --target-exe / OTEL_GO_AUTO_TARGET_EXE pattern: {e}"))?;
+    let export_config = ExportConfig::from_env()?;
+    raise_memlock_limit();
+
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        targets = %selector.describe(),
+        exporter = %export_config.describe(),
+        "gosight starting"
+    );
+    let exporter = Exporter::start(export_config)?;
+    let clock = Clock::new();
+    let _refresh = clock.spawn_refresh(config.clock_refresh);
+    let factory = SpanFactory::new(clock, opentelemetry_sdk::trace::Config::default().sampler);
+
+    let mut watcher = Watcher::new(config.proc_root.clone(), selector);
+    let mut sessions: HashMap<u32, Session> = HashMap::new();
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut scan = tokio::time::interval(config.scan_interval);
+    scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_report = Instant::now();
+
+    loop {
+        tokio::select! {
+            _ = scan.tick() => {}
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: detaching and flushing"); break; }
+            _ = sigint.recv() => { tracing::info!("SIGINT: detaching and flushing"); break; }
+        }
+        for change in watcher.poll() {
+            match change {
+                Change::Started(target) => {
+                    let p = &target.process;
+                    tracing::info!(pid = p.pid, exe = %p.exe.display(), go = %target.binary.build.go_version, "target found");
+                    match Session::start(&target, &factory, &exporter) {
+                        Ok(s) => {
+                            sessions.insert(p.pid, s);
+                        }
+                        Err(e) => tracing::warn!(pid = p.pid, exe = %p.exe.display(), "not tracing: {e}"),
+                    }
+                }
+                Change::Exited(p) => {
+                    if sessions.remove(&p.pid).is_some() {
+                        tracing::info!(pid = p.pid, exe = %p.exe.display(), "target exited; probes released");
+                    }
+                }
+            }
+        }
+        if last_report.elapsed() >= Duration::from_secs(10) {
+            sessions.values_mut().for_each(Session::report_lost);
+            last_report = Instant::now();
+        }
+    }
+
+    sessions.clear();
+    exporter.shutdown(config.shutdown_timeout).await;
+    Ok(())
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it where allowed.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscall with a valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK (fine on kernels >= 5.11)");
+    }
+}

@@ -1,0 +1,288 @@
+//! Stage 5 — what the spans say: probe events become OpenTelemetry spans that follow
+//! the stable semantic conventions, with wall-clock times, valid ids and the
+//! configured sampler; and each target's resource.
+
+use std::borrow::Cow;
+
+use gosight_uprobes::net_http_server::HttpServerEvent;
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId};
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::resource::{EnvResourceDetector, Resource};
+use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample, SpanData, SpanEvents, SpanLinks};
+
+use crate::clock::Clock;
+use crate::discover::Target;
+
+/// Builds spans from events; one per sidecar, shared by every target.
+#[derive(Debug, Clone)]
+pub struct SpanFactory {
+    clock: Clock,
+    sampler: Box<dyn ShouldSample>,
+    scope: InstrumentationScope,
+}
+
+impl SpanFactory {
+    /// `sampler` normally comes from `OTEL_TRACES_SAMPLER(_ARG)`
+    /// (`opentelemetry_sdk::trace::Config::default().sampler`).
+    pub fn new(clock: Clock, sampler: Box<dyn ShouldSample>) -> SpanFactory {
+        let scope = InstrumentationScope::builder("gosight/net/http")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build();
+        SpanFactory { clock, sampler, scope }
+    }
+
+    /// The SERVER span of one request, or None when the sampler drops it.
+    pub fn http_server(&self, e: &HttpServerEvent) -> Option<SpanData> {
+        let route = route_of(&e.pattern);
+        let (method, method_original) = normalize_method(&e.method);
+        let name = match (&route, method) {
+            (Some(r), "_OTHER") => format!("HTTP {r}"),
+            (Some(r), m) => format!("{m} {r}"),
+            (None, "_OTHER") => "HTTP".to_string(),
+            (None, m) => m.to_string(),
+        };
+
+        let scheme = if e.tls { "https" } else { "http" };
+        let mut attrs = vec![
+            KeyValue::new("http.request.method", method.to_string()),
+            KeyValue::new("url.path", e.path.clone()),
+            KeyValue::new("url.scheme", scheme),
+        ];
+        if let Some(orig) = method_original {
+            attrs.push(KeyValue::new("http.request.method_original", orig.to_string()));
+        }
+        if let Some(r) = &route {
+            attrs.push(KeyValue::new("http.route", r.to_string()));
+        }
+        // net/http sends 200 when the handler never set a status.
+        let status = e.status.map(|s| if s == 0 { 200 } else { s });
+        if let Some(s) = status {
+            attrs.push(KeyValue::new("http.response.status_code", s as i64));
+        }
+        if let Some((host, port)) = split_host_port(&e.host) {
+            attrs.push(KeyValue::new("server.address", host.to_string()));
+            let port = port.or(if e.tls { Some(443) } else { Some(80) });
+            if let Some(p) = port {
+                attrs.push(KeyValue::new("server.port", p as i64));
+            }
+        }
+        if let Some((addr, port)) = split_host_port(&e.remote_addr) {
+            attrs.push(KeyValue::new("client.address", addr.to_string()));
+            if let Some(p) = port {
+                attrs.push(KeyValue::new("client.port", p as i64));
+            }
+        }
+        if let Some(v) = protocol_version(&e.proto) {
+            attrs.push(KeyValue::new("network.protocol.version", v));
+        }
+
+        let trace_id = nonzero_trace_id(e.trace_id);
+        let span_id = nonzero_span_id(e.span_id);
+        let decision = self.sampler.should_sample(None, trace_id, &name, &SpanKind::Server, &attrs, &[]);
+        if decision.decision != SamplingDecision::RecordAndSample {
+            return None;
+        }
+        attrs.extend(decision.attributes);
+
+        let span_status = match status {
+            Some(s) if s >= 500 => Status::error(""),
+            _ => Status::Unset,
+        };
+        Some(SpanData {
+            span_context: SpanContext::new(trace_id, span_id, TraceFlags::SAMPLED, false, decision.trace_state),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Server,
+            name: Cow::Owned(name),
+            start_time: self.clock.to_system_time(e.start_ns),
+            end_time: self.clock.to_system_time(e.end_ns.max(e.start_ns)),
+            attributes: attrs,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: span_status,
+            instrumentation_scope: self.scope.clone(),
+        })
+    }
+}
+
+fn nonzero_trace_id(b: [u8; 16]) -> TraceId {
+    if b == [0; 16] {
+        TraceId::from_bytes(rand::random::<u128>().max(1).to_be_bytes())
+    } else {
+        TraceId::from_bytes(b)
+    }
+}
+
+fn nonzero_span_id(b: [u8; 8]) -> SpanId {
+    if b == [0; 8] {
+        SpanId::from_bytes(rand::random::<u64>().max(1).to_be_bytes())
+    } else {
+        SpanId::from_bytes(b)
+    }
+}
+
+const KNOWN_METHODS: [&str; 9] = ["CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"];
+
+/// The semantic-convention method and, when it is not a known one, the original.
+fn normalize_method(m: &str) -> (&'static str, Option<&str>) {
+    match KNOWN_METHODS.iter().find(|k| **k == m) {
+        Some(k) => (k, None),
+        None => ("_OTHER", Some(m)),
+    }
+}
+
+/// http.route from a ServeMux pattern (`[METHOD ][HOST]/PATH`): the path part.
+fn route_of(pattern: &str) -> Option<String> {
+    let p = pattern.trim();
+    if p.is_empty() {
+        return None;
+    }
+    let after_method = match p.split_once([' ', '\t']) {
+        Some((_, rest)) => rest.trim_start(),
+        None => p,
+    };
+    after_method.find('/').map(|i| after_method[i..].to_string())
+}
+
+/// Splits `host:port`, `[v6]:port`, `host` or `v6` into host and optional port.
+pub fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, tail) = rest.split_once(']')?;
+        let port = tail.strip_prefix(':').and_then(|p| p.parse().ok());
+        return Some((host, port));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => Some((h, p.parse().ok())),
+        _ => Some((s, None)),
+    }
+}
+
+/// `HTTP/1.1` → `1.1`, `HTTP/2.0` → `2`.
+fn protocol_version(proto: &str) -> Option<String> {
+    let v = proto.strip_prefix("HTTP/")?;
+    Some(match v {
+        "2.0" => "2".into(),
+        "3.0" => "3".into(),
+        other => other.into(),
+    })
+}
+
+/// The resource of one target: which process the spans come from.
+///
+/// `service.name`: `OTEL_SERVICE_NAME`, else `service.name` in
+/// `OTEL_RESOURCE_ATTRIBUTES`, else the executable's file name.
+pub fn resource_for(target: &Target) -> Resource {
+    let exe = &target.process.exe;
+    let exe_name = exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let build = &target.binary.build;
+    let mut defaults = vec![
+        KeyValue::new("service.name", exe_name.clone()),
+        KeyValue::new("process.pid", target.process.pid as i64),
+        KeyValue::new("process.executable.path", exe.display().to_string()),
+        KeyValue::new("process.executable.name", exe_name),
+        KeyValue::new("process.runtime.name", "go"),
+        KeyValue::new("process.runtime.version", build.go_version.to_string()),
+        KeyValue::new("telemetry.distro.name", "gosight"),
+        KeyValue::new("telemetry.distro.version", env!("CARGO_PKG_VERSION")),
+        KeyValue::new("telemetry.sdk.name", "opentelemetry"),
+        KeyValue::new("telemetry.sdk.language", "go"),
+    ];
+    if let Some(m) = &build.main_module {
+        defaults.push(KeyValue::new("process.runtime.description", format!("{} {}", m.path, m.version)));
+    }
+    let mut b = Resource::builder_empty()
+        .with_attributes(defaults)
+        .with_detector(Box::new(EnvResourceDetector::new()));
+    if let Ok(name) = std::env::var("OTEL_SERVICE_NAME") {
+        if !name.trim().is_empty() {
+            b = b.with_service_name(name);
+        }
+    }
+    b.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::Value;
+    use opentelemetry_sdk::trace::Sampler;
+
+    fn event() -> HttpServerEvent {
+        HttpServerEvent {
+            start_ns: 1_000,
+            end_ns: 5_000,
+            goroutine: 1,
+            trace_id: [1; 16],
+            span_id: [2; 8],
+            status: Some(0),
+            tls: false,
+            method: "GET".into(),
+            path: "/users/7".into(),
+            path_truncated: false,
+            pattern: "GET /users/{id}".into(),
+            host: "localhost:8080".into(),
+            remote_addr: "[::1]:5555".into(),
+            proto: "HTTP/1.1".into(),
+        }
+    }
+
+    fn attr<'a>(s: &'a SpanData, k: &str) -> Option<&'a Value> {
+        s.attributes.iter().find(|kv| kv.key.as_str() == k).map(|kv| &kv.value)
+    }
+
+    #[test]
+    fn server_span_follows_semconv() {
+        let f = SpanFactory::new(Clock::new(), Box::new(Sampler::AlwaysOn));
+        let s = f.http_server(&event()).unwrap();
+        assert_eq!(s.name, "GET /users/{id}");
+        assert_eq!(s.span_kind, SpanKind::Server);
+        assert_eq!(attr(&s, "http.route"), Some(&Value::from("/users/{id}")));
+        assert_eq!(attr(&s, "http.response.status_code"), Some(&Value::I64(200)));
+        assert_eq!(attr(&s, "server.port"), Some(&Value::I64(8080)));
+        assert_eq!(attr(&s, "client.address"), Some(&Value::from("::1")));
+        assert_eq!(attr(&s, "client.port"), Some(&Value::I64(5555)));
+        assert_eq!(attr(&s, "network.protocol.version"), Some(&Value::from("1.1")));
+        assert_eq!(s.status, Status::Unset);
+        assert_eq!(s.end_time.duration_since(s.start_time).unwrap().as_nanos(), 4000);
+    }
+
+    #[test]
+    fn errors_unknown_methods_and_no_route() {
+        let f = SpanFactory::new(Clock::new(), Box::new(Sampler::AlwaysOn));
+        let mut e = event();
+        e.status = Some(503);
+        e.pattern.clear();
+        e.method = "BREW".into();
+        e.trace_id = [0; 16];
+        e.span_id = [0; 8];
+        let s = f.http_server(&e).unwrap();
+        assert_eq!(s.name, "HTTP");
+        assert!(matches!(s.status, Status::Error { .. }));
+        assert_eq!(attr(&s, "http.request.method"), Some(&Value::from("_OTHER")));
+        assert_eq!(attr(&s, "http.request.method_original"), Some(&Value::from("BREW")));
+        assert_ne!(s.span_context.trace_id(), TraceId::INVALID);
+        assert_ne!(s.span_context.span_id(), SpanId::INVALID);
+    }
+
+    #[test]
+    fn sampler_drops() {
+        let f = SpanFactory::new(Clock::new(), Box::new(Sampler::AlwaysOff));
+        assert!(f.http_server(&event()).is_none());
+    }
+
+    #[test]
+    fn routes_and_hosts() {
+        assert_eq!(route_of("GET example.com/a/{b}"), Some("/a/{b}".into()));
+        assert_eq!(route_of("/static/"), Some("/static/".into()));
+        assert_eq!(route_of(""), None);
+        assert_eq!(split_host_port("example.com"), Some(("example.com", None)));
+        assert_eq!(split_host_port("10.0.0.1:80"), Some(("10.0.0.1", Some(80))));
+        assert_eq!(split_host_port("::1"), Some(("::1", None)));
+        assert_eq!(protocol_version("HTTP/2.0"), Some("2".into()));
+    }
+}

@@ -1,0 +1,172 @@
+//! A real OpenTelemetry Collector receiving OTLP and writing it to a JSON file, and
+//! the parsing of that file into flat span records the tests assert on.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::process::Child;
+use crate::{free_port, repo_root};
+
+/// The collector binary, built and cached by scripts/install-collector.sh
+/// (`GOSIGHT_OTELCOL` names one explicitly).
+pub fn collector_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("GOSIGHT_OTELCOL") {
+        return Some(PathBuf::from(p));
+    }
+    let out = Command::new("bash").arg(repo_root().join("scripts/install-collector.sh")).output().ok()?;
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let path = String::from_utf8_lossy(&out.stdout).lines().last()?.trim().to_string();
+    Some(PathBuf::from(path)).filter(|p| p.exists())
+}
+
+pub struct Collector {
+    pub grpc_endpoint: String,
+    pub http_endpoint: String,
+    pub traces_file: PathBuf,
+    _child: Child,
+    _dir: PathBuf,
+}
+
+impl Collector {
+    pub fn start(bin: &std::path::Path) -> Collector {
+        let dir = std::env::temp_dir().join(format!("gosight-e2e-col-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (grpc, http) = (free_port(), free_port());
+        let traces_file = dir.join("traces.jsonl");
+        let mut cmd = Command::new(bin);
+        cmd.arg("--config")
+            .arg(repo_root().join("tests/collector/config.yaml"))
+            .env("GRPC_ENDPOINT", format!("127.0.0.1:{grpc}"))
+            .env("HTTP_ENDPOINT", format!("127.0.0.1:{http}"))
+            .env("OUTPUT_FILE", &traces_file)
+            .env("METRICS_FILE", dir.join("metrics.jsonl"));
+        let child = Child::spawn("otelcol", cmd, &dir);
+        child.wait_for_log("Everything is ready", Duration::from_secs(30));
+        Collector {
+            grpc_endpoint: format!("http://127.0.0.1:{grpc}"),
+            http_endpoint: format!("http://127.0.0.1:{http}"),
+            traces_file,
+            _child: child,
+            _dir: dir,
+        }
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<Span> {
+        let text = std::fs::read_to_string(&self.traces_file).unwrap_or_default();
+        text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).flat_map(|v| parse_export(&v)).collect()
+    }
+
+    /// Waits until `pred` holds for the received spans, then returns them.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&[Span]) -> bool) -> Vec<Span> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let spans = self.spans();
+            if pred(&spans) || Instant::now() > deadline {
+                return spans;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// One span, flattened with its resource.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
+    pub name: String,
+    /// OTLP SpanKind number: 2 = SERVER, 3 = CLIENT.
+    pub kind: i64,
+    pub start_ns: u128,
+    pub end_ns: u128,
+    /// OTLP status code: 0 unset, 1 ok, 2 error.
+    pub status_code: i64,
+    pub attrs: HashMap<String, Value>,
+    pub resource: HashMap<String, Value>,
+    pub scope: String,
+}
+
+impl Span {
+    pub fn attr_str(&self, k: &str) -> Option<&str> {
+        self.attrs.get(k)?.as_str()
+    }
+    pub fn attr_int(&self, k: &str) -> Option<i64> {
+        self.attrs.get(k)?.as_i64()
+    }
+    pub fn resource_str(&self, k: &str) -> Option<&str> {
+        self.resource.get(k)?.as_str()
+    }
+    pub fn resource_int(&self, k: &str) -> Option<i64> {
+        self.resource.get(k)?.as_i64()
+    }
+}
+
+/// OTLP/JSON AnyValue to a plain JSON value (ints arrive as strings).
+fn any_value(v: &Value) -> Value {
+    if let Some(s) = v.get("stringValue") {
+        return s.clone();
+    }
+    if let Some(i) = v.get("intValue") {
+        return match i {
+            Value::String(s) => s.parse::<i64>().map(Value::from).unwrap_or(Value::Null),
+            other => other.clone(),
+        };
+    }
+    for k in ["boolValue", "doubleValue"] {
+        if let Some(x) = v.get(k) {
+            return x.clone();
+        }
+    }
+    v.clone()
+}
+
+fn attributes(v: &Value) -> HashMap<String, Value> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|kv| Some((kv.get("key")?.as_str()?.to_string(), any_value(kv.get("value")?))))
+        .collect()
+}
+
+fn nanos(v: Option<&Value>) -> u128 {
+    match v {
+        Some(Value::String(s)) => s.parse().unwrap_or(0),
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0) as u128,
+        _ => 0,
+    }
+}
+
+fn parse_export(v: &Value) -> Vec<Span> {
+    let mut out = Vec::new();
+    for rs in v.get("resourceSpans").and_then(Value::as_array).into_iter().flatten() {
+        let resource = attributes(&rs["resource"]["attributes"]);
+        for ss in rs.get("scopeSpans").and_then(Value::as_array).into_iter().flatten() {
+            let scope = ss["scope"]["name"].as_str().unwrap_or_default().to_string();
+            for s in ss.get("spans").and_then(Value::as_array).into_iter().flatten() {
+                out.push(Span {
+                    trace_id: s["traceId"].as_str().unwrap_or_default().to_string(),
+                    span_id: s["spanId"].as_str().unwrap_or_default().to_string(),
+                    parent_span_id: s["parentSpanId"].as_str().unwrap_or_default().to_string(),
+                    name: s["name"].as_str().unwrap_or_default().to_string(),
+                    kind: s["kind"].as_i64().unwrap_or(0),
+                    start_ns: nanos(s.get("startTimeUnixNano")),
+                    end_ns: nanos(s.get("endTimeUnixNano")),
+                    status_code: s["status"]["code"].as_i64().unwrap_or(0),
+                    attrs: attributes(&s["attributes"]),
+                    resource: resource.clone(),
+                    scope: scope.clone(),
+                });
+            }
+        }
+    }
+    out
+}

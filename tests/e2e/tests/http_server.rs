@@ -1,0 +1,207 @@
+//! net/http SERVER spans from an unmodified Go binary, end to end: the app built
+//! with the machine's Go and with Go 1.22, gosight attached with real uprobes, spans
+//! exported to a real OpenTelemetry Collector and read back from its file exporter.
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::Duration;
+
+use gosight_e2e::collector::{collector_bin, Collector, Span};
+use gosight_e2e::process::{App, Child, Exchange, HttpConn};
+use gosight_e2e::*;
+
+/// A request the test sends and what its span must say.
+struct Case {
+    method: &'static str,
+    path: String,
+    status: u16,
+    /// http.route (Go >= 1.23 only, where Request.Pattern exists).
+    route: Option<&'static str>,
+    /// The handler sleeps at least this long.
+    min_duration_ms: u64,
+    body: &'static [u8],
+}
+
+fn cases() -> Vec<Case> {
+    let c = |method, path: &str, status, route, min_duration_ms| Case {
+        method,
+        path: path.to_string(),
+        status,
+        route,
+        min_duration_ms,
+        body: b"",
+    };
+    let mut v = Vec::new();
+    for id in 1..=5 {
+        v.push(c("GET", &format!("/users/{id}"), 200, Some("/users/{id}"), 0));
+    }
+    v.push(c("GET", "/missing", 404, Some("/missing"), 0));
+    v.push(c("GET", "/fail", 500, Some("/fail"), 0));
+    v.push(c("GET", "/sleep/120", 200, Some("/sleep/{ms}"), 120));
+    v.push(c("GET", "/sleep/30", 200, Some("/sleep/{ms}"), 30));
+    v.push(c("GET", "/deep/2000", 200, Some("/deep/{n}"), 0));
+    v.push(c("GET", "/health", 200, Some("/health"), 0));
+    v.push(c("GET", "/no/such/route", 404, None, 0));
+    v.push(Case { body: b"hello gosight", ..c("POST", "/echo", 201, Some("/echo"), 0) });
+    v
+}
+
+enum Select {
+    Pid,
+    ExeGlob,
+}
+
+struct Scenario {
+    toolchain: Option<&'static str>,
+    protocol: &'static str,
+    select: Select,
+}
+
+fn run(s: Scenario) {
+    if !require_all() {
+        return;
+    }
+    let _serial = serial();
+    let Some(col_bin) = collector_bin() else {
+        require("the OpenTelemetry Collector (scripts/install-collector.sh)", false);
+        return;
+    };
+
+    let exe = build_go_app("httpserver", s.toolchain, false);
+    let go_version = go_version_of(&exe);
+    let dir = std::env::temp_dir().join(format!("gosight-e2e-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A second copy under another name: running, Go, and not selected.
+    let other_exe = dir.join("httpserver-unselected");
+    std::fs::copy(&exe, &other_exe).unwrap();
+    let selected_exe = dir.join("httpserver-selected");
+    std::fs::copy(&exe, &selected_exe).unwrap();
+
+    let collector = Collector::start(&col_bin);
+    let app = App::start(&selected_exe, &dir, "app");
+    let other = App::start(&other_exe, &dir, "other");
+
+    let mut cmd = Command::new(gosight_bin());
+    match s.select {
+        Select::Pid => cmd.arg("--pid").arg(app.child.pid().to_string()),
+        Select::ExeGlob => cmd.env("OTEL_GO_AUTO_TARGET_EXE", dir.join("*-selected")),
+    };
+    let endpoint = if s.protocol == "grpc" { &collector.grpc_endpoint } else { &collector.http_endpoint };
+    cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", s.protocol)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=e2e")
+        .env_remove("OTEL_SERVICE_NAME")
+        .env("RUST_LOG", "gosight=debug");
+    let mut gosight = Child::spawn("gosight", cmd, &dir);
+    gosight.wait_for_line(&["probe attached", &format!("pid={}", app.child.pid())], Duration::from_secs(60));
+
+    // Known requests, each timed by the client, on one keep-alive connection
+    // (and a second connection for half of them).
+    let mut conns = [HttpConn::connect(&app.addr), HttpConn::connect(&app.addr)];
+    let cases = cases();
+    let mut exchanges: Vec<(Exchange, &Case)> = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let x = conns[i % 2].request(c.method, &c.path, &[], c.body);
+        assert_eq!(x.status, c.status, "{} {} answered {}", c.method, c.path, x.status);
+        exchanges.push((x, c));
+    }
+    // Traffic to the unselected process.
+    let mut oc = HttpConn::connect(&other.addr);
+    for i in 0..5 {
+        oc.request("GET", &format!("/users/other{i}"), &[], b"");
+    }
+
+    let pid = app.child.pid() as i64;
+    let spans = collector.wait_for(Duration::from_secs(20), |sp| {
+        sp.iter().filter(|s| s.resource_int("process.pid") == Some(pid)).count() >= cases.len()
+    });
+    // Let any duplicate arrive before counting.
+    std::thread::sleep(Duration::from_millis(800));
+    let code = gosight.terminate(Duration::from_secs(10));
+    let log = gosight.output();
+    assert_eq!(code, Some(0), "gosight did not exit cleanly on SIGTERM:\n{log}");
+    let spans = {
+        let after = collector.spans();
+        assert!(after.len() >= spans.len());
+        after
+    };
+
+    // Nothing from the process that was not selected.
+    let other_pid = other.child.pid() as i64;
+    assert!(
+        spans.iter().all(|s| s.resource_int("process.pid") != Some(other_pid)),
+        "spans exported for an unselected process"
+    );
+    let mine: Vec<&Span> = spans.iter().filter(|s| s.resource_int("process.pid") == Some(pid)).collect();
+    assert_eq!(mine.len(), cases.len(), "exactly one span per request; got:\n{mine:#?}\ngosight log:\n{log}");
+
+    let has_route = !go_version.starts_with("go1.22");
+    let mut ids = HashSet::new();
+    for (x, c) in &exchanges {
+        let matching: Vec<&&Span> =
+            mine.iter().filter(|s| s.attr_str("url.path") == Some(c.path.as_str())).collect();
+        assert_eq!(matching.len(), 1, "{} {}: spans {matching:#?}", c.method, c.path);
+        let s = matching[0];
+        check_span(s, x, c, has_route, &app.addr);
+        check_resource(s, &selected_exe, pid, &go_version);
+        assert!(ids.insert(s.span_id.clone()), "span id reused");
+    }
+    println!("{} spans checked for {go_version} over {}", mine.len(), s.protocol);
+}
+
+fn check_span(s: &Span, x: &Exchange, c: &Case, has_route: bool, addr: &str) {
+    let what = format!("{} {}", c.method, c.path);
+    let route = if has_route { c.route } else { None };
+    let name = match route {
+        Some(r) => format!("{} {r}", c.method),
+        None => c.method.to_string(),
+    };
+    assert_eq!(s.name, name, "{what}: name");
+    assert_eq!(s.kind, 2, "{what}: SERVER kind");
+    assert_eq!(s.attr_str("http.request.method"), Some(c.method), "{what}");
+    assert_eq!(s.attr_str("url.scheme"), Some("http"), "{what}");
+    assert_eq!(s.attr_str("http.route"), route, "{what}: http.route");
+    assert_eq!(s.attr_int("http.response.status_code"), Some(c.status as i64), "{what}: status");
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    assert_eq!(s.attr_str("server.address"), Some(host), "{what}");
+    assert_eq!(s.attr_int("server.port"), Some(port.parse::<i64>().unwrap()), "{what}");
+    assert_eq!(s.attr_str("client.address"), Some("127.0.0.1"), "{what}");
+    assert!(s.attr_int("client.port").is_some_and(|p| p > 0), "{what}: client.port");
+    assert_eq!(s.attr_str("network.protocol.version"), Some("1.1"), "{what}");
+    assert_eq!(s.status_code, if c.status >= 500 { 2 } else { 0 }, "{what}: span status");
+
+    // W3C ids: hex, right length, not zero.
+    assert!(s.trace_id.len() == 32 && s.trace_id.chars().all(|ch| ch.is_ascii_hexdigit()), "{what}: trace id");
+    assert!(s.span_id.len() == 16 && s.span_id.chars().all(|ch| ch.is_ascii_hexdigit()), "{what}: span id");
+    assert!(s.trace_id.chars().any(|ch| ch != '0') && s.span_id.chars().any(|ch| ch != '0'), "{what}: zero id");
+    assert!(s.parent_span_id.is_empty(), "{what}: root span has no parent");
+
+    // Times against the client's own clock, within 2 ms.
+    let slack = 2_000_000u128;
+    assert!(s.start_ns + slack >= x.sent_ns, "{what}: span starts {} ns before the request was sent", x.sent_ns - s.start_ns);
+    assert!(s.end_ns <= x.done_ns + slack, "{what}: span ends {} ns after the response was read", s.end_ns - x.done_ns);
+    assert!(s.end_ns >= s.start_ns, "{what}: negative duration");
+    let dur_ms = (s.end_ns - s.start_ns) / 1_000_000;
+    assert!(dur_ms >= c.min_duration_ms as u128, "{what}: lasted {dur_ms} ms, handler slept {}", c.min_duration_ms);
+}
+
+fn check_resource(s: &Span, exe: &std::path::Path, pid: i64, go_version: &str) {
+    assert_eq!(s.resource_str("service.name"), exe.file_name().unwrap().to_str());
+    assert_eq!(s.resource_int("process.pid"), Some(pid));
+    assert_eq!(s.resource_str("process.executable.path"), exe.to_str());
+    assert_eq!(s.resource_str("process.runtime.name"), Some("go"));
+    assert_eq!(s.resource_str("process.runtime.version"), Some(go_version));
+    assert_eq!(s.resource_str("telemetry.distro.name"), Some("gosight"));
+    assert_eq!(s.resource_str("deployment.environment.name"), Some("e2e"));
+}
+
+#[test]
+fn http_server_spans_go_local_http_protobuf_exe_glob() {
+    run(Scenario { toolchain: None, protocol: "http/protobuf", select: Select::ExeGlob });
+}
+
+#[test]
+fn http_server_spans_go_1_22_grpc_pid() {
+    run(Scenario { toolchain: Some("go1.22.12"), protocol: "grpc", select: Select::Pid });
+}
