@@ -1,0 +1,3 @@
+module gosight.dev/testapps/httpserver
+
+go 1.22
