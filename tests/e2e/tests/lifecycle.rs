@@ -1,0 +1,226 @@
+//! gosight's lifecycle against real processes: targets that start later, restart
+//! and exit; several targets at once; targets it cannot trace; a collector that is
+//! down; the sampler. Every test runs the real binary with real uprobes.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use gosight_e2e::collector::{collector_bin, Collector};
+use gosight_e2e::process::{App, Child, HttpConn};
+use gosight_e2e::*;
+
+fn tmpdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("gosight-e2e-{tag}-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn gosight(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(gosight_bin());
+    cmd.args(args).env("RUST_LOG", "gosight=debug").env_remove("OTEL_SERVICE_NAME");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = Child::spawn("gosight", cmd, dir);
+    child.wait_for_log("gosight starting", Duration::from_secs(30));
+    child
+}
+
+/// The value of `key=N` in a log line.
+fn field(line: &str, key: &str) -> u64 {
+    let pat = format!("{key}=");
+    let i = line.find(&pat).unwrap_or_else(|| panic!("no {key} in {line}")) + pat.len();
+    line[i..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn targets_are_picked_up_and_released_within_a_second() {
+    if !require_all() {
+        return;
+    }
+    let _serial = serial();
+    let Some(col_bin) = collector_bin() else {
+        require("the OpenTelemetry Collector", false);
+        return;
+    };
+    let exe = build_go_app("httpserver", None, false);
+    let dir = tmpdir("watch");
+    let watched = dir.join("svc-watched");
+    std::fs::copy(&exe, &watched).unwrap();
+    let collector = Collector::start(&col_bin);
+    let pattern = dir.join("*-watched");
+    let gs = gosight(
+        &dir,
+        &["--target-exe", pattern.to_str().unwrap()],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint), ("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    );
+
+    // Two targets started after gosight, handled at once.
+    let mut a = App::start(&watched, &dir, "a");
+    let t0 = Instant::now();
+    let b = App::start(&watched, &dir, "b");
+    for app in [&a, &b] {
+        gs.wait_for_line(&["probe attached", &format!("pid={}", app.child.pid())], Duration::from_secs(5));
+    }
+    let picked_up = t0.elapsed();
+    assert!(picked_up < Duration::from_secs(1), "targets picked up after {picked_up:?}");
+
+    HttpConn::connect(&a.addr).request("GET", "/users/a", &[], b"");
+    HttpConn::connect(&b.addr).request("GET", "/users/b", &[], b"");
+
+    // a exits; it is released within a second.
+    let a_pid = a.child.pid();
+    a.child.child.kill().unwrap();
+    a.child.child.wait().unwrap();
+    let t1 = Instant::now();
+    gs.wait_for_line(&["target exited", &format!("pid={a_pid}")], Duration::from_secs(5));
+    assert!(t1.elapsed() < Duration::from_secs(1), "exit noticed after {:?}", t1.elapsed());
+
+    // ... and restarts: a new process, a new target.
+    let a2 = App::start(&watched, &dir, "a2");
+    gs.wait_for_line(&["probe attached", &format!("pid={}", a2.child.pid())], Duration::from_secs(5));
+    HttpConn::connect(&a2.addr).request("GET", "/users/a2", &[], b"");
+
+    let want = [(a_pid, "/users/a"), (b.child.pid(), "/users/b"), (a2.child.pid(), "/users/a2")];
+    let spans = collector.wait_for(Duration::from_secs(15), |sp| sp.len() >= want.len());
+    for (pid, path) in want {
+        let n = spans
+            .iter()
+            .filter(|s| s.resource_int("process.pid") == Some(pid as i64) && s.attr_str("url.path") == Some(path))
+            .count();
+        assert_eq!(n, 1, "span for {path} from pid {pid}: {spans:#?}");
+    }
+    assert_eq!(spans.len(), want.len(), "{spans:#?}");
+    println!("picked up 2 targets in {picked_up:?}; exit noticed, restart traced");
+}
+
+#[test]
+fn untraceable_targets_get_one_line_and_the_rest_keeps_running() {
+    if !require_all() {
+        return;
+    }
+    let _serial = serial();
+    let dir = tmpdir("untraceable");
+    let http_exe = build_go_app("httpserver", None, false);
+    let nohttp_exe = build_go_app("nohttp", None, false);
+    let app = App::start(&http_exe, &dir, "app");
+    let nohttp = {
+        let c = Child::spawn("nohttp", Command::new(&nohttp_exe), &dir);
+        c.wait_for_log("ready", Duration::from_secs(10));
+        c
+    };
+    let mut sleep_cmd = Command::new("sleep");
+    sleep_cmd.arg("60");
+    let not_go = Child::spawn("sleep", sleep_cmd, &dir);
+
+    let pids = format!("{},{},{}", app.child.pid(), nohttp.pid(), not_go.pid());
+    let mut gs = gosight(&dir, &["--pid", &pids], &[("OTEL_TRACES_EXPORTER", "console"), ("OTEL_BSP_SCHEDULE_DELAY", "100")]);
+    let not_go_line = gs.wait_for_line(&["not a Go binary", &format!("pid={}", not_go.pid())], Duration::from_secs(10));
+    let stand_down = gs.wait_for_line(
+        &["stands down", "net/http.serverHandler.ServeHTTP", &format!("pid={}", nohttp.pid())],
+        Duration::from_secs(10),
+    );
+    gs.wait_for_line(&["probe attached", &format!("pid={}", app.child.pid())], Duration::from_secs(10));
+
+    let x = HttpConn::connect(&app.addr).request("GET", "/users/7", &[], b"");
+    assert_eq!(x.status, 200);
+    gs.wait_for_line(&["url.path=\"/users/7\""], Duration::from_secs(10));
+    assert_eq!(gs.terminate(Duration::from_secs(10)), Some(0));
+    let log = gs.output();
+    assert!(!log.contains("panicked"), "{log}");
+    assert_eq!(log.matches("not a Go binary").count(), 1, "one line for the non-Go target:\n{log}");
+    println!("{not_go_line}\n{stand_down}");
+}
+
+#[test]
+fn collector_down_drops_are_counted_and_memory_stays_flat() {
+    if !require_all() {
+        return;
+    }
+    let _serial = serial();
+    let dir = tmpdir("down");
+    let exe = build_go_app("httpserver", None, false);
+    let app = App::start(&exe, &dir, "app");
+    let dead = format!("http://127.0.0.1:{}", free_port()); // nothing listens there
+    let pid = app.child.pid().to_string();
+    let mut gs = gosight(
+        &dir,
+        &["--pid", &pid],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &dead),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "300"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "512"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "500"),
+        ],
+    );
+    gs.wait_for_line(&["probe attached", &format!("pid={pid}")], Duration::from_secs(10));
+
+    let mut conn = HttpConn::connect(&app.addr);
+    let total = 6000;
+    let mut rss_early = 0;
+    for i in 0..total {
+        let x = conn.request("GET", &format!("/users/{i}"), &[], b"");
+        assert_eq!(x.status, 200, "the app must keep answering");
+        if i == 1000 {
+            rss_early = rss_kib(gs.pid());
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_late = rss_kib(gs.pid());
+    assert!(gs.is_running(), "gosight died with the collector down");
+    gs.wait_for_line(&["spans dropped"], Duration::from_secs(10));
+    assert_eq!(gs.terminate(Duration::from_secs(15)), Some(0));
+    let log = gs.output();
+    let fin = log.lines().find(|l| l.contains("span export shut down")).unwrap_or_else(|| panic!("{log}"));
+    let (exported, full, failed) =
+        (field(fin, "exported"), field(fin, "dropped_queue_full"), field(fin, "dropped_export_failed"));
+    assert_eq!(exported, 0, "{fin}");
+    assert_eq!(full + failed, total, "every span is exported or counted as dropped: {fin}");
+    assert!(
+        rss_late <= rss_early + 8 * 1024,
+        "memory grew from {rss_early} KiB to {rss_late} KiB with the collector down"
+    );
+    println!("{total} requests, collector down: {fin}; RSS {rss_early} -> {rss_late} KiB");
+}
+
+#[test]
+fn sampler_always_off_exports_nothing() {
+    if !require_all() {
+        return;
+    }
+    let _serial = serial();
+    let Some(col_bin) = collector_bin() else {
+        require("the OpenTelemetry Collector", false);
+        return;
+    };
+    let dir = tmpdir("sampler");
+    let exe = build_go_app("httpserver", None, false);
+    let collector = Collector::start(&col_bin);
+    let app = App::start(&exe, &dir, "app");
+    let pid = app.child.pid().to_string();
+    let mut gs = gosight(
+        &dir,
+        &["--pid", &pid],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.grpc_endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_TRACES_SAMPLER", "always_off"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    gs.wait_for_line(&["probe attached", &format!("pid={pid}")], Duration::from_secs(10));
+    let mut conn = HttpConn::connect(&app.addr);
+    for i in 0..20 {
+        conn.request("GET", &format!("/users/{i}"), &[], b"");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(gs.terminate(Duration::from_secs(10)), Some(0));
+    assert!(collector.spans().is_empty(), "always_off exported spans");
+}

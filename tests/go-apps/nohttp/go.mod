@@ -1,0 +1,3 @@
+module gosight.dev/testapps/nohttp
+
+go 1.22
