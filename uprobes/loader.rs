@@ -44,9 +44,19 @@ impl AttachedProbe {
 
     /// Events the kernel side could not send because the ring buffer was full.
     pub fn lost(&self) -> u64 {
-        let Some(map) = self.ebpf.map("lost") else { return 0 };
+        self.counter("lost", 0)
+    }
+
+    /// Uprobe hits so far: (at entries, at RET sites). The first cost of a probe.
+    pub fn hits(&self) -> (u64, u64) {
+        (self.counter("hits", 0), self.counter("hits", 1))
+    }
+
+    /// Sum over CPUs of a per-CPU counter of `include/probe_stats.h`.
+    fn counter(&self, map: &str, index: u32) -> u64 {
+        let Some(map) = self.ebpf.map(map) else { return 0 };
         let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else { return 0 };
-        arr.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
+        arr.get(&index, 0).map(|v| v.iter().sum()).unwrap_or(0)
     }
 }
 

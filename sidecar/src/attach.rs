@@ -98,6 +98,8 @@ impl Drop for Session {
         self.report_lost();
         for p in &self.probes {
             p.task.abort();
+            let (entry, ret) = p.attached.hits();
+            tracing::info!(pid = self.pid, probe = p.attached.spec.name, entry_hits = entry, return_hits = ret, "probe detached");
         }
         // AttachedProbe's drop detaches the uprobes and unloads the programs.
         self.probes.clear();

@@ -12,6 +12,7 @@
  */
 #include "go_abi.h"
 #include "go_types.h"
+#include "probe_stats.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -84,17 +85,10 @@ struct {
 	__uint(max_entries, 512 * 1024);
 } events SEC(".maps");
 
-/* Events that found the ring buffer full, counted so userspace can report the loss. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, u32);
-	__type(value, u64);
-} lost SEC(".maps");
-
 SEC("uprobe")
 int serve_http_entry(struct go_regs *regs)
 {
+	count_hit(HIT_ENTRY);
 	u64 g = GO_G(regs);
 	u64 req = GO_ARG4(regs);
 	struct call *prev = bpf_map_lookup_elem(&calls, &g);
@@ -117,6 +111,7 @@ int serve_http_entry(struct go_regs *regs)
 SEC("uprobe")
 int serve_http_return(struct go_regs *regs)
 {
+	count_hit(HIT_RETURN);
 	u64 g = GO_G(regs);
 	struct call *c = bpf_map_lookup_elem(&calls, &g);
 	if (!c)
@@ -124,10 +119,7 @@ int serve_http_return(struct go_regs *regs)
 
 	struct http_server_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		u32 zero = 0;
-		u64 *n = bpf_map_lookup_elem(&lost, &zero);
-		if (n)
-			__sync_fetch_and_add(n, 1);
+		count_lost();
 		bpf_map_delete_elem(&calls, &g);
 		return 0;
 	}

@@ -9,7 +9,7 @@
 //! tracer provider, and its background thread panics with the async reqwest client.
 //! Instead [`batch`] runs one tokio task over one bounded queue shared by all targets.
 //!
-//! ```ignore
+//! ```text
 //! let cfg = ExportConfig::from_env()?;
 //! tracing::info!("export: {}", cfg.describe());
 //! let exporter = Exporter::start(cfg)?;            // inside a tokio runtime
