@@ -15,4 +15,13 @@ cargo build --release -p gosight
 export GOSIGHT_BIN=$PWD/target/release/gosight
 
 # End-to-end tests start collectors, apps and gosight: one test at a time.
-cargo test --workspace --release -- --test-threads=1 "$@"
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+set +e
+cargo test --workspace --release -- --test-threads=1 "$@" 2>&1 | tee "$out"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary (cargo prints one per binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "summary: %d passed, %d failed\n", p, f }' "$out"
+exit "$status"
