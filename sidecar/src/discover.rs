@@ -133,8 +133,10 @@ pub struct Watcher {
     selector: Selector,
     /// Selected Go processes currently traced, by pid.
     targets: HashMap<u32, Process>,
-    /// Processes looked at and passed over (not Go, not selected), by pid.
-    passed: HashMap<u32, u64>,
+    /// Processes looked at and passed over (not Go, not selected), by pid, with the
+    /// start time and executable they had: an `exec` (a shell wrapper exec'ing the
+    /// real service keeps its pid) makes the process worth another look.
+    passed: HashMap<u32, (u64, (u64, u64))>,
     /// Executables known not to be Go (or not usable), by (dev, inode).
     not_go: HashSet<(u64, u64)>,
     warned_missing_pids: bool,
@@ -172,7 +174,7 @@ impl Watcher {
         for pid in gone {
             changes.push(Change::Exited(self.targets.remove(&pid).expect("listed above")));
         }
-        self.passed.retain(|pid, start| alive.get(pid).is_some_and(|(t, _)| t == start));
+        self.passed.retain(|pid, seen| alive.get(pid) == Some(seen));
 
         for p in procs {
             if self.targets.contains_key(&p.pid) || self.passed.contains_key(&p.pid) {
@@ -184,7 +186,7 @@ impl Watcher {
                     changes.push(Change::Started(Target { process: p, binary }));
                 }
                 None => {
-                    self.passed.insert(p.pid, p.start_time);
+                    self.passed.insert(p.pid, (p.start_time, p.exe_id));
                 }
             }
         }

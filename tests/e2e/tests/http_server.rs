@@ -138,6 +138,8 @@ fn run(s: Scenario) {
 
     let has_route = !go_version.starts_with("go1.22");
     let mut ids = HashSet::new();
+    // Margins against the client's window: how far inside it each span lies.
+    let (mut min_lead_us, mut min_tail_us) = (i128::MAX, i128::MAX);
     for (x, c) in &exchanges {
         let matching: Vec<&&Span> =
             mine.iter().filter(|s| s.attr_str("url.path") == Some(c.path.as_str())).collect();
@@ -146,8 +148,15 @@ fn run(s: Scenario) {
         check_span(s, x, c, has_route, &app.addr);
         check_resource(s, &selected_exe, pid, &go_version);
         assert!(ids.insert(s.span_id.clone()), "span id reused");
+        min_lead_us = min_lead_us.min((s.start_ns as i128 - x.sent_ns as i128) / 1000);
+        min_tail_us = min_tail_us.min((x.done_ns as i128 - s.end_ns as i128) / 1000);
     }
-    println!("{} spans checked for {go_version} over {}", mine.len(), s.protocol);
+    println!(
+        "{} spans checked for {go_version} over {}; span start - client send >= {min_lead_us} us, \
+         client done - span end >= {min_tail_us} us",
+        mine.len(),
+        s.protocol
+    );
 }
 
 fn check_span(s: &Span, x: &Exchange, c: &Case, has_route: bool, addr: &str) {

@@ -87,7 +87,22 @@ fn targets_are_picked_up_and_released_within_a_second() {
     gs.wait_for_line(&["probe attached", &format!("pid={}", a2.child.pid())], Duration::from_secs(5));
     HttpConn::connect(&a2.addr).request("GET", "/users/a2", &[], b"");
 
-    let want = [(a_pid, "/users/a"), (b.child.pid(), "/users/b"), (a2.child.pid(), "/users/a2")];
+    // A shell wrapper that execs the service later keeps its pid: seen first as a
+    // non-matching shell, it must be picked up once it has become the service.
+    let mut wrapper = Command::new("sh");
+    wrapper.arg("-c").arg(format!("sleep 0.6; exec {} -addr 127.0.0.1:0", watched.display()));
+    let c = Child::spawn("c", wrapper, &dir);
+    let line = c.wait_for_log("listening on", Duration::from_secs(10));
+    let c_addr = line.rsplit(' ').next().unwrap().trim().to_string();
+    gs.wait_for_line(&["probe attached", &format!("pid={}", c.pid())], Duration::from_secs(5));
+    HttpConn::connect(&c_addr).request("GET", "/users/c", &[], b"");
+
+    let want = [
+        (a_pid, "/users/a"),
+        (b.child.pid(), "/users/b"),
+        (a2.child.pid(), "/users/a2"),
+        (c.pid(), "/users/c"),
+    ];
     let spans = collector.wait_for(Duration::from_secs(15), |sp| sp.len() >= want.len());
     for (pid, path) in want {
         let n = spans
