@@ -295,11 +295,12 @@ fn positive(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn parse(vars: &[(&str, &str)]) -> anyhow::Result<(ExportConfig, Vec<String>)> {
+    /// Parses a config from `vars` alone, without touching the process environment.
+    pub(in crate::export) fn parse(vars: &[(&str, &str)]) -> anyhow::Result<(ExportConfig, Vec<String>)> {
         let map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

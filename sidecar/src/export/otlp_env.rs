@@ -112,17 +112,9 @@ pub(crate) fn header_names(lookup: &impl Fn(&str) -> Option<String>) -> Vec<Stri
 
 #[cfg(test)]
 mod tests {
-    use super::super::config::{ExportConfig, OtlpProtocol};
-    use std::collections::HashMap;
+    use super::super::config::tests::parse;
+    use super::super::config::OtlpProtocol;
     use std::time::Duration;
-
-    fn parse(vars: &[(&str, &str)]) -> anyhow::Result<(ExportConfig, Vec<String>)> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        ExportConfig::from_lookup(|k| map.get(k).cloned())
-    }
 
     #[test]
     fn protocol_precedence_and_endpoints() {

@@ -26,6 +26,13 @@ pub fn collector_bin() -> Option<PathBuf> {
     Some(PathBuf::from(path)).filter(|p| p.exists())
 }
 
+/// The collector binary, or None after [`crate::require`] reported it missing.
+pub fn require_collector() -> Option<PathBuf> {
+    let bin = collector_bin();
+    crate::require("the OpenTelemetry Collector (scripts/install-collector.sh)", bin.is_some());
+    bin
+}
+
 pub struct Collector {
     pub grpc_endpoint: String,
     pub http_endpoint: String,

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
-use gosight_e2e::collector::{collector_bin, Collector, Span};
+use gosight_e2e::collector::{require_collector, Collector, Span};
 use gosight_e2e::process::{App, Child, Exchange, HttpConn};
 use gosight_e2e::*;
 
@@ -62,10 +62,7 @@ fn run(s: Scenario) {
         return;
     }
     let _serial = serial();
-    let Some(col_bin) = collector_bin() else {
-        require("the OpenTelemetry Collector (scripts/install-collector.sh)", false);
-        return;
-    };
+    let Some(col_bin) = require_collector() else { return };
 
     let exe = build_go_app("httpserver", s.toolchain, false);
     let go_version = go_version_of(&exe);

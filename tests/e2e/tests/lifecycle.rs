@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use gosight_e2e::collector::{collector_bin, Collector};
+use gosight_e2e::collector::{require_collector, Collector};
 use gosight_e2e::process::{App, Child, HttpConn};
 use gosight_e2e::*;
 
@@ -45,10 +45,7 @@ fn targets_are_picked_up_and_released_within_a_second() {
         return;
     }
     let _serial = serial();
-    let Some(col_bin) = collector_bin() else {
-        require("the OpenTelemetry Collector", false);
-        return;
-    };
+    let Some(col_bin) = require_collector() else { return };
     let exe = build_go_app("httpserver", None, false);
     let dir = tmpdir("watch");
     let watched = dir.join("svc-watched");
@@ -211,10 +208,7 @@ fn sampler_always_off_exports_nothing() {
         return;
     }
     let _serial = serial();
-    let Some(col_bin) = collector_bin() else {
-        require("the OpenTelemetry Collector", false);
-        return;
-    };
+    let Some(col_bin) = require_collector() else { return };
     let dir = tmpdir("sampler");
     let exe = build_go_app("httpserver", None, false);
     let collector = Collector::start(&col_bin);
