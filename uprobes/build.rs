@@ -1,7 +1,8 @@
 //! Compiles every `<probe>/probe.bpf.c` of this crate with clang into
-//! `$OUT_DIR/<probe>.bpf.o`, which the probe's Rust module embeds. The objects are
-//! never committed: they are rebuilt whenever a C source or a shared header changes,
-//! so they cannot drift from their sources.
+//! `$OUT_DIR/<probe>.bpf.o`, which the probe's Rust module embeds, and every
+//! `tests/<dir>/probe.bpf.c` into `$OUT_DIR/test_<dir>.bpf.o` for the integration
+//! tests. The objects are never committed: they are rebuilt whenever a C source or
+//! a shared header changes, so they cannot drift from their sources.
 //!
 //! Needs clang (Debian's, >= 14) and libbpf's headers (`apt-get install clang
 //! libbpf-dev`). `GOSIGHT_CLANG` names another clang.
@@ -33,6 +34,24 @@ fn main() {
         let src = dir.join("probe.bpf.c");
         println!("cargo:rerun-if-changed={}", src.display());
         compile(&clang, &src, &out.join(format!("{name}.bpf.o")), &root.join("include"), bpf_arch, multiarch);
+    }
+
+    // Test programs: `tests/<dir>/probe.bpf.c` → `$OUT_DIR/test_<dir>.bpf.o`, for the
+    // integration tests under tests/ (never embedded in the library).
+    let tests = root.join("tests");
+    let mut test_probes: Vec<PathBuf> = match std::fs::read_dir(&tests) {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("probe.bpf.c").is_file())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    test_probes.sort();
+    for dir in test_probes {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let src = dir.join("probe.bpf.c");
+        println!("cargo:rerun-if-changed={}", src.display());
+        compile(&clang, &src, &out.join(format!("test_{name}.bpf.o")), &root.join("include"), bpf_arch, multiarch);
     }
 }
 

@@ -11,14 +11,62 @@
 //! loaded programs with their uprobes attached to one process, and the ring buffer
 //! their events arrive on.
 
+pub mod bpffs;
+pub mod go_header;
 mod loader;
 mod ring;
 
+#[path = "http1_propagation/mod.rs"]
+pub mod http1_propagation;
+#[path = "net_http_client/mod.rs"]
+pub mod net_http_client;
 #[path = "net_http_server/mod.rs"]
 pub mod net_http_server;
 
 pub use loader::{load, AttachedProbe, ProbeError};
 pub use ring::EventReader;
+
+/// Maps that several objects share (`include/shared_maps.h`): pinned by name in
+/// gosight's bpffs directory when there is one.
+pub const SHARED_MAPS: &[&str] = &["spans_by_goroutine", "spans_by_context", "pending_headers"];
+
+/// The sampler, as every probe object applies it in the kernel
+/// (`include/sampling.h`), so that what is propagated and what is exported agree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampler {
+    AlwaysOn,
+    AlwaysOff,
+    /// Fraction of root traces sampled, decided from the trace id as the
+    /// OpenTelemetry SDK does.
+    TraceIdRatio(f64),
+}
+
+/// Sampler plus whether a sampled/unsampled parent decides for its children.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    pub root: Sampler,
+    pub parent_based: bool,
+}
+
+impl Sampling {
+    /// Values of the C globals `sampler_kind`, `sampler_parent_based`,
+    /// `sampler_ratio_bound`.
+    pub fn globals(&self) -> [(&'static str, u64); 3] {
+        let (kind, bound) = match self.root {
+            Sampler::AlwaysOn => (0, u64::MAX),
+            Sampler::AlwaysOff => (1, 0),
+            // Same bound as opentelemetry_sdk's TraceIdRatioBased.
+            Sampler::TraceIdRatio(r) => (2, (r.clamp(0.0, 1.0) * (1u64 << 63) as f64) as u64),
+        };
+        [("sampler_kind", kind), ("sampler_parent_based", self.parent_based as u64), ("sampler_ratio_bound", bound)]
+    }
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling { root: Sampler::AlwaysOn, parent_based: true }
+    }
+}
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -39,6 +87,11 @@ pub struct FieldSpec {
     /// A required field that cannot be resolved makes the probe stand down; an
     /// optional one is passed as [`OFF_ABSENT`] and the attribute it feeds is omitted.
     pub required: bool,
+}
+
+/// A standard-library field (its layout is decided by the Go version).
+pub const fn std_field(global: &'static str, strukt: &'static str, field: &'static str, required: bool) -> FieldSpec {
+    FieldSpec { global, module: "std", strukt, field, required }
 }
 
 /// A function a probe attaches to: an entry program and, optionally, a program put
@@ -64,12 +117,31 @@ pub struct ProbeSpec {
     /// Short name used in logs (`net_http_server`).
     pub name: &'static str,
     pub functions: &'static [FunctionSpec],
-    pub fields: &'static [FieldSpec],
+    /// Field groups (a probe's own fields, plus shared groups such as the Go map
+    /// layout of `go_header`).
+    pub fields: &'static [&'static [FieldSpec]],
     pub addresses: &'static [AddressSpec],
     /// The compiled BPF object.
     pub object: &'static [u8],
     /// Decodes one ring-buffer record into an event.
     pub decode: fn(&[u8]) -> Option<Event>,
+}
+
+impl ProbeSpec {
+    /// Every field the probe reads, across its groups.
+    pub fn all_fields(&self) -> impl Iterator<Item = &'static FieldSpec> {
+        self.fields.iter().flat_map(|g| g.iter())
+    }
+}
+
+/// Mirror of `struct span_ctx` (include/traceparent.h).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RawSpanContext {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub flags: u8,
+    pub _pad: [u8; 7],
 }
 
 /// Where a function lives in the target's executable file.
@@ -91,16 +163,32 @@ pub struct ProbeInputs {
     pub functions: HashMap<&'static str, FunctionSite>,
     /// Runtime addresses keyed by [`AddressSpec::global`] (0 when unknown).
     pub addresses: HashMap<&'static str, u64>,
+    /// gosight's bpffs directory, where [`SHARED_MAPS`] are pinned; None = no
+    /// cross-object sharing.
+    pub pin_dir: Option<PathBuf>,
+    pub sampling: Sampling,
+    /// Settings for C globals a probe may declare (e.g. `propagate`); ignored by
+    /// objects that do not have them.
+    pub settings: Vec<(&'static str, u64)>,
 }
 
 /// A decoded event from any probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     HttpServer(net_http_server::HttpServerEvent),
+    HttpClient(net_http_client::HttpClientEvent),
 }
 
 /// Every probe this crate ships.
-pub static ALL_PROBES: &[&ProbeSpec] = &[&net_http_server::SPEC];
+/// Every per-target probe this crate ships.
+pub static ALL_PROBES: &[&ProbeSpec] = &[&net_http_server::SPEC, &net_http_client::SPEC];
+
+/// A string field of an event: its first `len` bytes (at most the buffer), and
+/// whether the original was longer than the buffer (truncated).
+pub(crate) fn event_text(buf: &[u8], len: u16) -> (String, bool) {
+    let n = (len as usize).min(buf.len());
+    (String::from_utf8_lossy(&buf[..n]).into_owned(), len as usize > buf.len())
+}
 
 /// Embeds a compiled BPF object with the 8-byte alignment the ELF parser needs.
 #[macro_export]

@@ -17,12 +17,31 @@ pub enum ProbeError {
     MissingFunction { probe: &'static str, symbol: &'static str },
     #[error("probe {probe}: no offset for {global}")]
     MissingField { probe: &'static str, global: &'static str },
-    #[error("probe {probe}: loading the BPF object failed: {source}")]
+    #[error("probe {probe}: loading the BPF object failed: {}", brief(source))]
     Load { probe: &'static str, source: aya::EbpfError },
-    #[error("probe {probe}: program {program}: {source}")]
+    #[error("probe {probe}: program {program}: {}", brief(source))]
     Program { probe: &'static str, program: &'static str, source: aya::programs::ProgramError },
     #[error("probe {probe}: map {map}: {reason}")]
     Map { probe: &'static str, map: &'static str, reason: String },
+}
+
+/// An error on one line: a verifier log (thousands of lines) is cut to its verdict,
+/// the last lines, which say why the program was refused.
+fn brief(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    match text.split_once("Verifier output:") {
+        Some((head, log)) => {
+            let tail: Vec<&str> = log.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            let tail = tail[tail.len().saturating_sub(3)..].join(" | ");
+            format!("{} verifier: {tail}", head.trim_end())
+        }
+        None => text.replace('\n', " "),
+    }
 }
 
 /// A loaded probe with its uprobes attached to one process. Dropping it detaches
@@ -64,7 +83,7 @@ impl AttachedProbe {
 pub fn load(spec: &'static ProbeSpec, inputs: &ProbeInputs) -> Result<AttachedProbe, ProbeError> {
     let probe = spec.name;
     let mut globals: Vec<(&'static str, u64)> = Vec::new();
-    for f in spec.fields {
+    for f in spec.all_fields() {
         let v = *inputs.fields.get(f.global).ok_or(ProbeError::MissingField { probe, global: f.global })?;
         globals.push((f.global, v));
     }
@@ -72,9 +91,20 @@ pub fn load(spec: &'static ProbeSpec, inputs: &ProbeInputs) -> Result<AttachedPr
         globals.push((a.global, inputs.addresses.get(a.global).copied().unwrap_or(0)));
     }
 
+    let sampling = inputs.sampling.globals();
+    let pins: Vec<(&'static str, std::path::PathBuf)> = match &inputs.pin_dir {
+        Some(dir) => crate::SHARED_MAPS.iter().map(|m| (*m, dir.join(m))).collect(),
+        None => Vec::new(),
+    };
     let mut loader = EbpfLoader::new();
     for (name, value) in &globals {
         loader.override_global(name, value, true);
+    }
+    for (name, value) in sampling.iter().chain(&inputs.settings) {
+        loader.override_global(name, value, false);
+    }
+    for (name, path) in &pins {
+        loader.map_pin_path(name, path.as_path());
     }
     let mut ebpf = loader.load(spec.object).map_err(|source| ProbeError::Load { probe, source })?;
 

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use gosight_uprobes::{AttachedProbe, Event, FunctionSite, ProbeInputs, ProbeSpec, ALL_PROBES};
+use gosight_uprobes::{AttachedProbe, Event, FunctionSite, ProbeInputs, ProbeSpec, Sampling, ALL_PROBES};
 use tokio::task::JoinHandle;
 
 use crate::discover::Target;
@@ -16,6 +16,41 @@ use crate::export::{Exporter, TargetHandle};
 use crate::inspect::{Arch, GoBinary};
 use crate::offsets::Resolver;
 use crate::spans::{resource_for, SpanFactory};
+
+/// What every session shares: where spans go and how probes are set up.
+#[derive(Clone)]
+pub struct Shared {
+    pub factory: SpanFactory,
+    pub exporter: Exporter,
+    /// gosight's bpffs directory for maps shared between probes (None: no sharing).
+    pub pin_dir: Option<PathBuf>,
+    pub sampling: Sampling,
+    /// Whether client probes hand `traceparent` headers to the in-kernel inserter.
+    pub propagate: bool,
+}
+
+/// Go type names of `error` values by runtime itab address, for `error.type`.
+#[derive(Debug, Default)]
+pub struct ErrorTypes(HashMap<u64, String>);
+
+impl ErrorTypes {
+    fn of(bin: &GoBinary, bias: u64) -> ErrorTypes {
+        ErrorTypes(
+            bin.symbols_with_prefix("go:itab.")
+                .into_iter()
+                .filter_map(|(name, addr)| {
+                    let pair = name.strip_prefix("go:itab.")?;
+                    let ty = pair.strip_suffix(",error")?;
+                    Some((addr + bias, ty.to_string()))
+                })
+                .collect(),
+        )
+    }
+
+    pub fn name(&self, itab: u64) -> Option<&str> {
+        self.0.get(&itab).map(String::as_str)
+    }
+}
 
 /// Everything gosight runs for one target process; dropping it detaches.
 pub struct Session {
@@ -42,16 +77,19 @@ pub enum SessionError {
 
 impl Session {
     /// Attaches every probe that can be attached to `target`.
-    pub fn start(target: &Target, factory: &SpanFactory, exporter: &Exporter) -> Result<Session, SessionError> {
+    pub fn start(target: &Target, shared: &Shared) -> Result<Session, SessionError> {
         let pid = target.process.pid;
         let bin = &target.binary;
         check_supported(bin)?;
+        let exporter = &shared.exporter;
 
         let resolver = Resolver::for_binary(bin, ALL_PROBES);
+        let bias = load_bias(bin, Path::new(&format!("/proc/{pid}")));
+        let errors = std::sync::Arc::new(ErrorTypes::of(bin, bias));
         let export = exporter.register_target(resource_for(target));
         let mut probes = Vec::new();
         for spec in ALL_PROBES.iter().copied() {
-            match prepare(spec, target, &resolver).and_then(|inputs| {
+            match prepare(spec, target, &resolver, bias, shared).and_then(|inputs| {
                 gosight_uprobes::load(spec, &inputs).map_err(|e| e.to_string())
             }) {
                 Ok(mut attached) => {
@@ -63,7 +101,13 @@ impl Session {
                         }
                     };
                     tracing::info!(pid, probe = spec.name, uprobes = attached.attach_points, "probe attached");
-                    let task = tokio::spawn(run_events(reader, factory.clone(), exporter.clone(), export.clone(), pid));
+                    let sink = EventSink {
+                        factory: shared.factory.clone(),
+                        exporter: exporter.clone(),
+                        export: export.clone(),
+                        errors: errors.clone(),
+                    };
+                    let task = tokio::spawn(run_events(reader, sink, pid));
                     probes.push(RunningProbe { attached, task, reported_lost: 0 });
                 }
                 Err(reason) => tracing::warn!(pid, probe = spec.name, "probe stands down: {reason}"),
@@ -107,21 +151,29 @@ impl Drop for Session {
     }
 }
 
-async fn run_events(
-    mut reader: gosight_uprobes::EventReader,
+/// Where one target's events become spans.
+struct EventSink {
     factory: SpanFactory,
     exporter: Exporter,
     export: TargetHandle,
-    pid: u32,
-) {
+    errors: std::sync::Arc<ErrorTypes>,
+}
+
+impl EventSink {
+    fn handle(&self, ev: Event) {
+        let span = match ev {
+            Event::HttpServer(e) => self.factory.http_server(&e),
+            Event::HttpClient(e) => self.factory.http_client(&e, self.errors.name(e.error_itab)),
+        };
+        if let Some(span) = span {
+            self.exporter.submit(&self.export, span);
+        }
+    }
+}
+
+async fn run_events(mut reader: gosight_uprobes::EventReader, sink: EventSink, pid: u32) {
     loop {
-        let res = reader.next_batch(|ev| match ev {
-            Event::HttpServer(e) => {
-                if let Some(span) = factory.http_server(&e) {
-                    exporter.submit(&export, span);
-                }
-            }
-        });
+        let res = reader.next_batch(|ev| sink.handle(ev));
         if let Err(e) = res.await {
             tracing::warn!(pid, "event reader stopped: {e}");
             return;
@@ -148,7 +200,13 @@ fn check_supported(bin: &GoBinary) -> Result<(), SessionError> {
 }
 
 /// Resolves one probe's spec against the target; Err is the one-line reason.
-fn prepare(spec: &'static ProbeSpec, target: &Target, resolver: &Resolver) -> Result<ProbeInputs, String> {
+fn prepare(
+    spec: &'static ProbeSpec,
+    target: &Target,
+    resolver: &Resolver,
+    bias: u64,
+    shared: &Shared,
+) -> Result<ProbeInputs, String> {
     let bin = &target.binary;
     let pid = target.process.pid;
     let symbols: Vec<&str> = spec.functions.iter().map(|f| f.symbol).collect();
@@ -163,13 +221,21 @@ fn prepare(spec: &'static ProbeSpec, target: &Target, resolver: &Resolver) -> Re
     }
     let fields = resolver.resolve(spec).map_err(|e| e.to_string())?;
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let bias = load_bias(bin, &proc_dir);
     let addresses = spec
         .addresses
         .iter()
         .map(|a| (a.global, bin.symbol_address(a.symbol).map(|v| v + bias).unwrap_or(0)))
         .collect();
-    Ok(ProbeInputs { pid, exe: proc_dir.join("exe"), fields, functions, addresses })
+    Ok(ProbeInputs {
+        pid,
+        exe: proc_dir.join("exe"),
+        fields,
+        functions,
+        addresses,
+        pin_dir: shared.pin_dir.clone(),
+        sampling: shared.sampling,
+        settings: vec![("propagate", shared.propagate as u64)],
+    })
 }
 
 /// Where a position-independent executable was loaded (0 for fixed-address ones).

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use gosight_uprobes::{Sampler, Sampling};
 
 /// Zero-code OpenTelemetry tracing for Go services.
 ///
@@ -39,6 +40,21 @@ pub struct Config {
     #[arg(long, default_value = "/proc", hide = true)]
     pub proc_root: PathBuf,
 
+    /// Propagate W3C trace context into outgoing HTTP/1 requests, inserted in the
+    /// kernel as they leave (sockops + sk_msg; the apps' memory is never written).
+    #[arg(long, env = "GOSIGHT_PROPAGATION", default_value = "on", value_parser = parse_on_off)]
+    pub propagation: bool,
+
+    /// cgroup v2 directory whose TCP connections get context propagation
+    /// (default: the pod, i.e. the parent of gosight's own cgroup, or the root).
+    #[arg(long, env = "GOSIGHT_PROPAGATION_CGROUP")]
+    pub propagation_cgroup: Option<PathBuf>,
+
+    /// BPF filesystem where maps shared between probes are pinned (mounted there
+    /// if needed and allowed).
+    #[arg(long, env = "GOSIGHT_BPFFS", default_value = "/sys/fs/bpf")]
+    pub bpffs: PathBuf,
+
     /// Time allowed for flushing spans at shutdown.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -58,6 +74,42 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => Ok(Duration::from_secs(n * 60)),
         _ => Err(format!("invalid duration unit in {s:?} (use ms, s or m)")),
     }
+}
+
+/// `on`/`off` (also true/false, 1/0, yes/no).
+pub fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        other => Err(format!("expected on or off, got {other:?}")),
+    }
+}
+
+/// The sampler from `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (default
+/// `parentbased_always_on`), as the probes apply it in the kernel. Err names an
+/// unsupported value; the caller falls back to the default.
+pub fn sampling_from(sampler: Option<&str>, arg: Option<&str>) -> Result<Sampling, String> {
+    let ratio = || -> Result<f64, String> {
+        match arg.map(str::trim) {
+            None | Some("") => Ok(1.0),
+            Some(a) => a
+                .parse::<f64>()
+                .ok()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .ok_or_else(|| format!("OTEL_TRACES_SAMPLER_ARG={a:?} is not a ratio in [0, 1]")),
+        }
+    };
+    let s = sampler.map(|s| s.trim().to_ascii_lowercase()).unwrap_or_default();
+    let (root, parent_based) = match s.as_str() {
+        "" | "parentbased_always_on" => (Sampler::AlwaysOn, true),
+        "always_on" => (Sampler::AlwaysOn, false),
+        "always_off" => (Sampler::AlwaysOff, false),
+        "parentbased_always_off" => (Sampler::AlwaysOff, true),
+        "traceidratio" => (Sampler::TraceIdRatio(ratio()?), false),
+        "parentbased_traceidratio" => (Sampler::TraceIdRatio(ratio()?), true),
+        other => return Err(format!("OTEL_TRACES_SAMPLER={other:?} is not supported")),
+    };
+    Ok(Sampling { root, parent_based })
 }
 
 /// The log filter: `RUST_LOG` wins (it is the more specific), else `OTEL_LOG_LEVEL`
@@ -92,6 +144,18 @@ mod tests {
         assert_eq!(log_filter(None, Some("DEBUG".into())), "debug");
         assert_eq!(log_filter(None, Some("bogus".into())), "info");
         assert_eq!(log_filter(None, None), "info");
+    }
+
+    #[test]
+    fn samplers() {
+        assert_eq!(sampling_from(None, None), Ok(Sampling { root: Sampler::AlwaysOn, parent_based: true }));
+        assert_eq!(sampling_from(Some("always_off"), None), Ok(Sampling { root: Sampler::AlwaysOff, parent_based: false }));
+        assert_eq!(
+            sampling_from(Some("parentbased_traceidratio"), Some("0.25")),
+            Ok(Sampling { root: Sampler::TraceIdRatio(0.25), parent_based: true })
+        );
+        assert!(sampling_from(Some("traceidratio"), Some("2")).is_err());
+        assert!(sampling_from(Some("xray"), None).is_err());
     }
 
     #[test]

@@ -14,6 +14,9 @@
 //!    conventions, ids, sampling) with wall-clock times from [`clock`].
 //! 6. [`export`] — a bounded, counted queue in front of the OTLP / console exporters.
 //!
+//! [`propagation`] sets up what spans several targets: the pinned maps probes share
+//! and the in-kernel insertion of `traceparent` into outgoing requests.
+//!
 //! [`config`] holds the command line and environment settings; `main.rs` wires the
 //! stages together and owns the process lifecycle (signals, flush).
 
@@ -24,4 +27,5 @@ pub mod discover;
 pub mod export;
 pub mod inspect;
 pub mod offsets;
+pub mod propagation;
 pub mod spans;

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use gosight::attach::Session;
+use gosight::attach::{Session, Shared};
 use gosight::clock::Clock;
-use gosight::config::{log_filter, Config};
+use gosight::config::{log_filter, sampling_from, Config};
+use gosight::propagation::Propagation;
 use gosight::discover::{Change, Selector, Watcher};
 use gosight::export::{ExportConfig, Exporter};
 use gosight::spans::SpanFactory;
@@ -53,7 +54,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let exporter = Exporter::start(export_config)?;
     let clock = Clock::new();
     let _refresh = clock.spawn_refresh(config.clock_refresh);
-    let factory = SpanFactory::new(clock, opentelemetry_sdk::trace::Config::default().sampler);
+    let sampling = sampling_from(
+        std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
+        std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().as_deref(),
+    )
+    .unwrap_or_else(|e| {
+        tracing::warn!("{e}; using parentbased_always_on");
+        Default::default()
+    });
+    let propagation = Propagation::start(&config);
+    let shared = Shared {
+        factory: SpanFactory::new(clock),
+        exporter: exporter.clone(),
+        pin_dir: propagation.pin_dir(),
+        sampling,
+        propagate: propagation.inserting(),
+    };
 
     let mut watcher = Watcher::new(config.proc_root.clone(), selector);
     let mut sessions: HashMap<u32, Session> = HashMap::new();
@@ -74,7 +90,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 Change::Started(target) => {
                     let p = &target.process;
                     tracing::info!(pid = p.pid, exe = %p.exe.display(), go = %target.binary.build.go_version, "target found");
-                    match Session::start(&target, &factory, &exporter) {
+                    match Session::start(&target, &shared) {
                         Ok(s) => {
                             sessions.insert(p.pid, s);
                         }
@@ -95,6 +111,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     sessions.clear();
+    propagation.report();
+    drop(propagation);
     exporter.shutdown(config.shutdown_timeout).await;
     Ok(())
 }

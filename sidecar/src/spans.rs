@@ -1,14 +1,16 @@
 //! Stage 5 — what the spans say: probe events become OpenTelemetry spans that follow
-//! the stable semantic conventions, with wall-clock times, valid ids and the
-//! configured sampler; and each target's resource.
+//! the stable semantic conventions, with wall-clock times and valid ids; and each
+//! target's resource. Ids, parents and the sampling decision come from the kernel
+//! (where they are also propagated), so they agree with what went downstream.
 
 use std::borrow::Cow;
 
+use gosight_uprobes::net_http_client::HttpClientEvent;
 use gosight_uprobes::net_http_server::HttpServerEvent;
-use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId};
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::resource::{EnvResourceDetector, Resource};
-use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample, SpanData, SpanEvents, SpanLinks};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use crate::clock::Clock;
 use crate::discover::Target;
@@ -17,21 +19,64 @@ use crate::discover::Target;
 #[derive(Debug, Clone)]
 pub struct SpanFactory {
     clock: Clock,
-    sampler: Box<dyn ShouldSample>,
     scope: InstrumentationScope,
 }
 
+/// Ids and parent of a span as the kernel decided them.
+struct Ids {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    parent: Option<[u8; 8]>,
+    flags: u8,
+}
+
 impl SpanFactory {
-    /// `sampler` normally comes from `OTEL_TRACES_SAMPLER(_ARG)`
-    /// (`opentelemetry_sdk::trace::Config::default().sampler`).
-    pub fn new(clock: Clock, sampler: Box<dyn ShouldSample>) -> SpanFactory {
+    pub fn new(clock: Clock) -> SpanFactory {
         let scope = InstrumentationScope::builder("gosight/net/http")
             .with_version(env!("CARGO_PKG_VERSION"))
             .build();
-        SpanFactory { clock, sampler, scope }
+        SpanFactory { clock, scope }
     }
 
-    /// The SERVER span of one request, or None when the sampler drops it.
+    #[allow(clippy::too_many_arguments)]
+    fn span(
+        &self,
+        ids: Ids,
+        kind: SpanKind,
+        name: String,
+        start_ns: u64,
+        end_ns: u64,
+        attributes: Vec<KeyValue>,
+        status: Status,
+    ) -> Option<SpanData> {
+        if ids.flags & 1 == 0 {
+            return None; // not sampled: nothing to export
+        }
+        let parent_span_id = ids.parent.map(SpanId::from_bytes).unwrap_or(SpanId::INVALID);
+        Some(SpanData {
+            span_context: SpanContext::new(
+                nonzero_trace_id(ids.trace_id),
+                nonzero_span_id(ids.span_id),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            ),
+            parent_span_id,
+            parent_span_is_remote: kind == SpanKind::Server && parent_span_id != SpanId::INVALID,
+            span_kind: kind,
+            name: Cow::Owned(name),
+            start_time: self.clock.to_system_time(start_ns),
+            end_time: self.clock.to_system_time(end_ns.max(start_ns)),
+            attributes,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status,
+            instrumentation_scope: self.scope.clone(),
+        })
+    }
+
+    /// The SERVER span of one request, or None when it was not sampled.
     pub fn http_server(&self, e: &HttpServerEvent) -> Option<SpanData> {
         let route = route_of(&e.pattern);
         let (method, method_original) = normalize_method(&e.method);
@@ -76,33 +121,59 @@ impl SpanFactory {
             attrs.push(KeyValue::new("network.protocol.version", v));
         }
 
-        let trace_id = nonzero_trace_id(e.trace_id);
-        let span_id = nonzero_span_id(e.span_id);
-        let decision = self.sampler.should_sample(None, trace_id, &name, &SpanKind::Server, &attrs, &[]);
-        if decision.decision != SamplingDecision::RecordAndSample {
-            return None;
-        }
-        attrs.extend(decision.attributes);
-
         let span_status = match status {
             Some(s) if s >= 500 => Status::error(""),
             _ => Status::Unset,
         };
-        Some(SpanData {
-            span_context: SpanContext::new(trace_id, span_id, TraceFlags::SAMPLED, false, decision.trace_state),
-            parent_span_id: SpanId::INVALID,
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Server,
-            name: Cow::Owned(name),
-            start_time: self.clock.to_system_time(e.start_ns),
-            end_time: self.clock.to_system_time(e.end_ns.max(e.start_ns)),
-            attributes: attrs,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: span_status,
-            instrumentation_scope: self.scope.clone(),
-        })
+        let ids = Ids { trace_id: e.trace_id, span_id: e.span_id, parent: e.parent_span_id, flags: e.flags };
+        self.span(ids, SpanKind::Server, name, e.start_ns, e.end_ns, attrs, span_status)
+    }
+
+    /// The CLIENT span of one outgoing request, or None when it was not sampled.
+    /// `error_type` names the Go type of a transport error (e.g. `*net.OpError`).
+    pub fn http_client(&self, e: &HttpClientEvent, error_type: Option<&str>) -> Option<SpanData> {
+        let (method, method_original) = normalize_method(&e.method);
+        let name = if method == "_OTHER" { "HTTP".to_string() } else { method.to_string() };
+        let mut attrs = vec![KeyValue::new("http.request.method", method.to_string())];
+        if let Some(orig) = method_original {
+            attrs.push(KeyValue::new("http.request.method_original", orig.to_string()));
+        }
+        // url.full never carries credentials: URL.User is a separate field we do not read.
+        let mut full = format!("{}://{}{}", e.scheme, e.host, if e.path.is_empty() { "/" } else { &e.path });
+        if !e.query.is_empty() {
+            full.push('?');
+            full.push_str(&e.query);
+        }
+        attrs.push(KeyValue::new("url.full", full));
+        if let Some((host, port)) = split_host_port(&e.host) {
+            attrs.push(KeyValue::new("server.address", host.to_string()));
+            let port = port.or(match e.scheme.as_str() {
+                "https" => Some(443),
+                "http" => Some(80),
+                _ => None,
+            });
+            if let Some(p) = port {
+                attrs.push(KeyValue::new("server.port", p as i64));
+            }
+        }
+        let mut status = Status::Unset;
+        match (e.status, e.error_itab) {
+            (Some(code), _) => {
+                attrs.push(KeyValue::new("http.response.status_code", code as i64));
+                if code >= 400 {
+                    attrs.push(KeyValue::new("error.type", code.to_string()));
+                    status = Status::error("");
+                }
+            }
+            (None, 0) => {}
+            (None, _) => {
+                let t = error_type.unwrap_or("_OTHER");
+                attrs.push(KeyValue::new("error.type", t.to_string()));
+                status = Status::error(t.to_string());
+            }
+        }
+        let ids = Ids { trace_id: e.trace_id, span_id: e.span_id, parent: e.parent_span_id, flags: e.flags };
+        self.span(ids, SpanKind::Client, name, e.start_ns, e.end_ns, attrs, status)
     }
 }
 
@@ -210,7 +281,6 @@ pub fn resource_for(target: &Target) -> Resource {
 mod tests {
     use super::*;
     use opentelemetry::Value;
-    use opentelemetry_sdk::trace::Sampler;
 
     fn event() -> HttpServerEvent {
         HttpServerEvent {
@@ -219,6 +289,8 @@ mod tests {
             goroutine: 1,
             trace_id: [1; 16],
             span_id: [2; 8],
+            parent_span_id: None,
+            flags: 1,
             status: Some(0),
             tls: false,
             method: "GET".into(),
@@ -237,7 +309,7 @@ mod tests {
 
     #[test]
     fn server_span_follows_semconv() {
-        let f = SpanFactory::new(Clock::new(), Box::new(Sampler::AlwaysOn));
+        let f = SpanFactory::new(Clock::new());
         let s = f.http_server(&event()).unwrap();
         assert_eq!(s.name, "GET /users/{id}");
         assert_eq!(s.span_kind, SpanKind::Server);
@@ -253,7 +325,7 @@ mod tests {
 
     #[test]
     fn errors_unknown_methods_and_no_route() {
-        let f = SpanFactory::new(Clock::new(), Box::new(Sampler::AlwaysOn));
+        let f = SpanFactory::new(Clock::new());
         let mut e = event();
         e.status = Some(503);
         e.pattern.clear();
@@ -270,9 +342,40 @@ mod tests {
     }
 
     #[test]
-    fn sampler_drops() {
-        let f = SpanFactory::new(Clock::new(), Box::new(Sampler::AlwaysOff));
-        assert!(f.http_server(&event()).is_none());
+    fn unsampled_is_not_exported() {
+        let f = SpanFactory::new(Clock::new());
+        assert!(f.http_server(&HttpServerEvent { flags: 0, ..event() }).is_none());
+    }
+
+    #[test]
+    fn client_span_with_parent_and_transport_error() {
+        let f = SpanFactory::new(Clock::new());
+        let e = HttpClientEvent {
+            start_ns: 1,
+            end_ns: 2,
+            goroutine: 1,
+            trace_id: [3; 16],
+            span_id: [4; 8],
+            parent_span_id: Some([5; 8]),
+            flags: 1,
+            status: None,
+            error_itab: 0x1234,
+            method: "GET".into(),
+            scheme: "http".into(),
+            host: "127.0.0.1:1".into(),
+            path: "/hop".into(),
+            query: "a=b".into(),
+        };
+        let s = f.http_client(&e, Some("*net.OpError")).unwrap();
+        assert_eq!(s.name, "GET");
+        assert_eq!(s.span_kind, SpanKind::Client);
+        assert_eq!(s.parent_span_id, SpanId::from_bytes([5; 8]));
+        assert_eq!(attr(&s, "url.full"), Some(&Value::from("http://127.0.0.1:1/hop?a=b")));
+        assert_eq!(attr(&s, "server.port"), Some(&Value::I64(1)));
+        assert_eq!(attr(&s, "error.type"), Some(&Value::from("*net.OpError")));
+        assert!(matches!(s.status, Status::Error { .. }));
+        let ok = f.http_client(&HttpClientEvent { status: Some(404), error_itab: 0, ..e }, None).unwrap();
+        assert_eq!(attr(&ok, "error.type"), Some(&Value::from("404")));
     }
 
     #[test]

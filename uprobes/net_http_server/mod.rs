@@ -3,14 +3,11 @@
 //!
 //! Cost: two uprobe hits per request (the entry and the RET taken).
 
-use crate::{AddressSpec, Event, FieldSpec, FunctionSpec, ProbeSpec};
+use crate::{std_field, AddressSpec, Event, FieldSpec, FunctionSpec, ProbeSpec};
 
 pub const SERVE_HTTP: &str = "net/http.serverHandler.ServeHTTP";
 pub const RESPONSE_ITAB: &str = "go:itab.*net/http.response,net/http.ResponseWriter";
 
-const fn std_field(global: &'static str, strukt: &'static str, field: &'static str, required: bool) -> FieldSpec {
-    FieldSpec { global, module: "std", strukt, field, required }
-}
 
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "net_http_server",
@@ -19,7 +16,13 @@ pub static SPEC: ProbeSpec = ProbeSpec {
         entry_program: "serve_http_entry",
         return_program: Some("serve_http_return"),
     }],
-    fields: &[
+    fields: &[FIELDS, crate::go_header::FIELDS],
+    addresses: &[AddressSpec { global: "response_itab", symbol: RESPONSE_ITAB }],
+    object: crate::bpf_object!("net_http_server"),
+    decode,
+};
+
+const FIELDS: &[FieldSpec] = &[
         std_field("off_request_method", "net/http.Request", "Method", true),
         std_field("off_request_url", "net/http.Request", "URL", true),
         std_field("off_request_proto", "net/http.Request", "Proto", false),
@@ -29,11 +32,9 @@ pub static SPEC: ProbeSpec = ProbeSpec {
         std_field("off_request_pattern", "net/http.Request", "Pattern", false),
         std_field("off_url_path", "net/url.URL", "Path", true),
         std_field("off_response_status", "net/http.response", "status", false),
-    ],
-    addresses: &[AddressSpec { global: "response_itab", symbol: RESPONSE_ITAB }],
-    object: crate::bpf_object!("net_http_server"),
-    decode,
-};
+        std_field("off_request_header", "net/http.Request", "Header", false),
+        std_field("off_request_ctx", "net/http.Request", "ctx", false),
+];
 
 /// One served request, as read by the probe. Strings are truncated to the C
 /// program's capacities; `*_truncated` says when.
@@ -46,6 +47,10 @@ pub struct HttpServerEvent {
     pub goroutine: u64,
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
+    /// The caller's span, from an incoming `traceparent` header.
+    pub parent_span_id: Option<[u8; 8]>,
+    /// W3C trace flags decided in the kernel (bit 0: sampled).
+    pub flags: u8,
     /// Status the handler set; 0 = none set (net/http then sends 200); None when the
     /// ResponseWriter was not net/http's HTTP/1 response (e.g. HTTP/2).
     pub status: Option<u16>,
@@ -73,18 +78,18 @@ struct RawEvent {
     start_ns: u64,
     end_ns: u64,
     goroutine: u64,
-    trace_id: [u64; 2],
-    span_id: u64,
+    sc: crate::RawSpanContext,
+    parent_span_id: [u8; 8],
     status: i64,
     tls: u8,
-    _pad: [u8; 1],
+    has_parent: u8,
     method_len: u16,
     path_len: u16,
     pattern_len: u16,
     host_len: u16,
     remote_len: u16,
     proto_len: u16,
-    _pad2: u16,
+    _pad: u16,
     method: [u8; METHOD_CAP],
     path: [u8; PATH_CAP],
     pattern: [u8; PATTERN_CAP],
@@ -93,12 +98,9 @@ struct RawEvent {
     proto: [u8; PROTO_CAP],
 }
 
-const _: () = assert!(std::mem::size_of::<RawEvent>() == 680, "update probe.bpf.c");
+const _: () = assert!(std::mem::size_of::<RawEvent>() == 696, "update probe.bpf.c");
 
-fn text(buf: &[u8], len: u16) -> (String, bool) {
-    let n = (len as usize).min(buf.len());
-    (String::from_utf8_lossy(&buf[..n]).into_owned(), len as usize > buf.len())
-}
+use crate::event_text as text;
 
 fn decode(bytes: &[u8]) -> Option<Event> {
     if bytes.len() < std::mem::size_of::<RawEvent>() {
@@ -106,16 +108,15 @@ fn decode(bytes: &[u8]) -> Option<Event> {
     }
     // SAFETY: length checked; RawEvent is plain old data, read unaligned.
     let raw: RawEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const RawEvent) };
-    let mut trace_id = [0u8; 16];
-    trace_id[..8].copy_from_slice(&raw.trace_id[0].to_be_bytes());
-    trace_id[8..].copy_from_slice(&raw.trace_id[1].to_be_bytes());
     let (path, path_truncated) = text(&raw.path, raw.path_len);
     Some(Event::HttpServer(HttpServerEvent {
         start_ns: raw.start_ns,
         end_ns: raw.end_ns,
         goroutine: raw.goroutine,
-        trace_id,
-        span_id: raw.span_id.to_be_bytes(),
+        trace_id: raw.sc.trace_id,
+        span_id: raw.sc.span_id,
+        parent_span_id: (raw.has_parent != 0).then_some(raw.parent_span_id),
+        flags: raw.sc.flags,
         status: u16::try_from(raw.status).ok(),
         tls: raw.tls != 0,
         method: text(&raw.method, raw.method_len).0,

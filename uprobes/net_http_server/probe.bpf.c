@@ -4,15 +4,23 @@
  * one uprobe at the entry and one on every RET instruction (never a uretprobe: Go
  * moves goroutine stacks). Cost: 2 uprobe hits per request (entry + the RET taken).
  *
- * Entry remembers the call per goroutine (g), idempotently: the stack-growth
- * prologue can run the entry twice. The RET probe reads the request and response
- * (method, path, route pattern, host, remote address, protocol, TLS, status) and
- * sends one event through the ring buffer. Reading at return keeps the per-call
- * map value small (no strings in a hash map) and sees the route pattern the mux set.
+ * Entry, per goroutine (g) and idempotent (the stack-growth prologue can run the
+ * entry twice): takes the trace context from an incoming `traceparent` header (read
+ * from req.Header right here — no probe per header line), or starts a trace; makes
+ * the span id; decides sampling; and publishes the span by goroutine and by the
+ * request's context so client calls made while serving become its children.
+ * RET: for sampled spans, reads the request and response (method, path, route
+ * pattern, host, remote address, protocol, TLS, status) into one ring-buffer event.
+ * Reading at return keeps the per-call map value small and sees the pattern the
+ * mux set.
  */
 #include "go_abi.h"
 #include "go_types.h"
 #include "probe_stats.h"
+#include "go_header.h"
+#include "traceparent.h"
+#include "sampling.h"
+#include "shared_maps.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -20,10 +28,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 volatile const u64 off_request_method = OFF_ABSENT;     /* net/http.Request.Method */
 volatile const u64 off_request_url = OFF_ABSENT;        /* net/http.Request.URL */
 volatile const u64 off_request_proto = OFF_ABSENT;      /* net/http.Request.Proto */
+volatile const u64 off_request_header = OFF_ABSENT;     /* net/http.Request.Header */
 volatile const u64 off_request_host = OFF_ABSENT;       /* net/http.Request.Host */
 volatile const u64 off_request_remote_addr = OFF_ABSENT;/* net/http.Request.RemoteAddr */
 volatile const u64 off_request_tls = OFF_ABSENT;        /* net/http.Request.TLS */
 volatile const u64 off_request_pattern = OFF_ABSENT;    /* net/http.Request.Pattern (Go >= 1.23) */
+volatile const u64 off_request_ctx = OFF_ABSENT;        /* net/http.Request.ctx */
 volatile const u64 off_url_path = OFF_ABSENT;           /* net/url.URL.Path */
 volatile const u64 off_response_status = OFF_ABSENT;    /* net/http.response.status */
 /* Virtual address of the itab (*net/http.response, net/http.ResponseWriter), plus the
@@ -42,26 +52,29 @@ struct call {
 	u64 request;
 	u64 writer_tab;
 	u64 writer;
-	u64 trace_id[2];
-	u64 span_id;
+	u64 context;
+	struct span_ctx sc;
+	u8 parent_span_id[8];
+	u8 has_parent;
+	u8 _pad[7];
 };
 
 struct http_server_event {
 	u64 start_ns;
 	u64 end_ns;
 	u64 goroutine;
-	u64 trace_id[2];
-	u64 span_id;
+	struct span_ctx sc;
+	u8 parent_span_id[8];
 	s64 status;         /* -1: the writer is not a *response (status unknown) */
 	u8 tls;
-	u8 _pad[1];
+	u8 has_parent;
 	u16 method_len;
 	u16 path_len;
 	u16 pattern_len;
 	u16 host_len;
 	u16 remote_len;
 	u16 proto_len;
-	u16 _pad2;
+	u16 _pad;
 	char method[METHOD_CAP];
 	char path[PATH_CAP];
 	char pattern[PATTERN_CAP];
@@ -71,7 +84,7 @@ struct http_server_event {
 };
 
 /* The Rust decoder (mod.rs) mirrors this layout; both sides assert its size. */
-_Static_assert(sizeof(struct http_server_event) == 680, "update RawEvent in mod.rs");
+_Static_assert(sizeof(struct http_server_event) == 696, "update RawEvent in mod.rs");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -85,6 +98,15 @@ struct {
 	__uint(max_entries, 512 * 1024);
 } events SEC(".maps");
 
+/* Per-CPU scratch: a struct call is too big to build comfortably on the stack
+ * next to the traceparent buffer. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct call);
+} scratch SEC(".maps");
+
 SEC("uprobe")
 int serve_http_entry(struct go_regs *regs)
 {
@@ -95,16 +117,47 @@ int serve_http_entry(struct go_regs *regs)
 	if (prev && prev->request == req)
 		return 0; /* the entry ran again after stack growth */
 
-	struct call c = {
-		.start_ns = bpf_ktime_get_ns(),
-		.request = req,
-		.writer_tab = GO_ARG2(regs),
-		.writer = GO_ARG3(regs),
-	};
-	c.trace_id[0] = random_id64();
-	c.trace_id[1] = random_id64();
-	c.span_id = random_id64();
-	bpf_map_update_elem(&calls, &g, &c, BPF_ANY);
+	u32 zero = 0;
+	struct call *c = bpf_map_lookup_elem(&scratch, &zero);
+	if (!c)
+		return 0;
+	__builtin_memset(c, 0, sizeof(*c));
+	c->start_ns = bpf_ktime_get_ns();
+	c->request = req;
+	c->writer_tab = GO_ARG2(regs);
+	c->writer = GO_ARG3(regs);
+
+	/* Incoming context: a valid traceparent makes this span its child. */
+	struct span_ctx parent = {};
+	char tp[TRACEPARENT_LEN];
+	u64 header = off_request_header == OFF_ABSENT ? 0 : read_u64(req + off_request_header);
+	if (header && go_header_traceparent(header, tp) && traceparent_parse(tp, &parent)) {
+		__builtin_memcpy(c->sc.trace_id, parent.trace_id, 16);
+		__builtin_memcpy(c->parent_span_id, parent.span_id, 8);
+		c->has_parent = 1;
+	} else {
+		u64 hi = random_id64(), lo = random_id64();
+		__builtin_memcpy(c->sc.trace_id, &hi, 8);
+		__builtin_memcpy(c->sc.trace_id + 8, &lo, 8);
+	}
+	u64 sid = random_id64();
+	__builtin_memcpy(c->sc.span_id, &sid, 8);
+	c->sc.flags = sample(&c->sc, c->has_parent, parent.flags);
+	bpf_map_update_elem(&calls, &g, c, BPF_ANY);
+
+	/* Publish the span for client calls made while serving. */
+	struct active_span as = { .sc = c->sc };
+	struct proc_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .ptr = g };
+	bpf_map_update_elem(&spans_by_goroutine, &key, &as, BPF_ANY);
+	if (off_request_ctx != OFF_ABSENT) {
+		key.ptr = read_u64(req + off_request_ctx + 8); /* context iface data word */
+		if (key.ptr) {
+			bpf_map_update_elem(&spans_by_context, &key, &as, BPF_ANY);
+			struct call *stored = bpf_map_lookup_elem(&calls, &g);
+			if (stored)
+				stored->context = key.ptr;
+		}
+	}
 	return 0;
 }
 
@@ -117,6 +170,17 @@ int serve_http_return(struct go_regs *regs)
 	if (!c)
 		return 0;
 
+	struct proc_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .ptr = g };
+	bpf_map_delete_elem(&spans_by_goroutine, &key);
+	if (c->context) {
+		key.ptr = c->context;
+		bpf_map_delete_elem(&spans_by_context, &key);
+	}
+	if (!(c->sc.flags & SAMPLED)) {
+		bpf_map_delete_elem(&calls, &g);
+		return 0;
+	}
+
 	struct http_server_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_lost();
@@ -128,9 +192,9 @@ int serve_http_return(struct go_regs *regs)
 	e->start_ns = c->start_ns;
 	e->end_ns = bpf_ktime_get_ns();
 	e->goroutine = g;
-	e->trace_id[0] = c->trace_id[0];
-	e->trace_id[1] = c->trace_id[1];
-	e->span_id = c->span_id;
+	e->sc = c->sc;
+	__builtin_memcpy(e->parent_span_id, c->parent_span_id, 8);
+	e->has_parent = c->has_parent;
 
 	if (response_itab == 0 || c->writer_tab == response_itab)
 		e->status = off_response_status == OFF_ABSENT ? -1 : (s64)read_u64(c->writer + off_response_status);

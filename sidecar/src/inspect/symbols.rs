@@ -119,6 +119,21 @@ impl GoBinary {
             .map(|sym| sym.address())
     }
 
+    /// Every defined `.symtab` symbol whose name starts with `prefix`, with its
+    /// address (e.g. the `go:itab.` symbols that name an interface's dynamic types).
+    pub fn symbols_with_prefix(&self, prefix: &str) -> Vec<(String, u64)> {
+        let obj = self.object();
+        let Some(table) = obj.symbol_table() else { return Vec::new() };
+        table
+            .symbols()
+            .filter(|sym| !sym.is_undefined())
+            .filter_map(|sym| {
+                let name = sym.name().ok()?;
+                name.starts_with(prefix).then(|| (name.to_string(), sym.address()))
+            })
+            .collect()
+    }
+
     /// For a position-independent executable (ELF `ET_DYN`, `-buildmode=pie`), the
     /// virtual address of its first PT_LOAD segment, from which the load bias is
     /// computed; `None` for fixed-address executables.

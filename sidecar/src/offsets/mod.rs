@@ -37,7 +37,7 @@ impl DwarfSource {
     /// Reads every struct that `probes` mention. An absent DWARF gives an empty
     /// source (every lookup Unknown), not an error.
     pub fn load(bin: &GoBinary, probes: &[&ProbeSpec]) -> Result<DwarfSource, InspectError> {
-        let mut wanted: Vec<&str> = probes.iter().flat_map(|p| p.fields.iter().map(|f| f.strukt)).collect();
+        let mut wanted: Vec<&str> = probes.iter().flat_map(|p| p.all_fields().map(|f| f.strukt)).collect();
         wanted.sort();
         wanted.dedup();
         Ok(DwarfSource(dwarf::struct_fields(bin, &wanted)?))
@@ -103,7 +103,7 @@ impl Resolver {
     pub fn resolve(&self, spec: &ProbeSpec) -> Result<HashMap<&'static str, u64>, MissingOffsets> {
         let mut out = HashMap::new();
         let mut missing = Vec::new();
-        for f in spec.fields {
+        for f in spec.all_fields() {
             match self.lookup(f).0 {
                 Lookup::Offset(off) => {
                     out.insert(f.global, off);
@@ -153,7 +153,7 @@ mod tests {
     #[test]
     fn required_missing_is_named_with_version() {
         let r = Resolver::new(vec![Box::new(Fixed("one", Lookup::Absent))], "go1.22.0".into());
-        let spec = ProbeSpec { fields: &[F], ..gosight_uprobes::net_http_server::SPEC };
+        let spec = ProbeSpec { fields: &[&[F]], ..gosight_uprobes::net_http_server::SPEC };
         let err = r.resolve(&spec).unwrap_err();
         assert_eq!(err.to_string(), "offsets not found for a.B.C (go1.22.0)");
     }

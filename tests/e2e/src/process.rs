@@ -86,8 +86,13 @@ pub struct App {
 
 impl App {
     pub fn start(exe: &Path, dir: &Path, name: &str) -> App {
+        App::start_with(exe, dir, name, &[])
+    }
+
+    /// Starts `exe -addr 127.0.0.1:0 <args>` and waits until it listens.
+    pub fn start_with(exe: &Path, dir: &Path, name: &str, args: &[String]) -> App {
         let mut cmd = Command::new(exe);
-        cmd.args(["-addr", "127.0.0.1:0"]);
+        cmd.args(["-addr", "127.0.0.1:0"]).args(args);
         let child = Child::spawn(name, cmd, dir);
         let line = child.wait_for_log("listening on", Duration::from_secs(20));
         let addr = line.rsplit(' ').next().unwrap().trim().to_string();

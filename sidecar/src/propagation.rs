@@ -1,0 +1,102 @@
+//! Trace context across processes: the bpffs directory where probes share maps
+//! (in-process parenting and the hand-off of outgoing headers need it), and the
+//! in-kernel `traceparent` inserter for outgoing plaintext HTTP/1 requests.
+//!
+//! The mechanism is chosen once at start-up and said in one log line, with why.
+//! gosight never writes into an app's memory; on this path it does not need to, so
+//! kernel lockdown (which refuses `bpf_probe_write_user`) does not matter.
+
+use std::path::PathBuf;
+
+use gosight_uprobes::bpffs::PinDir;
+use gosight_uprobes::http1_propagation::{default_cgroup, Http1Propagation};
+
+use crate::config::Config;
+
+/// What is running for cross-process context.
+pub struct Propagation {
+    pin_dir: Option<PinDir>,
+    inserter: Option<Http1Propagation>,
+}
+
+/// The kernel lockdown mode, if securityfs shows it (`none`, `integrity`, ...).
+fn lockdown_mode() -> Option<String> {
+    let text = std::fs::read_to_string("/sys/kernel/security/lockdown").ok()?;
+    let start = text.find('[')? + 1;
+    let end = text[start..].find(']')? + start;
+    Some(text[start..end].to_string())
+}
+
+/// The cgroup whose connections are watched: the configured one, else the pod
+/// (parent of gosight's own cgroup), else the cgroup root.
+fn target_cgroup(config: &Config) -> Option<PathBuf> {
+    config.propagation_cgroup.clone().or_else(default_cgroup)
+}
+
+impl Propagation {
+    pub fn start(config: &Config) -> Propagation {
+        let pin_dir = match PinDir::create(&config.bpffs) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::warn!("in-process parenting and context propagation are off: {e}");
+                None
+            }
+        };
+        let lockdown = lockdown_mode().unwrap_or_else(|| "unknown".into());
+        let inserter = match (&pin_dir, config.propagation) {
+            (_, false) => {
+                tracing::info!("context propagation: off (GOSIGHT_PROPAGATION=off / --propagation off)");
+                None
+            }
+            (None, true) => None,
+            (Some(dir), true) => match target_cgroup(config) {
+                None => {
+                    tracing::warn!("context propagation: off: no cgroup v2 hierarchy found");
+                    None
+                }
+                Some(cg) => match Http1Propagation::start(&dir.path, &cg) {
+                    Ok(p) => {
+                        tracing::info!(
+                            cgroup = %cg.display(),
+                            lockdown = %lockdown,
+                            "context propagation: in-kernel traceparent insertion into outgoing plaintext HTTP/1 \
+                             requests (sockops + sk_msg); the apps' memory is never written, so kernel lockdown \
+                             does not stop it; TLS traffic is left alone"
+                        );
+                        Some(p)
+                    }
+                    Err(e) => {
+                        tracing::warn!("context propagation: off: {e}");
+                        None
+                    }
+                },
+            },
+        };
+        Propagation { pin_dir, inserter }
+    }
+
+    pub fn pin_dir(&self) -> Option<PathBuf> {
+        self.pin_dir.as_ref().map(|d| d.path.clone())
+    }
+
+    /// Whether outgoing requests get a traceparent.
+    pub fn inserting(&self) -> bool {
+        self.inserter.is_some()
+    }
+
+    /// Logs what the inserter did.
+    pub fn report(&self) {
+        if let Some(p) = &self.inserter {
+            let c = p.counters();
+            tracing::info!(
+                inserted = c.inserted,
+                insert_failed = c.insert_failed,
+                not_plaintext_http1 = c.not_request,
+                stale = c.stale,
+                sockets = c.sockets_added,
+                socket_add_failed = c.socket_add_failed,
+                "context propagation totals"
+            );
+        }
+    }
+}

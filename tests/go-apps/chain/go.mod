@@ -1,0 +1,3 @@
+module gosight.dev/testapps/chain
+
+go 1.22

@@ -1,0 +1,3 @@
+module gosight.dev/testapps/rawclient
+
+go 1.22

@@ -1,0 +1,60 @@
+/* gosight — maps shared by several BPF objects (the per-target net/http server and
+ * client probes, and the in-kernel HTTP/1 header insertion). The loader pins each
+ * of them by name in gosight's own bpffs directory (see SHARED_MAPS in lib.rs), so
+ * every object that declares them gets the same map; without a bpffs each object
+ * keeps a private copy and only cross-probe context is lost. Keys carry the process
+ * (tgid) because goroutine and context pointers are only unique within one process.
+ */
+#pragma once
+
+#include "go_types.h"
+#include "traceparent.h"
+
+struct proc_key {
+	u32 tgid;
+	u32 _pad;
+	u64 ptr; /* a goroutine (g) or a context.Context data pointer */
+};
+
+/* The span a server handler is running under: its context, for children. */
+struct active_span {
+	struct span_ctx sc;
+};
+
+/* Server span currently being served, by goroutine (set at handler entry, removed
+ * at its return): parents client calls made on the handler's own goroutine. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct proc_key);
+	__type(value, struct active_span);
+} spans_by_goroutine SEC(".maps");
+
+/* The same server spans by the request's context (data pointer of req.ctx):
+ * parents client calls made from goroutines that were handed that context. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct proc_key);
+	__type(value, struct active_span);
+} spans_by_context SEC(".maps");
+
+#define TRACEPARENT_LEN 55
+/* "traceparent: " + value + CRLF */
+#define TP_HEADER_LEN (13 + TRACEPARENT_LEN + 2)
+
+/* A header waiting to be inserted into the next HTTP/1 request the goroutine
+ * (the transport's per-connection write loop) sends. */
+struct pending_header {
+	u64 created_ns;
+	u8 awaiting_crlf; /* the request line spans messages: insert after its CRLF */
+	u8 _pad[7];
+	char line[TP_HEADER_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct proc_key);
+	__type(value, struct pending_header);
+} pending_headers SEC(".maps");

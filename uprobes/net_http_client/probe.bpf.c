@@ -1,0 +1,240 @@
+/* gosight — net/http client probe.
+ *
+ *  - net/http.(*Transport).roundTrip(t, req) entry: the CLIENT span starts. Its
+ *    parent is, in order: a `traceparent` the request already carries (an app with
+ *    its own SDK keeps its context, and nothing is added), the server span the
+ *    calling goroutine is serving, or the server span whose request context the
+ *    request's context derives from (walking the context chain a few levels). The
+ *    `traceparent` to send is prepared here.
+ *  - net/http.(*Request).write(r, w, ...) entry, on the connection's write loop
+ *    goroutine: hands that line to the in-kernel inserter (`pending_headers`, keyed
+ *    by the writing goroutine), which adds it as the request leaves the socket.
+ *  - every RET of roundTrip: status code or transport error; one event per sampled
+ *    span.
+ * Cost: 3 uprobe hits per request.
+ */
+#include "go_abi.h"
+#include "go_types.h"
+#include "probe_stats.h"
+#include "go_header.h"
+#include "traceparent.h"
+#include "sampling.h"
+#include "shared_maps.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+volatile const u64 off_request_method = OFF_ABSENT;  /* net/http.Request.Method */
+volatile const u64 off_request_url = OFF_ABSENT;     /* net/http.Request.URL */
+volatile const u64 off_request_header = OFF_ABSENT;  /* net/http.Request.Header */
+volatile const u64 off_request_ctx = OFF_ABSENT;     /* net/http.Request.ctx */
+volatile const u64 off_url_scheme = OFF_ABSENT;      /* net/url.URL.Scheme */
+volatile const u64 off_url_host = OFF_ABSENT;        /* net/url.URL.Host */
+volatile const u64 off_url_path = OFF_ABSENT;        /* net/url.URL.Path */
+volatile const u64 off_url_raw_query = OFF_ABSENT;   /* net/url.URL.RawQuery */
+volatile const u64 off_response_status = OFF_ABSENT; /* net/http.Response.StatusCode */
+/* Whether outgoing requests get a traceparent (the loader's setting). */
+volatile const u64 propagate = 1;
+
+#define CONTEXT_DEPTH 8
+#define METHOD_CAP 16
+#define SCHEME_CAP 16
+#define HOST_CAP 128
+#define PATH_CAP 256
+#define QUERY_CAP 128
+
+struct call {
+	u64 start_ns;
+	u64 request;
+	struct span_ctx sc;
+	u8 parent_span_id[8];
+	u8 has_parent;
+	u8 _pad[7];
+};
+
+struct http_client_event {
+	u64 start_ns;
+	u64 end_ns;
+	u64 goroutine;
+	struct span_ctx sc;
+	u8 parent_span_id[8];
+	s64 status;     /* -1: no response */
+	u64 error_tab;  /* itab of the returned error; 0 = nil */
+	u8 has_parent;
+	u8 _pad;
+	u16 method_len;
+	u16 scheme_len;
+	u16 host_len;
+	u16 path_len;
+	u16 query_len;
+	char method[METHOD_CAP];
+	char scheme[SCHEME_CAP];
+	char host[HOST_CAP];
+	char path[PATH_CAP];
+	char query[QUERY_CAP];
+};
+
+_Static_assert(sizeof(struct http_client_event) == 640, "update RawEvent in mod.rs");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, u64); /* goroutine g */
+	__type(value, struct call);
+} calls SEC(".maps");
+
+/* The header line prepared for a request, until its write loop picks it up. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, u64); /* *Request */
+	__type(value, struct pending_header);
+} outgoing SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 512 * 1024);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct pending_header);
+} scratch SEC(".maps");
+
+/* The server span this request belongs to: by goroutine, else by context chain. */
+static __always_inline struct active_span *find_parent(u32 tgid, u64 g, u64 req)
+{
+	struct proc_key key = { .tgid = tgid, .ptr = g };
+	struct active_span *as = bpf_map_lookup_elem(&spans_by_goroutine, &key);
+	if (as || off_request_ctx == OFF_ABSENT)
+		return as;
+	/* context.Context implementations of the standard library (valueCtx,
+	 * cancelCtx, timerCtx, withoutCancelCtx, ...) keep their parent Context as
+	 * their first field: follow the data words. */
+	u64 ctx = read_u64(req + off_request_ctx + 8);
+	for (int i = 0; i < CONTEXT_DEPTH && ctx; i++) {
+		key.ptr = ctx;
+		as = bpf_map_lookup_elem(&spans_by_context, &key);
+		if (as)
+			return as;
+		ctx = read_u64(ctx + 8);
+	}
+	return 0;
+}
+
+SEC("uprobe")
+int round_trip_entry(struct go_regs *regs)
+{
+	count_hit(HIT_ENTRY);
+	u64 g = GO_G(regs);
+	u64 req = GO_ARG2(regs);
+	struct call *prev = bpf_map_lookup_elem(&calls, &g);
+	if (prev && prev->request == req)
+		return 0; /* the entry ran again after stack growth */
+
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct call c = { .start_ns = bpf_ktime_get_ns(), .request = req };
+	struct span_ctx parent = {};
+	int inject = propagate;
+
+	char tp[TRACEPARENT_LEN];
+	u64 header = off_request_header == OFF_ABSENT ? 0 : read_u64(req + off_request_header);
+	if (header && go_header_traceparent(header, tp)) {
+		/* The app propagates its own context: keep it, add nothing. */
+		inject = 0;
+		if (traceparent_parse(tp, &parent))
+			c.has_parent = 1;
+	}
+	if (!c.has_parent) {
+		struct active_span *as = find_parent(tgid, g, req);
+		if (as) {
+			parent = as->sc;
+			c.has_parent = 1;
+		}
+	}
+	if (c.has_parent) {
+		__builtin_memcpy(c.sc.trace_id, parent.trace_id, 16);
+		__builtin_memcpy(c.parent_span_id, parent.span_id, 8);
+	} else {
+		u64 hi = random_id64(), lo = random_id64();
+		__builtin_memcpy(c.sc.trace_id, &hi, 8);
+		__builtin_memcpy(c.sc.trace_id + 8, &lo, 8);
+	}
+	u64 sid = random_id64();
+	__builtin_memcpy(c.sc.span_id, &sid, 8);
+	c.sc.flags = sample(&c.sc, c.has_parent, parent.flags);
+	bpf_map_update_elem(&calls, &g, &c, BPF_ANY);
+
+	if (inject) {
+		u32 zero = 0;
+		struct pending_header *p = bpf_map_lookup_elem(&scratch, &zero);
+		if (!p)
+			return 0;
+		p->created_ns = 0;
+		p->awaiting_crlf = 0;
+		__builtin_memcpy(p->line, "traceparent: ", 13);
+		traceparent_format(&c.sc, p->line + 13);
+		p->line[TP_HEADER_LEN - 2] = '\r';
+		p->line[TP_HEADER_LEN - 1] = '\n';
+		bpf_map_update_elem(&outgoing, &req, p, BPF_ANY);
+	}
+	return 0;
+}
+
+SEC("uprobe")
+int request_write_entry(struct go_regs *regs)
+{
+	count_hit(HIT_ENTRY);
+	u64 req = GO_ARG1(regs);
+	struct pending_header *p = bpf_map_lookup_elem(&outgoing, &req);
+	if (!p)
+		return 0;
+	p->created_ns = bpf_ktime_get_ns();
+	struct proc_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .ptr = GO_G(regs) };
+	bpf_map_update_elem(&pending_headers, &key, p, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe")
+int round_trip_return(struct go_regs *regs)
+{
+	count_hit(HIT_RETURN);
+	u64 g = GO_G(regs);
+	struct call *c = bpf_map_lookup_elem(&calls, &g);
+	if (!c)
+		return 0;
+	u64 req = c->request;
+	bpf_map_delete_elem(&outgoing, &req);
+	if (!(c->sc.flags & SAMPLED)) {
+		bpf_map_delete_elem(&calls, &g);
+		return 0;
+	}
+
+	struct http_client_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_lost();
+		bpf_map_delete_elem(&calls, &g);
+		return 0;
+	}
+	u64 resp = GO_ARG1(regs);
+	e->start_ns = c->start_ns;
+	e->end_ns = bpf_ktime_get_ns();
+	e->goroutine = g;
+	e->sc = c->sc;
+	__builtin_memcpy(e->parent_span_id, c->parent_span_id, 8);
+	e->has_parent = c->has_parent;
+	e->error_tab = GO_ARG2(regs);
+	e->status = resp && off_response_status != OFF_ABSENT ? (s64)read_u64(resp + off_response_status) : -1;
+
+	e->method_len = read_go_string(e->method, METHOD_CAP, req, off_request_method);
+	u64 url = off_request_url == OFF_ABSENT ? 0 : read_u64(req + off_request_url);
+	e->scheme_len = read_go_string(e->scheme, SCHEME_CAP, url, off_url_scheme);
+	e->host_len = read_go_string(e->host, HOST_CAP, url, off_url_host);
+	e->path_len = read_go_string(e->path, PATH_CAP, url, off_url_path);
+	e->query_len = read_go_string(e->query, QUERY_CAP, url, off_url_raw_query);
+
+	bpf_ringbuf_submit(e, 0);
+	bpf_map_delete_elem(&calls, &g);
+	return 0;
+}

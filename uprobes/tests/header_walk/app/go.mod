@@ -1,0 +1,3 @@
+module gosight.test/header_walk
+
+go 1.22

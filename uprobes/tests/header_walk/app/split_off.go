@@ -1,0 +1,6 @@
+//go:build !goexperiment.mapsplitgroup
+
+package main
+
+// Swiss groups (if any) interleave key/elem slots.
+const splitGroups = false
