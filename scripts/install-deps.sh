@@ -10,6 +10,7 @@ command -v clang >/dev/null 2>&1 || need+=(clang)
 [[ -f /usr/include/bpf/bpf_helpers.h ]] || need+=(libbpf-dev)
 [[ -f /usr/include/linux/bpf.h ]] || need+=(linux-libc-dev)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 if ((${#need[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         log "missing packages ${need[*]}: run as root or install them"; exit 1

@@ -86,7 +86,7 @@ static __always_inline u64 current_goroutine(void)
 	return g;
 }
 
-#define SCAN_MAX 4096
+#define SCAN_MAX 16384
 #define CHUNK 64
 
 struct scan {

@@ -82,13 +82,30 @@ struct {
 	__type(value, struct call);
 } calls SEC(".maps");
 
+/* Identifies a request across the shallow copies the transport makes of it (a
+ * request with a body is copied by setupRewindBody before it is written): the
+ * copies share the URL and the header map. */
+struct request_key {
+	u64 url;
+	u64 header;
+};
+
 /* The header line prepared for a request, until its write loop picks it up. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 8192);
-	__type(key, u64); /* *Request */
+	__type(key, struct request_key);
 	__type(value, struct pending_header);
 } outgoing SEC(".maps");
+
+static __always_inline struct request_key request_key_of(u64 req)
+{
+	struct request_key k = {
+		.url = off_request_url == OFF_ABSENT ? 0 : read_u64(req + off_request_url),
+		.header = off_request_header == OFF_ABSENT ? 0 : read_u64(req + off_request_header),
+	};
+	return k;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -177,7 +194,8 @@ int round_trip_entry(struct go_regs *regs)
 		traceparent_format(&c.sc, p->line + 13);
 		p->line[TP_HEADER_LEN - 2] = '\r';
 		p->line[TP_HEADER_LEN - 1] = '\n';
-		bpf_map_update_elem(&outgoing, &req, p, BPF_ANY);
+		struct request_key rk = request_key_of(req);
+		bpf_map_update_elem(&outgoing, &rk, p, BPF_ANY);
 	}
 	return 0;
 }
@@ -186,8 +204,8 @@ SEC("uprobe")
 int request_write_entry(struct go_regs *regs)
 {
 	count_hit(HIT_ENTRY);
-	u64 req = GO_ARG1(regs);
-	struct pending_header *p = bpf_map_lookup_elem(&outgoing, &req);
+	struct request_key rk = request_key_of(GO_ARG1(regs));
+	struct pending_header *p = bpf_map_lookup_elem(&outgoing, &rk);
 	if (!p)
 		return 0;
 	p->created_ns = bpf_ktime_get_ns();
@@ -205,7 +223,8 @@ int round_trip_return(struct go_regs *regs)
 	if (!c)
 		return 0;
 	u64 req = c->request;
-	bpf_map_delete_elem(&outgoing, &req);
+	struct request_key rk = request_key_of(req);
+	bpf_map_delete_elem(&outgoing, &rk);
 	if (!(c->sc.flags & SAMPLED)) {
 		bpf_map_delete_elem(&calls, &g);
 		return 0;

@@ -74,14 +74,14 @@ def handle(sock):
             if chunked:
                 while True:
                     size = int(c.line().split(b";")[0], 16)
+                    if size == 0:
+                        while c.line() != b"":  # trailers, then the empty line
+                            pass
+                        break
                     data = c.exact(size + 2)
                     if data[-2:] != b"\r\n":
                         framing_ok = False
                     body += data[:-2]
-                    if size == 0:
-                        while c.line() != b"":
-                            pass
-                        break
             elif length:
                 body = c.exact(int(length[0]))
             path = request_line.split(b" ")[1] if b" " in request_line else b""

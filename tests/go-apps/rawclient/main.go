@@ -93,7 +93,18 @@ func main() {
 	concurrency := flag.Int("concurrency", 1, "goroutines sending requests at once, sharing one client")
 	keepalive := flag.Bool("keepalive", true, "reuse connections (false sets DisableKeepAlives)")
 	timeout := flag.Duration("timeout", 60*time.Second, "per-request timeout (0 = none)")
+	waitFile := flag.String("wait-file", "", "before the first request, print \"ready\" and wait (up to 30s) until this file exists (lets a test attach gosight first)")
 	flag.Parse()
+	if *waitFile != "" {
+		fmt.Println("ready")
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if _, err := os.Stat(*waitFile); err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 
 	if *rawURL == "" || *n < 0 || *bodySize < 0 || *longPath < 0 || *concurrency < 1 {
 		fmt.Fprintln(os.Stderr, "rawclient: need -url, and -n, -body-size, -long-path >= 0, -concurrency >= 1")
