@@ -33,7 +33,7 @@ fn start_app(exe: &Path, dir: &Path, name: &str, next: Option<&str>) -> App {
     App::start_with(exe, dir, name, &args)
 }
 
-fn start_chain(toolchain: Option<&str>, collector: &Collector, propagation: bool) -> Chain {
+fn start_chain(toolchain: Option<&str>, collector: &Collector, propagation: bool, env: &[(&str, &str)]) -> Chain {
     let exe = build_go_app("chain", toolchain, false);
     let dir = std::env::temp_dir().join(format!("gosight-e2e-chain-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -47,6 +47,9 @@ fn start_chain(toolchain: Option<&str>, collector: &Collector, propagation: bool
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .env("GOSIGHT_PROPAGATION", if propagation { "on" } else { "off" })
         .env("RUST_LOG", "gosight=debug");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     let gosight = Child::spawn("gosight", cmd, &dir);
     gosight.wait_for_log("gosight starting", Duration::from_secs(30));
     let mechanism = gosight.wait_for_log("context propagation", Duration::from_secs(10));
@@ -95,7 +98,7 @@ fn check_chain(toolchain: Option<&str>) {
     let _serial = serial();
     let Some(col) = require_collector() else { return };
     let collector = Collector::start(&col);
-    let chain = start_chain(toolchain, &collector, true);
+    let chain = start_chain(toolchain, &collector, true, &[]);
 
     let answer = get_json(&chain.a.addr, "/hop", &[("traceparent", INCOMING)]);
     let trace = &INCOMING[3..35];
@@ -149,6 +152,21 @@ fn check_chain(toolchain: Option<&str>) {
         assert!(fan_clis.iter().any(|c| tp == format!("00-{}-{}-01", c.trace_id, c.span_id)), "fan-out {i}: {tp}");
     }
 
+    // A transport error (connection refused): the client span says so.
+    let x = HttpConn::connect(&chain.a.addr).request("GET", "/fail-next", &[], b"");
+    assert_eq!(x.status, 502);
+    let spans = collector.wait_for(Duration::from_secs(15), |sp| {
+        sp.iter().any(|s| s.kind == CLIENT && s.attr_str("url.full").is_some_and(|u| u.starts_with("http://127.0.0.1:1/")))
+    });
+    let failed = one(
+        spans.iter().filter(|s| s.kind == CLIENT && s.attr_str("url.full").is_some_and(|u| u.starts_with("http://127.0.0.1:1/"))).collect(),
+        "failed client call",
+    );
+    assert_eq!(failed.status_code, 2, "ERROR status: {failed:#?}");
+    assert_eq!(failed.attr_str("error.type"), Some("*net.OpError"), "{failed:#?}");
+    assert_eq!(failed.attr_int("http.response.status_code"), None);
+    assert_eq!(failed.attr_int("server.port"), Some(1));
+
     // An app that sends its own traceparent keeps it: nothing added, no duplicate.
     let own = get_json(&chain.a.addr, "/own-traceparent?to=/leaf-echo", &[]);
     assert_eq!(own, serde_json::json!(["00-11111111111111111111111111111111-2222222222222222-01"]));
@@ -170,6 +188,32 @@ fn chain_go_local() {
     check_chain(None);
 }
 
+/// The sampler decides once, where a trace starts, and the decision travels: an
+/// unsampled root exports nothing anywhere and propagates flags 00; a sampled
+/// incoming parent is followed by every hop.
+#[test]
+fn sampling_decision_travels_with_the_trace() {
+    if !require_all() {
+        return;
+    }
+    let _serial = serial();
+    let Some(col) = require_collector() else { return };
+    let collector = Collector::start(&col);
+    let env = [("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "0")];
+    let chain = start_chain(None, &collector, true, &env);
+    let unsampled = get_json(&chain.a.addr, "/hop", &[]);
+    let tp = unsampled["downstream"]["traceparent"].as_str().unwrap().to_string();
+    assert!(tp.len() == 55 && tp.ends_with("-00"), "unsampled context still propagates, with flags 00: {tp}");
+    assert!(unsampled["downstream"]["downstream"]["traceparent"].as_str().unwrap().ends_with("-00"));
+    let sampled = get_json(&chain.a.addr, "/hop", &[("traceparent", INCOMING)]);
+    assert!(sampled["downstream"]["downstream"]["traceparent"].as_str().unwrap().ends_with("-01"));
+    let spans = collector.wait_for(Duration::from_secs(15), |sp| sp.len() >= 5);
+    std::thread::sleep(Duration::from_millis(500));
+    let spans = collector.spans();
+    assert_eq!(spans.len(), 5, "only the sampled trace is exported: {spans:#?}");
+    assert!(spans.iter().all(|s| s.trace_id == INCOMING[3..35]));
+}
+
 /// With propagation off, every hop is its own trace, and every span still right.
 #[test]
 fn chain_without_propagation_gives_separate_traces() {
@@ -179,7 +223,7 @@ fn chain_without_propagation_gives_separate_traces() {
     let _serial = serial();
     let Some(col) = require_collector() else { return };
     let collector = Collector::start(&col);
-    let chain = start_chain(None, &collector, false);
+    let chain = start_chain(None, &collector, false, &[]);
     let answer = get_json(&chain.a.addr, "/hop", &[]);
     assert_eq!(answer["downstream"]["traceparent"], "", "nothing propagated");
     let spans = collector.wait_for(Duration::from_secs(15), |sp| sp.len() >= 5);
