@@ -19,9 +19,17 @@ pub struct Propagation {
     inserter: Option<Http1Propagation>,
 }
 
-/// The kernel lockdown mode, if securityfs shows it (`none`, `integrity`, ...).
+/// The kernel lockdown mode, if securityfs shows it (`none`, `integrity`, ...);
+/// securityfs is mounted first when it is not and gosight may.
 fn lockdown_mode() -> Option<String> {
-    let text = std::fs::read_to_string("/sys/kernel/security/lockdown").ok()?;
+    let path = "/sys/kernel/security/lockdown";
+    if !std::path::Path::new(path).exists() {
+        // SAFETY: constant C strings; mounting securityfs at its usual place.
+        unsafe {
+            libc::mount(c"securityfs".as_ptr(), c"/sys/kernel/security".as_ptr(), c"securityfs".as_ptr(), 0, std::ptr::null())
+        };
+    }
+    let text = std::fs::read_to_string(path).ok()?;
     let start = text.find('[')? + 1;
     let end = text[start..].find(']')? + start;
     Some(text[start..end].to_string())
