@@ -46,6 +46,7 @@ def main():
             gs = subprocess.Popen([str(gosight), "--pid", ",".join(str(p) for p in pids.values())],
                                   stdout=subprocess.DEVNULL, stderr=open(log, "w"),
                                   env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "RUST_LOG": "info"})
+            procs.append(gs)
             for p in pids.values():
                 wait_for(log, f"pid={p} probe=\"net_http_client\"")
             reqs, rps, p99 = wrk(url, a.seconds, a.connections)

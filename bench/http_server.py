@@ -46,6 +46,7 @@ def main():
                                   stderr=open(log, "w"),
                                   env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
                                        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "RUST_LOG": "info"})
+            procs.append(gs)
             wait_for(log, "probe=\"net_http_server\" uprobes")
             cpu0 = proc_cpu_seconds(gs.pid)
             reqs, rps, p99 = wrk(url, a.seconds, a.connections)

@@ -106,6 +106,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
         if last_report.elapsed() >= Duration::from_secs(10) {
             sessions.values_mut().for_each(Session::report_lost);
+            propagation.check();
             last_report = Instant::now();
         }
     }

@@ -17,6 +17,7 @@ use crate::config::Config;
 pub struct Propagation {
     pin_dir: Option<PinDir>,
     inserter: Option<Http1Propagation>,
+    warned_sockets: std::cell::Cell<u64>,
 }
 
 /// The kernel lockdown mode, if securityfs shows it (`none`, `integrity`, ...);
@@ -80,7 +81,7 @@ impl Propagation {
                 },
             },
         };
-        Propagation { pin_dir, inserter }
+        Propagation { pin_dir, inserter, warned_sockets: std::cell::Cell::new(0) }
     }
 
     pub fn pin_dir(&self) -> Option<PathBuf> {
@@ -90,6 +91,22 @@ impl Propagation {
     /// Whether outgoing requests get a traceparent.
     pub fn inserting(&self) -> bool {
         self.inserter.is_some()
+    }
+
+    /// Warns (again only when it grows) when connections could not be tracked: a
+    /// socket already in another program's socket map (another gosight on the same
+    /// cgroup tree) gets no header from this one.
+    pub fn check(&self) {
+        let Some(p) = &self.inserter else { return };
+        let failed = p.counters().socket_add_failed;
+        if failed > self.warned_sockets.get() {
+            tracing::warn!(
+                sockets = failed,
+                "connections not tracked for context propagation: their sockets are held by another \
+                 sockops/sk_msg program (another gosight watching the same cgroup?); they get no traceparent"
+            );
+            self.warned_sockets.set(failed);
+        }
     }
 
     /// Logs what the inserter did.
