@@ -71,12 +71,17 @@ impl AttachedProbe {
         (self.counter("hits", 0), self.counter("hits", 1))
     }
 
-    /// Sum over CPUs of a per-CPU counter of `include/probe_stats.h`.
     fn counter(&self, map: &str, index: u32) -> u64 {
-        let Some(map) = self.ebpf.map(map) else { return 0 };
-        let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else { return 0 };
-        arr.get(&index, 0).map(|v| v.iter().sum()).unwrap_or(0)
+        percpu_sum(&self.ebpf, map, index)
     }
+}
+
+/// Sum over CPUs of slot `index` of a per-CPU `u64` array (the probes' counters);
+/// 0 when the map is missing or unreadable.
+pub(crate) fn percpu_sum(ebpf: &Ebpf, map: &str, index: u32) -> u64 {
+    let Some(map) = ebpf.map(map) else { return 0 };
+    let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else { return 0 };
+    arr.get(&index, 0).map(|v| v.iter().sum()).unwrap_or(0)
 }
 
 /// Loads `spec` with `inputs` and attaches it to `inputs.pid`.

@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use aya::maps::{PerCpuArray, SockHash};
+use aya::maps::SockHash;
 use aya::programs::{CgroupAttachMode, SkMsg, SockOps};
 use aya::{Ebpf, EbpfLoader};
 
@@ -73,9 +73,7 @@ impl Http1Propagation {
     }
 
     pub fn counters(&self) -> Counters {
-        let Some(map) = self.ebpf.map("counters") else { return Counters::default() };
-        let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else { return Counters::default() };
-        let get = |i: u32| arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0);
+        let get = |i: u32| crate::loader::percpu_sum(&self.ebpf, "counters", i);
         Counters {
             sockets_added: get(0),
             socket_add_failed: get(1),

@@ -66,8 +66,7 @@ fn run(s: Scenario) {
 
     let exe = build_go_app("httpserver", s.toolchain, false);
     let go_version = go_version_of(&exe);
-    let dir = std::env::temp_dir().join(format!("gosight-e2e-{}-{}", std::process::id(), free_port()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tmpdir("http");
     // A second copy under another name: running, Go, and not selected.
     let other_exe = dir.join("httpserver-unselected");
     std::fs::copy(&exe, &other_exe).unwrap();

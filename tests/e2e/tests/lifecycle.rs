@@ -9,11 +9,6 @@ use gosight_e2e::collector::{require_collector, Collector};
 use gosight_e2e::process::{App, Child, HttpConn};
 use gosight_e2e::*;
 
-fn tmpdir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("gosight-e2e-{tag}-{}-{}", std::process::id(), free_port()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn gosight(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(gosight_bin());

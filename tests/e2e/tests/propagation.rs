@@ -35,8 +35,7 @@ fn start_app(exe: &Path, dir: &Path, name: &str, next: Option<&str>) -> App {
 
 fn start_chain(toolchain: Option<&str>, collector: &Collector, propagation: bool, env: &[(&str, &str)]) -> Chain {
     let exe = build_go_app("chain", toolchain, false);
-    let dir = std::env::temp_dir().join(format!("gosight-e2e-chain-{}-{}", std::process::id(), free_port()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tmpdir("chain");
     let svc = dir.join("chain-svc");
     std::fs::copy(&exe, &svc).unwrap();
 
@@ -207,8 +206,8 @@ fn sampling_decision_travels_with_the_trace() {
     assert!(unsampled["downstream"]["downstream"]["traceparent"].as_str().unwrap().ends_with("-00"));
     let sampled = get_json(&chain.a.addr, "/hop", &[("traceparent", INCOMING)]);
     assert!(sampled["downstream"]["downstream"]["traceparent"].as_str().unwrap().ends_with("-01"));
-    let spans = collector.wait_for(Duration::from_secs(15), |sp| sp.len() >= 5);
-    std::thread::sleep(Duration::from_millis(500));
+    collector.wait_for(Duration::from_secs(15), |sp| sp.len() >= 5);
+    std::thread::sleep(Duration::from_millis(500)); // anything unsampled would have arrived too
     let spans = collector.spans();
     assert_eq!(spans.len(), 5, "only the sampled trace is exported: {spans:#?}");
     assert!(spans.iter().all(|s| s.trace_id == INCOMING[3..35]));

@@ -6,7 +6,7 @@
 //! connections. Then a sustained run: wrk → chain service → Python server for 60 s.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -27,11 +27,6 @@ fn rawserver(dir: &Path) -> (Child, String) {
     (c, addr)
 }
 
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gosight-e2e-{tag}-{}-{}", std::process::id(), free_port()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn gosight_for(exe: &Path, dir: &Path, collector: Option<&Collector>) -> Child {
     let mut cmd = Command::new(gosight_bin());
