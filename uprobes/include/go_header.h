@@ -185,8 +185,10 @@ static __always_inline void go_hdr_unit_done(struct go_hdr_walk *w, u64 unit, u6
 	w->cand = (u8)cand;
 }
 
-/* Whether a key header (string) names "Traceparent": length first, then bytes
- * (read into b[0..1]). */
+/* Whether a key header (string) names "Traceparent" or "traceparent": length
+ * first, then bytes (read into b[0..1]). net/http canonicalises parsed header
+ * keys; gRPC metadata (also a map[string][]string) keeps them lower-case; and an
+ * app that set a lower-case key on an outgoing http.Header still sends it. */
 static __always_inline int go_hdr_key_is_tp(u64 ptr, s64 len, u64 *b)
 {
 	if (len != GO_HDR_KEY_LEN || !ptr)
@@ -195,7 +197,7 @@ static __always_inline int go_hdr_key_is_tp(u64 ptr, s64 len, u64 *b)
 	b[1] = 0;
 	if (bpf_probe_read_user(b, GO_HDR_KEY_LEN, (void *)ptr))
 		return 0;
-	return b[0] == GO_HDR_TP_LO && b[1] == GO_HDR_TP_HI;
+	return (b[0] | 0x20) == (GO_HDR_TP_LO | 0x20) && b[1] == GO_HDR_TP_HI;
 }
 
 /* One step on the lowest pending candidate slot of w->unit: reads its key and, for

@@ -133,7 +133,10 @@ func cases() []testCase {
 	add(testCase{name: "nil-values", h: hn, status: -1})
 	hl := build(20, -1)
 	hl["traceparent"] = []string{validTP()}
-	add(testCase{name: "lowercase-key", h: hl, status: 0, note: "keys-are-canonical-in-parsed-requests"})
+	add(testCase{name: "lowercase-key", h: hl, status: 1, value: hl["traceparent"][0], valid: true, note: "grpc-metadata-keys-are-lower-case"})
+	hx := build(20, -1)
+	hx["tRaceparent"] = []string{validTP()}
+	add(testCase{name: "other-case-key", h: hx, status: 0})
 	hd := build(20, 3, validTP())
 	hd.Del("Traceparent")
 	add(testCase{name: "deleted", h: hd, status: 0})
