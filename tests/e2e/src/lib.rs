@@ -84,6 +84,26 @@ pub fn build_go_app(app: &str, toolchain: Option<&str>, stripped: bool) -> PathB
     out
 }
 
+/// Builds the gRPC test apps (tests/go-apps/grpc) against one grpc-go version
+/// (`1.60`, `1.69`, `1.77`, `latest`; see tests/go-apps/grpc/versions). Returns
+/// (server, client).
+pub fn build_grpc_apps(grpc: &str, stripped: bool) -> (PathBuf, PathBuf) {
+    let out = repo_root().join("target/go-apps").join(format!("grpc-{grpc}{}", if stripped { "-stripped" } else { "" }));
+    let mut cmd = Command::new("bash");
+    cmd.current_dir(repo_root().join("tests/go-apps/grpc")).arg("build.sh").arg(grpc).arg(&out);
+    if stripped {
+        cmd.arg("-ldflags=-s -w");
+    }
+    if let Some(go) = go_bin() {
+        if let Some(dir) = go.parent().filter(|d| !d.as_os_str().is_empty()) {
+            cmd.env("PATH", format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default()));
+        }
+    }
+    let status = cmd.env("GOTOOLCHAIN", "local").status().expect("run build.sh");
+    assert!(status.success(), "building the gRPC apps against grpc {grpc} failed");
+    (out.join("server"), out.join("client"))
+}
+
 /// `go version` of a built binary, e.g. `go1.22.12`.
 pub fn go_version_of(bin: &Path) -> String {
     let o = Command::new(go_bin().expect("go")).arg("version").arg(bin).output().expect("go version");
