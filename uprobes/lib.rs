@@ -16,6 +16,10 @@ pub mod go_header;
 mod loader;
 mod ring;
 
+#[path = "grpc_client/mod.rs"]
+pub mod grpc_client;
+#[path = "grpc_server/mod.rs"]
+pub mod grpc_server;
 #[path = "http1_propagation/mod.rs"]
 pub mod http1_propagation;
 #[path = "net_http_client/mod.rs"]
@@ -83,6 +87,7 @@ pub struct FieldSpec {
     pub module: &'static str,
     /// Fully qualified struct name as the Go linker writes it (`net/http.Request`).
     pub strukt: &'static str,
+    /// Field name; `a|b` names alternatives across versions, tried in order.
     pub field: &'static str,
     /// A required field that cannot be resolved makes the probe stand down; an
     /// optional one is passed as [`OFF_ABSENT`] and the attribute it feeds is omitted.
@@ -98,7 +103,8 @@ pub const fn std_field(global: &'static str, strukt: &'static str, field: &'stat
 /// on every RET instruction of the function (never a uretprobe).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FunctionSpec {
-    /// Symbol name as in the Go symbol table (`net/http.serverHandler.ServeHTTP`).
+    /// Symbol name as in the Go symbol table (`net/http.serverHandler.ServeHTTP`);
+    /// `a|b` names alternatives across library versions, tried in order.
     pub symbol: &'static str,
     pub entry_program: &'static str,
     pub return_program: Option<&'static str>,
@@ -125,6 +131,14 @@ pub struct ProbeSpec {
     pub object: &'static [u8],
     /// Decodes one ring-buffer record into an event.
     pub decode: fn(&[u8]) -> Option<Event>,
+    /// Settings derived from resolved field offsets (e.g. whether a struct embeds
+    /// another by pointer in this version); given a lookup of (struct, field).
+    pub derive: fn(&dyn Fn(&str, &str) -> Option<u64>) -> Vec<(&'static str, u64)>,
+}
+
+/// For probes that derive nothing.
+pub fn derive_nothing(_: &dyn Fn(&str, &str) -> Option<u64>) -> Vec<(&'static str, u64)> {
+    Vec::new()
 }
 
 impl ProbeSpec {
@@ -177,11 +191,72 @@ pub struct ProbeInputs {
 pub enum Event {
     HttpServer(net_http_server::HttpServerEvent),
     HttpClient(net_http_client::HttpClientEvent),
+    GrpcServer(grpc_server::GrpcServerEvent),
+    GrpcClient(grpc_client::GrpcClientEvent),
 }
 
 /// Every probe this crate ships.
 /// Every per-target probe this crate ships.
-pub static ALL_PROBES: &[&ProbeSpec] = &[&net_http_server::SPEC, &net_http_client::SPEC];
+pub static ALL_PROBES: &[&ProbeSpec] =
+    &[&net_http_server::SPEC, &net_http_client::SPEC, &grpc_server::SPEC, &grpc_client::SPEC];
+
+/// A TCP endpoint as the probes read it from a Go `*net.TCPAddr`
+/// (`include/go_net.h` `struct ip_port`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RawIpPort {
+    pub ip: [u8; 16],
+    pub ip_len: u8,
+    pub _pad: u8,
+    pub port: u16,
+    pub _pad2: u32,
+}
+
+impl RawIpPort {
+    /// The address, when the probe could read one.
+    pub fn addr(&self) -> Option<std::net::SocketAddr> {
+        let ip: std::net::IpAddr = match self.ip_len {
+            4 => std::net::Ipv4Addr::new(self.ip[0], self.ip[1], self.ip[2], self.ip[3]).into(),
+            16 => {
+                let v6 = std::net::Ipv6Addr::from(self.ip);
+                v6.to_ipv4_mapped().map(Into::into).unwrap_or(v6.into())
+            }
+            _ => return None,
+        };
+        Some(std::net::SocketAddr::new(ip, self.port))
+    }
+}
+
+/// Fields and addresses of `include/go_net.h` and `include/grpc_status.h`.
+pub mod shared_fields {
+    use crate::{std_field, AddressSpec, FieldSpec};
+
+    pub const GO_NET: &[FieldSpec] = &[
+        std_field("off_tcpaddr_ip", "net.TCPAddr", "IP", false),
+        std_field("off_tcpaddr_port", "net.TCPAddr", "Port", false),
+    ];
+    pub const GRPC_STATUS: &[FieldSpec] = &[
+        grpc_field("off_status_s", "google.golang.org/grpc/internal/status.Status", "s"),
+        FieldSpec {
+            global: "off_spb_code",
+            module: "google.golang.org/genproto/googleapis/rpc",
+            strukt: "google.golang.org/genproto/googleapis/rpc/status.Status",
+            field: "Code",
+            required: false,
+        },
+        grpc_field("off_status_error_s", "google.golang.org/grpc/internal/status.Error", "s"),
+    ];
+    pub const TCP_ADDR_ITAB: AddressSpec = AddressSpec { global: "tcp_addr_itab", symbol: "go:itab.*net.TCPAddr,net.Addr" };
+    pub const GRPC_STATUS_ADDRESSES: [AddressSpec; 2] = [
+        AddressSpec { global: "status_error_itab", symbol: "go:itab.*google.golang.org/grpc/internal/status.Error,error" },
+        AddressSpec { global: "io_eof_var", symbol: "io.EOF" },
+    ];
+
+    /// A field of google.golang.org/grpc (its layout follows the module version).
+    pub const fn grpc_field(global: &'static str, strukt: &'static str, field: &'static str) -> FieldSpec {
+        FieldSpec { global, module: "google.golang.org/grpc", strukt, field, required: false }
+    }
+}
 
 /// A string field of an event: its first `len` bytes (at most the buffer), and
 /// whether the original was longer than the buffer (truncated).

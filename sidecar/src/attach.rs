@@ -164,6 +164,8 @@ impl EventSink {
         let span = match ev {
             Event::HttpServer(e) => self.factory.http_server(&e),
             Event::HttpClient(e) => self.factory.http_client(&e, self.errors.name(e.error_itab)),
+            Event::GrpcServer(e) => self.factory.grpc_server(&e),
+            Event::GrpcClient(e) => self.factory.grpc_client(&e),
         };
         if let Some(span) = span {
             self.exporter.submit(&self.export, span);
@@ -209,11 +211,21 @@ fn prepare(
 ) -> Result<ProbeInputs, String> {
     let bin = &target.binary;
     let pid = target.process.pid;
-    let symbols: Vec<&str> = spec.functions.iter().map(|f| f.symbol).collect();
-    let found = bin.functions(&symbols).map_err(|e| e.to_string())?;
+    // Each function may name alternatives (`a|b`) across library versions.
+    let symbols: Vec<&str> = spec.functions.iter().flat_map(|f| f.symbol.split('|')).collect();
+    let mut found: HashMap<&str, crate::inspect::Function> = symbols
+        .iter()
+        .copied()
+        .zip(bin.functions(&symbols).map_err(|e| e.to_string())?)
+        .filter_map(|(name, f)| Some((name, f?)))
+        .collect();
     let mut functions = HashMap::new();
-    for (f, site) in spec.functions.iter().zip(found) {
-        let site = site.ok_or_else(|| format!("function {} not in the binary", f.symbol))?;
+    for f in spec.functions {
+        let site = f
+            .symbol
+            .split('|')
+            .find_map(|name| found.remove(name))
+            .ok_or_else(|| format!("function {} not in the binary", f.symbol.replace('|', " or ")))?;
         if f.return_program.is_some() && site.return_offsets.is_empty() {
             return Err(format!("no RET instruction found in {}", f.symbol));
         }
@@ -234,7 +246,9 @@ fn prepare(
         addresses,
         pin_dir: shared.pin_dir.clone(),
         sampling: shared.sampling,
-        settings: vec![("propagate", shared.propagate as u64)],
+        settings: std::iter::once(("propagate", shared.propagate as u64))
+            .chain((spec.derive)(&|strukt, field| resolver.offset(strukt, field)))
+            .collect(),
     })
 }
 

@@ -19,6 +19,7 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     addresses: &[],
     object: crate::bpf_object!("net_http_client"),
     decode,
+    derive: crate::derive_nothing,
 };
 
 const FIELDS: &[FieldSpec] = &[

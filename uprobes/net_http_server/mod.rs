@@ -20,6 +20,7 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     addresses: &[AddressSpec { global: "response_itab", symbol: RESPONSE_ITAB }],
     object: crate::bpf_object!("net_http_server"),
     decode,
+    derive: crate::derive_nothing,
 };
 
 const FIELDS: &[FieldSpec] = &[

@@ -27,7 +27,8 @@ pub enum Lookup {
 /// A place field offsets come from.
 pub trait OffsetSource: Send + Sync {
     fn name(&self) -> &'static str;
-    fn lookup(&self, field: &FieldSpec) -> Lookup;
+    /// `module` decides which version's layout applies (`std` = the Go version).
+    fn lookup(&self, module: &str, strukt: &str, field: &str) -> Lookup;
 }
 
 /// Offsets read from the target binary's DWARF (exact for that binary).
@@ -49,10 +50,10 @@ impl OffsetSource for DwarfSource {
         "DWARF"
     }
 
-    fn lookup(&self, f: &FieldSpec) -> Lookup {
-        match self.0.offset(f.strukt, f.field) {
+    fn lookup(&self, _module: &str, strukt: &str, field: &str) -> Lookup {
+        match self.0.offset(strukt, field) {
             Some(off) => Lookup::Offset(off),
-            None if self.0.has_struct(f.strukt) => Lookup::Absent,
+            None if self.0.has_struct(strukt) => Lookup::Absent,
             None => Lookup::Unknown,
         }
     }
@@ -88,14 +89,36 @@ impl Resolver {
         Resolver::new(sources, bin.build.go_version.to_string())
     }
 
+    /// What the first source that knows says about `field`, trying each of its
+    /// `a|b` alternatives in order.
     pub fn lookup(&self, f: &FieldSpec) -> (Lookup, &'static str) {
+        let mut best = (Lookup::Unknown, "none");
+        for alt in f.field.split('|') {
+            match self.lookup_one(f.module, f.strukt, alt) {
+                found @ (Lookup::Offset(_), _) => return found,
+                (Lookup::Absent, src) => best = (Lookup::Absent, src),
+                (Lookup::Unknown, _) => {}
+            }
+        }
+        best
+    }
+
+    fn lookup_one(&self, module: &str, strukt: &str, field: &str) -> (Lookup, &'static str) {
         for s in &self.sources {
-            match s.lookup(f) {
+            match s.lookup(module, strukt, field) {
                 Lookup::Unknown => continue,
                 found => return (found, s.name()),
             }
         }
         (Lookup::Unknown, "none")
+    }
+
+    /// The offset of a field, if a source knows it (for settings a probe derives).
+    pub fn offset(&self, strukt: &str, field: &str) -> Option<u64> {
+        match self.lookup_one("", strukt, field).0 {
+            Lookup::Offset(o) => Some(o),
+            _ => None,
+        }
     }
 
     /// Offsets for every field of `spec`, keyed by the C global's name
@@ -134,7 +157,7 @@ mod tests {
         fn name(&self) -> &'static str {
             self.0
         }
-        fn lookup(&self, _: &FieldSpec) -> Lookup {
+        fn lookup(&self, _: &str, _: &str, _: &str) -> Lookup {
             self.1
         }
     }

@@ -12,6 +12,8 @@ use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::resource::{EnvResourceDetector, Resource};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
+mod grpc;
+
 use crate::clock::Clock;
 use crate::discover::Target;
 
@@ -32,7 +34,7 @@ struct Ids {
 
 impl SpanFactory {
     pub fn new(clock: Clock) -> SpanFactory {
-        let scope = InstrumentationScope::builder("gosight/net/http")
+        let scope = InstrumentationScope::builder("gosight")
             .with_version(env!("CARGO_PKG_VERSION"))
             .build();
         SpanFactory { clock, scope }

@@ -1,0 +1,151 @@
+/* gosight — gRPC client probe (google.golang.org/grpc), unary and streaming.
+ *
+ *  - (*clientStream).newAttemptLocked entry (caller's goroutine, before the
+ *    headers are built): the CLIENT span starts; its parent is the server span the
+ *    goroutine serves, or the one whose context the RPC's context derives from.
+ *  - (*csAttempt).finish entry: the RPC ends; its error gives the status code.
+ * Both unary (Invoke) and streaming (NewStream) RPCs go through clientStream, so
+ * these two entry probes cover both: 2 uprobe hits per RPC. Calls are keyed by the
+ * *clientStream (finish may run on another goroutine); a retry's second attempt
+ * keeps the first start.
+ */
+#include "go_abi.h"
+#include "go_types.h"
+#include "probe_stats.h"
+#include "go_net.h"
+#include "grpc_status.h"
+#include "traceparent.h"
+#include "sampling.h"
+#include "shared_maps.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+volatile const u64 off_cs_callhdr = OFF_ABSENT;     /* grpc.clientStream.callHdr */
+volatile const u64 off_cs_ctx = OFF_ABSENT;         /* grpc.clientStream.ctx */
+volatile const u64 off_callhdr_method = OFF_ABSENT; /* transport.CallHdr.Method */
+volatile const u64 off_attempt_cs = OFF_ABSENT;     /* grpc.csAttempt.cs */
+volatile const u64 off_attempt_transport = OFF_ABSENT; /* grpc.csAttempt.t / transport (ClientTransport) */
+volatile const u64 off_http2client_remote = OFF_ABSENT; /* transport.http2Client.remoteAddr */
+
+#define METHOD_CAP 128
+#define CONTEXT_DEPTH 8
+
+struct call {
+	u64 start_ns;
+	struct span_ctx sc;
+	u8 parent_span_id[8];
+	u8 has_parent;
+	u8 _pad[7];
+};
+
+struct grpc_client_event {
+	u64 start_ns;
+	u64 end_ns;
+	struct span_ctx sc;
+	u8 parent_span_id[8];
+	s32 code;
+	u8 has_parent;
+	u8 _pad[3];
+	struct ip_port peer;
+	u16 method_len;
+	u16 _pad2[3];
+	char method[METHOD_CAP];
+};
+
+_Static_assert(sizeof(struct grpc_client_event) == 224, "update RawEvent in mod.rs");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, u64); /* *clientStream */
+	__type(value, struct call);
+} calls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+static __always_inline struct active_span *find_parent(u32 tgid, u64 g, u64 ctx)
+{
+	struct proc_key key = { .tgid = tgid, .ptr = g };
+	struct active_span *as = bpf_map_lookup_elem(&spans_by_goroutine, &key);
+	if (as)
+		return as;
+	for (int i = 0; i < CONTEXT_DEPTH && ctx; i++) {
+		key.ptr = ctx;
+		as = bpf_map_lookup_elem(&spans_by_context, &key);
+		if (as)
+			return as;
+		ctx = read_u64(ctx + 8); /* parent Context's data word */
+	}
+	return 0;
+}
+
+SEC("uprobe")
+int new_attempt_entry(struct go_regs *regs)
+{
+	count_hit(HIT_ENTRY);
+	u64 cs = GO_ARG1(regs);
+	if (bpf_map_lookup_elem(&calls, &cs))
+		return 0; /* a retry, or the entry again after stack growth */
+	struct call c = { .start_ns = bpf_ktime_get_ns() };
+	u64 ctx = off_cs_ctx == OFF_ABSENT ? 0 : read_u64(cs + off_cs_ctx + 8);
+	struct active_span *as = find_parent(bpf_get_current_pid_tgid() >> 32, GO_G(regs), ctx);
+	struct span_ctx parent = {};
+	if (as) {
+		parent = as->sc;
+		c.has_parent = 1;
+		__builtin_memcpy(c.sc.trace_id, parent.trace_id, 16);
+		__builtin_memcpy(c.parent_span_id, parent.span_id, 8);
+	} else {
+		u64 hi = random_id64(), lo = random_id64();
+		__builtin_memcpy(c.sc.trace_id, &hi, 8);
+		__builtin_memcpy(c.sc.trace_id + 8, &lo, 8);
+	}
+	u64 sid = random_id64();
+	__builtin_memcpy(c.sc.span_id, &sid, 8);
+	c.sc.flags = sample(&c.sc, c.has_parent, parent.flags);
+	bpf_map_update_elem(&calls, &cs, &c, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe")
+int attempt_finish_entry(struct go_regs *regs)
+{
+	count_hit(HIT_RETURN);
+	u64 a = GO_ARG1(regs);
+	if (off_attempt_cs == OFF_ABSENT)
+		return 0;
+	u64 cs = read_u64(a + off_attempt_cs);
+	struct call *c = bpf_map_lookup_elem(&calls, &cs);
+	if (!c)
+		return 0;
+	if (!(c->sc.flags & SAMPLED)) {
+		bpf_map_delete_elem(&calls, &cs);
+		return 0;
+	}
+	struct grpc_client_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_lost();
+		bpf_map_delete_elem(&calls, &cs);
+		return 0;
+	}
+	e->start_ns = c->start_ns;
+	e->end_ns = bpf_ktime_get_ns();
+	e->sc = c->sc;
+	__builtin_memcpy(e->parent_span_id, c->parent_span_id, 8);
+	e->has_parent = c->has_parent;
+	e->code = grpc_error_code(GO_ARG2(regs), GO_ARG3(regs));
+	__builtin_memset(&e->peer, 0, sizeof(e->peer));
+	if (off_attempt_transport != OFF_ABSENT && off_http2client_remote != OFF_ABSENT) {
+		u64 t = read_u64(a + off_attempt_transport + 8); /* ClientTransport data: *http2Client */
+		if (t)
+			read_tcp_addr(t + off_http2client_remote, &e->peer);
+	}
+	u64 hdr = off_cs_callhdr == OFF_ABSENT ? 0 : read_u64(cs + off_cs_callhdr);
+	e->method_len = read_go_string(e->method, METHOD_CAP, hdr, off_callhdr_method);
+	bpf_ringbuf_submit(e, 0);
+	bpf_map_delete_elem(&calls, &cs);
+	return 0;
+}

@@ -1,0 +1,189 @@
+/* gosight — gRPC server probe (google.golang.org/grpc).
+ *
+ *  - (*grpc.Server).handleStream(t ServerTransport, stream) entry: the SERVER span
+ *    starts; method, peer and local address are read; an incoming `traceparent`
+ *    in the request metadata (the map in the stream context's first valueCtx) makes
+ *    it a child; the span is published by goroutine and by stream context so calls
+ *    the handler makes become its children.
+ *  - (*http2Server).WriteStatus (grpc < 1.69) / writeStatus (>= 1.69) entry: the
+ *    status goes out: the span ends with its code.
+ * Cost: 2 uprobe hits per RPC. Calls are keyed by the stream pointer, which both
+ * functions receive (writeStatus may run on another goroutine).
+ */
+#include "go_abi.h"
+#include "go_types.h"
+#include "probe_stats.h"
+#include "go_header.h"
+#include "go_net.h"
+#include "grpc_status.h"
+#include "traceparent.h"
+#include "sampling.h"
+#include "shared_maps.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+volatile const u64 off_stream_method = OFF_ABSENT;   /* transport.Stream.method */
+volatile const u64 off_stream_ctx = OFF_ABSENT;      /* transport.Stream.ctx */
+volatile const u64 off_http2server_peer = OFF_ABSENT;/* transport.http2Server.peer (peer.Peer by value) */
+volatile const u64 off_peer_addr = OFF_ABSENT;       /* peer.Peer.Addr */
+volatile const u64 off_peer_local_addr = OFF_ABSENT; /* peer.Peer.LocalAddr */
+volatile const u64 off_valuectx_val = OFF_ABSENT;    /* context.valueCtx.val */
+volatile const u64 value_ctx_itab = 0;               /* go:itab.*context.valueCtx,context.Context */
+/* grpc 1.69–1.76: ServerStream embeds *Stream (a pointer) instead of Stream. The
+ * loader derives it from off_serverstream_st (the next field at 8 = a pointer). */
+volatile const u64 stream_embed_ptr = 0;
+volatile const u64 off_serverstream_st = OFF_ABSENT; /* transport.ServerStream.st */
+
+#define METHOD_CAP 128
+
+struct call {
+	u64 start_ns;
+	u64 goroutine;
+	u64 context;
+	struct span_ctx sc;
+	u8 parent_span_id[8];
+	u8 has_parent;
+	u8 _pad[7];
+	struct ip_port peer;
+	struct ip_port local;
+	u16 method_len;
+	u16 _pad2[3];
+	char method[METHOD_CAP];
+};
+
+struct grpc_server_event {
+	u64 start_ns;
+	u64 end_ns;
+	struct span_ctx sc;
+	u8 parent_span_id[8];
+	s32 code;
+	u8 has_parent;
+	u8 _pad[3];
+	struct ip_port peer;
+	struct ip_port local;
+	u16 method_len;
+	u16 _pad2[3];
+	char method[METHOD_CAP];
+};
+
+_Static_assert(sizeof(struct grpc_server_event) == 248, "update RawEvent in mod.rs");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, u64); /* the stream pointer */
+	__type(value, struct call);
+} calls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct call);
+} scratch SEC(".maps");
+
+SEC("uprobe")
+int handle_stream_entry(struct go_regs *regs)
+{
+	count_hit(HIT_ENTRY);
+	u64 stream = GO_ARG4(regs);
+	if (bpf_map_lookup_elem(&calls, &stream))
+		return 0; /* the entry ran again after stack growth */
+	u32 zero = 0;
+	struct call *c = bpf_map_lookup_elem(&scratch, &zero);
+	if (!c)
+		return 0;
+	__builtin_memset(c, 0, sizeof(*c));
+	c->start_ns = bpf_ktime_get_ns();
+	c->goroutine = GO_G(regs);
+
+	u64 base = stream_embed_ptr ? read_u64(stream) : stream;
+	c->method_len = read_go_string(c->method, METHOD_CAP, base, off_stream_method);
+	u64 t = GO_ARG3(regs); /* *http2Server */
+	if (t && off_http2server_peer != OFF_ABSENT) {
+		if (off_peer_addr != OFF_ABSENT)
+			read_tcp_addr(t + off_http2server_peer + off_peer_addr, &c->peer);
+		if (off_peer_local_addr != OFF_ABSENT)
+			read_tcp_addr(t + off_http2server_peer + off_peer_local_addr, &c->local);
+	}
+
+	/* Incoming metadata: operateHeaders makes the stream context a valueCtx whose
+	 * value is the metadata.MD map (a map[string][]string like http.Header). */
+	struct span_ctx parent = {};
+	if (off_stream_ctx != OFF_ABSENT) {
+		struct go_iface ctx = {};
+		bpf_probe_read_user(&ctx, sizeof(ctx), (void *)(base + off_stream_ctx));
+		c->context = ctx.data;
+		if (value_ctx_itab && ctx.tab == value_ctx_itab && off_valuectx_val != OFF_ABSENT) {
+			u64 md = read_u64(ctx.data + off_valuectx_val + 8);
+			char tp[TRACEPARENT_LEN];
+			if (md && go_header_traceparent(md, tp) && traceparent_parse(tp, &parent))
+				c->has_parent = 1;
+		}
+	}
+	if (c->has_parent) {
+		__builtin_memcpy(c->sc.trace_id, parent.trace_id, 16);
+		__builtin_memcpy(c->parent_span_id, parent.span_id, 8);
+	} else {
+		u64 hi = random_id64(), lo = random_id64();
+		__builtin_memcpy(c->sc.trace_id, &hi, 8);
+		__builtin_memcpy(c->sc.trace_id + 8, &lo, 8);
+	}
+	u64 sid = random_id64();
+	__builtin_memcpy(c->sc.span_id, &sid, 8);
+	c->sc.flags = sample(&c->sc, c->has_parent, parent.flags);
+	bpf_map_update_elem(&calls, &stream, c, BPF_ANY);
+
+	struct active_span as = { .sc = c->sc };
+	struct proc_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .ptr = c->goroutine };
+	bpf_map_update_elem(&spans_by_goroutine, &key, &as, BPF_ANY);
+	if (c->context) {
+		key.ptr = c->context;
+		bpf_map_update_elem(&spans_by_context, &key, &as, BPF_ANY);
+	}
+	return 0;
+}
+
+SEC("uprobe")
+int write_status_entry(struct go_regs *regs)
+{
+	count_hit(HIT_RETURN);
+	u64 stream = GO_ARG2(regs);
+	struct call *c = bpf_map_lookup_elem(&calls, &stream);
+	if (!c)
+		return 0; /* a second status write for the same stream */
+	struct proc_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .ptr = c->goroutine };
+	bpf_map_delete_elem(&spans_by_goroutine, &key);
+	if (c->context) {
+		key.ptr = c->context;
+		bpf_map_delete_elem(&spans_by_context, &key);
+	}
+	if (!(c->sc.flags & SAMPLED)) {
+		bpf_map_delete_elem(&calls, &stream);
+		return 0;
+	}
+	struct grpc_server_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_lost();
+		bpf_map_delete_elem(&calls, &stream);
+		return 0;
+	}
+	e->start_ns = c->start_ns;
+	e->end_ns = bpf_ktime_get_ns();
+	e->sc = c->sc;
+	__builtin_memcpy(e->parent_span_id, c->parent_span_id, 8);
+	e->has_parent = c->has_parent;
+	e->code = grpc_status_code(GO_ARG3(regs));
+	e->peer = c->peer;
+	e->local = c->local;
+	e->method_len = c->method_len;
+	__builtin_memcpy(e->method, c->method, METHOD_CAP);
+	bpf_ringbuf_submit(e, 0);
+	bpf_map_delete_elem(&calls, &stream);
+	return 0;
+}
