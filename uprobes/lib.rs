@@ -20,8 +20,8 @@ mod ring;
 pub mod grpc_client;
 #[path = "grpc_server/mod.rs"]
 pub mod grpc_server;
-#[path = "http1_propagation/mod.rs"]
-pub mod http1_propagation;
+#[path = "context_propagation/mod.rs"]
+pub mod context_propagation;
 #[path = "net_http_client/mod.rs"]
 pub mod net_http_client;
 #[path = "net_http_server/mod.rs"]
@@ -32,7 +32,7 @@ pub use ring::EventReader;
 
 /// Maps that several objects share (`include/shared_maps.h`): pinned by name in
 /// gosight's bpffs directory when there is one.
-pub const SHARED_MAPS: &[&str] = &["spans_by_goroutine", "spans_by_context", "pending_headers"];
+pub const SHARED_MAPS: &[&str] = &["spans_by_goroutine", "spans_by_context", "pending_headers", "pending_h2"];
 
 /// The sampler, as every probe object applies it in the kernel
 /// (`include/sampling.h`), so that what is propagated and what is exported agree.
@@ -106,8 +106,11 @@ pub struct FunctionSpec {
     /// Symbol name as in the Go symbol table (`net/http.serverHandler.ServeHTTP`);
     /// `a|b` names alternatives across library versions, tried in order.
     pub symbol: &'static str,
-    pub entry_program: &'static str,
+    pub entry_program: Option<&'static str>,
     pub return_program: Option<&'static str>,
+    /// A function only an optional feature needs (e.g. propagation): when the
+    /// binary lacks it, the probe runs without it.
+    pub optional: bool,
 }
 
 /// An address a probe compares against (e.g. an itab), bound to a C global.

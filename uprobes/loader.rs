@@ -116,11 +116,15 @@ pub fn load(spec: &'static ProbeSpec, inputs: &ProbeInputs) -> Result<AttachedPr
     let pid = NonZeroU32::new(inputs.pid).expect("pid 0 is never a target");
     let mut attach_points = 0;
     for f in spec.functions {
-        let site = inputs
-            .functions
-            .get(f.symbol)
-            .ok_or(ProbeError::MissingFunction { probe, symbol: f.symbol })?;
-        attach_points += attach(&mut ebpf, probe, f.entry_program, &[site.entry_offset], inputs, pid)?;
+        let Some(site) = inputs.functions.get(f.symbol) else {
+            if f.optional {
+                continue;
+            }
+            return Err(ProbeError::MissingFunction { probe, symbol: f.symbol });
+        };
+        if let Some(entry) = f.entry_program {
+            attach_points += attach(&mut ebpf, probe, entry, &[site.entry_offset], inputs, pid)?;
+        }
         if let Some(ret) = f.return_program {
             attach_points += attach(&mut ebpf, probe, ret, &site.return_offsets, inputs, pid)?;
         }

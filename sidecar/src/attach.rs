@@ -212,7 +212,9 @@ fn prepare(
     let bin = &target.binary;
     let pid = target.process.pid;
     // Each function may name alternatives (`a|b`) across library versions.
-    let symbols: Vec<&str> = spec.functions.iter().flat_map(|f| f.symbol.split('|')).collect();
+    // Optional functions serve context propagation: not attached when it is off.
+    let wanted = spec.functions.iter().filter(|f| !f.optional || shared.propagate);
+    let symbols: Vec<&str> = wanted.clone().flat_map(|f| f.symbol.split('|')).collect();
     let mut found: HashMap<&str, crate::inspect::Function> = symbols
         .iter()
         .copied()
@@ -220,12 +222,14 @@ fn prepare(
         .filter_map(|(name, f)| Some((name, f?)))
         .collect();
     let mut functions = HashMap::new();
-    for f in spec.functions {
-        let site = f
-            .symbol
-            .split('|')
-            .find_map(|name| found.remove(name))
-            .ok_or_else(|| format!("function {} not in the binary", f.symbol.replace('|', " or ")))?;
+    for f in wanted {
+        let Some(site) = f.symbol.split('|').find_map(|name| found.remove(name)) else {
+            if f.optional {
+                tracing::debug!(pid, probe = spec.name, "optional function {} not in the binary", f.symbol);
+                continue;
+            }
+            return Err(format!("function {} not in the binary", f.symbol.replace('|', " or ")));
+        };
         if f.return_program.is_some() && site.return_offsets.is_empty() {
             return Err(format!("no RET instruction found in {}", f.symbol));
         }

@@ -9,14 +9,14 @@
 use std::path::PathBuf;
 
 use gosight_uprobes::bpffs::PinDir;
-use gosight_uprobes::http1_propagation::{default_cgroup, Http1Propagation};
+use gosight_uprobes::context_propagation::{default_cgroup, KernelPropagation};
 
 use crate::config::Config;
 
 /// What is running for cross-process context.
 pub struct Propagation {
     pin_dir: Option<PinDir>,
-    inserter: Option<Http1Propagation>,
+    inserter: Option<KernelPropagation>,
     warned_sockets: std::cell::Cell<u64>,
 }
 
@@ -63,13 +63,13 @@ impl Propagation {
                     tracing::warn!("context propagation: off: no cgroup v2 hierarchy found");
                     None
                 }
-                Some(cg) => match Http1Propagation::start(&dir.path, &cg) {
+                Some(cg) => match KernelPropagation::start(&dir.path, &cg) {
                     Ok(p) => {
                         tracing::info!(
                             cgroup = %cg.display(),
                             lockdown = %lockdown,
-                            "context propagation: in-kernel traceparent insertion into outgoing plaintext HTTP/1 \
-                             requests (sockops + sk_msg); the apps' memory is never written, so kernel lockdown \
+                            "context propagation: in-kernel traceparent insertion into outgoing plaintext HTTP/1 requests and h2c (gRPC) \
+                             HEADERS frames (sockops + sk_msg); the apps' memory is never written, so kernel lockdown \
                              does not stop it; TLS traffic is left alone"
                         );
                         Some(p)
@@ -118,6 +118,9 @@ impl Propagation {
                 insert_failed = c.insert_failed,
                 not_plaintext_http1 = c.not_request,
                 stale = c.stale,
+                h2_inserted = c.h2_inserted,
+                h2_skipped = c.h2_skipped,
+                h2_lost_connections = c.h2_lost,
                 sockets = c.sockets_added,
                 socket_add_failed = c.socket_add_failed,
                 "context propagation totals"

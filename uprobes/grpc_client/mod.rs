@@ -7,12 +7,21 @@ use crate::{Event, FieldSpec, FunctionSpec, ProbeSpec, RawIpPort, RawSpanContext
 
 pub const NEW_ATTEMPT: &str = "google.golang.org/grpc.(*clientStream).newAttemptLocked";
 pub const ATTEMPT_FINISH: &str = "google.golang.org/grpc.(*csAttempt).finish";
+pub const CREATE_HEADER_FIELDS: &str = "google.golang.org/grpc/internal/transport.(*http2Client).createHeaderFields";
+pub const WRITE_HEADER: &str = "google.golang.org/grpc/internal/transport.(*loopyWriter).writeHeader";
 
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "grpc_client",
     functions: &[
-        FunctionSpec { symbol: NEW_ATTEMPT, entry_program: "new_attempt_entry", return_program: None },
-        FunctionSpec { symbol: ATTEMPT_FINISH, entry_program: "attempt_finish_entry", return_program: None },
+        FunctionSpec { symbol: NEW_ATTEMPT, entry_program: Some("new_attempt_entry"), return_program: None, optional: false },
+        FunctionSpec { symbol: ATTEMPT_FINISH, entry_program: Some("attempt_finish_entry"), return_program: None, optional: false },
+        FunctionSpec {
+            symbol: CREATE_HEADER_FIELDS,
+            entry_program: None,
+            return_program: Some("create_header_fields_return"),
+            optional: true,
+        },
+        FunctionSpec { symbol: WRITE_HEADER, entry_program: Some("write_header_entry"), return_program: None, optional: true },
     ],
     fields: &[FIELDS, GO_NET, GRPC_STATUS],
     addresses: &[TCP_ADDR_ITAB, GRPC_STATUS_ADDRESSES[0], GRPC_STATUS_ADDRESSES[1]],

@@ -8,6 +8,17 @@
  * these two entry probes cover both: 2 uprobe hits per RPC. Calls are keyed by the
  * *clientStream (finish may run on another goroutine); a retry's second attempt
  * keeps the first start.
+ *
+ * Outgoing context (when propagation is on), handed to the in-kernel inserter
+ * (context_propagation) without touching the app's memory:
+ *  - newAttemptLocked prepares the HPACK `traceparent` field for the calling
+ *    goroutine;
+ *  - (*http2Client).createHeaderFields RET (same goroutine) ties it to the header
+ *    list it returns;
+ *  - (*loopyWriter).writeHeader entry (the connection's writer goroutine) sees that
+ *    list with its stream id, skips it when the app already sends a traceparent, and
+ *    leaves the field in `pending_h2` for that (goroutine, stream).
+ * Cost with propagation: 4 uprobe hits per RPC.
  */
 #include "go_abi.h"
 #include "go_types.h"
@@ -26,6 +37,8 @@ volatile const u64 off_callhdr_method = OFF_ABSENT; /* transport.CallHdr.Method 
 volatile const u64 off_attempt_cs = OFF_ABSENT;     /* grpc.csAttempt.cs */
 volatile const u64 off_attempt_transport = OFF_ABSENT; /* grpc.csAttempt.t / transport (ClientTransport) */
 volatile const u64 off_http2client_remote = OFF_ABSENT; /* transport.http2Client.remoteAddr */
+/* Whether outgoing RPCs get a traceparent (the loader's setting). */
+volatile const u64 propagate = 1;
 
 #define METHOD_CAP 128
 #define CONTEXT_DEPTH 8
@@ -65,6 +78,25 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
+
+/* The field for the RPC a goroutine is starting, until its header list exists. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, u64); /* goroutine */
+	__type(value, struct h2_field);
+} field_by_goroutine SEC(".maps");
+
+/* The field by header list (the []hpack.HeaderField array), until it is written. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, u64); /* header list array */
+	__type(value, struct h2_field);
+} field_by_headers SEC(".maps");
+
+#define HF_SIZE 40    /* hpack.HeaderField: Name string, Value string, Sensitive bool */
+#define HF_SCAN 24    /* header fields checked for an existing traceparent */
 
 static __always_inline struct active_span *find_parent(u32 tgid, u64 g, u64 ctx)
 {
@@ -107,6 +139,68 @@ int new_attempt_entry(struct go_regs *regs)
 	__builtin_memcpy(c.sc.span_id, &sid, 8);
 	c.sc.flags = sample(&c.sc, c.has_parent, parent.flags);
 	bpf_map_update_elem(&calls, &cs, &c, BPF_ANY);
+
+	if (propagate) {
+		struct h2_field f = {};
+		f.bytes[0] = 0x00; /* literal without indexing, new name */
+		f.bytes[1] = 11;
+		__builtin_memcpy(f.bytes + 2, "traceparent", 11);
+		f.bytes[13] = TRACEPARENT_LEN;
+		traceparent_format(&c.sc, f.bytes + 14);
+		u64 g = GO_G(regs);
+		bpf_map_update_elem(&field_by_goroutine, &g, &f, BPF_ANY);
+	}
+	return 0;
+}
+
+SEC("uprobe")
+int create_header_fields_return(struct go_regs *regs)
+{
+	count_hit(HIT_RETURN);
+	u64 g = GO_G(regs);
+	struct h2_field *f = bpf_map_lookup_elem(&field_by_goroutine, &g);
+	if (!f)
+		return 0;
+	u64 hf = GO_ARG1(regs); /* the returned slice's array */
+	if (hf)
+		bpf_map_update_elem(&field_by_headers, &hf, f, BPF_ANY);
+	bpf_map_delete_elem(&field_by_goroutine, &g);
+	return 0;
+}
+
+SEC("uprobe")
+int write_header_entry(struct go_regs *regs)
+{
+	count_hit(HIT_ENTRY);
+	u64 hf = GO_ARG4(regs);
+	struct h2_field *f = bpf_map_lookup_elem(&field_by_headers, &hf);
+	if (!f)
+		return 0;
+	/* Never over the app's own traceparent (an SDK interceptor's metadata). */
+	s64 n = (s64)GO_ARG5(regs);
+	for (int i = 0; i < HF_SCAN; i++) {
+		if (i >= n)
+			break;
+		struct go_string name = {};
+		bpf_probe_read_user(&name, sizeof(name), (void *)(hf + i * HF_SIZE));
+		if (name.len != 11)
+			continue;
+		u64 b[2] = {};
+		bpf_probe_read_user(b, 11, (void *)name.ptr);
+		/* "traceparent" as little-endian words: "tracepar", "ent" */
+		if (b[0] == 0x7261706563617274ULL && b[1] == 0x746e65ULL) {
+			bpf_map_delete_elem(&field_by_headers, &hf);
+			return 0;
+		}
+	}
+	struct h2_key key = {
+		.tgid = bpf_get_current_pid_tgid() >> 32,
+		.stream_id = (u32)GO_ARG2(regs),
+		.g = GO_G(regs),
+	};
+	struct h2_pending p = { .created_ns = bpf_ktime_get_ns(), .field = *f };
+	bpf_map_update_elem(&pending_h2, &key, &p, BPF_ANY);
+	bpf_map_delete_elem(&field_by_headers, &hf);
 	return 0;
 }
 

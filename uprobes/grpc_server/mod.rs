@@ -18,8 +18,8 @@ const TRANSPORT: &str = "google.golang.org/grpc/internal/transport";
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "grpc_server",
     functions: &[
-        FunctionSpec { symbol: HANDLE_STREAM, entry_program: "handle_stream_entry", return_program: None },
-        FunctionSpec { symbol: WRITE_STATUS, entry_program: "write_status_entry", return_program: None },
+        FunctionSpec { symbol: HANDLE_STREAM, entry_program: Some("handle_stream_entry"), return_program: None, optional: false },
+        FunctionSpec { symbol: WRITE_STATUS, entry_program: Some("write_status_entry"), return_program: None, optional: false },
     ],
     fields: &[FIELDS, GO_NET, GRPC_STATUS, crate::go_header::FIELDS],
     addresses: &[

@@ -58,3 +58,34 @@ struct {
 	__type(key, struct proc_key);
 	__type(value, struct pending_header);
 } pending_headers SEC(".maps");
+
+/* ---- HTTP/2 (gRPC) ---- */
+
+/* A literal header field without indexing, new name (RFC 7541 6.2.2):
+ * 0x00, len 11, "traceparent", len 55, value. Never indexed, so both peers'
+ * HPACK dynamic tables stay in step. */
+#define H2_TP_FIELD_LEN (1 + 1 + 11 + 1 + TRACEPARENT_LEN)
+
+struct h2_field {
+	char bytes[H2_TP_FIELD_LEN];
+};
+
+/* A field waiting for the HEADERS frame of one stream, which the connection's
+ * writer goroutine (grpc's loopy writer) is about to send. */
+struct h2_key {
+	u32 tgid;
+	u32 stream_id;
+	u64 g;
+};
+
+struct h2_pending {
+	u64 created_ns;
+	struct h2_field field;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct h2_key);
+	__type(value, struct h2_pending);
+} pending_h2 SEC(".maps");

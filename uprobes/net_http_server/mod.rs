@@ -13,8 +13,9 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     name: "net_http_server",
     functions: &[FunctionSpec {
         symbol: SERVE_HTTP,
-        entry_program: "serve_http_entry",
+        entry_program: Some("serve_http_entry"),
         return_program: Some("serve_http_return"),
+        optional: false,
     }],
     fields: &[FIELDS, crate::go_header::FIELDS],
     addresses: &[AddressSpec { global: "response_itab", symbol: RESPONSE_ITAB }],

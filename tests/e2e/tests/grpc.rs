@@ -1,11 +1,9 @@
 //! gRPC SERVER and CLIENT spans from unmodified Go binaries built against grpc-go
 //! 1.60, 1.69, 1.77 and the newest release (tests/go-apps/grpc), end to end against
 //! a real OpenTelemetry Collector: one span per RPC per side, names, attributes,
-//! status codes, unary and server-streaming, and an incoming `traceparent` in the
-//! request metadata parenting the server span.
-//!
-//! (Client → server linking needs the in-kernel HPACK insertion of issue 4, which is
-//! not built yet; until then client and server spans are separate traces.)
+//! status codes, unary and server-streaming; every client span is the parent of its
+//! server span (the `traceparent` field inserted in the kernel into the HEADERS
+//! frame); an app that sends its own `traceparent` metadata keeps it.
 
 use std::process::Command;
 use std::time::Duration;
@@ -119,10 +117,21 @@ fn check_version(grpc: &str) {
     }
     let watches = servers.iter().filter(|s| s.attr_str("rpc.method") == Some("Watch")).count();
     assert_eq!(watches, 2);
-    // An incoming traceparent in the request metadata parents the server span.
+    // An app's own traceparent metadata is kept (nothing added): that server span
+    // joins the app's trace.
     let joined: Vec<&&Span> = servers.iter().filter(|s| s.trace_id == INCOMING[3..35]).collect();
     assert_eq!(joined.len(), 1, "{servers:#?}");
     assert_eq!(joined[0].parent_span_id, &INCOMING[36..52]);
+    // Every other server span is the child of its client span, inside it in time.
+    for srv in servers.iter().filter(|s| s.trace_id != INCOMING[3..35]) {
+        let cli = clients
+            .iter()
+            .find(|c| c.span_id == srv.parent_span_id)
+            .unwrap_or_else(|| panic!("server span without its client parent: {srv:#?}\n{}", gs.output()));
+        assert_eq!(cli.trace_id, srv.trace_id);
+        assert_eq!(cli.name, srv.name);
+        assert!(cli.start_ns <= srv.start_ns && srv.end_ns <= cli.end_ns, "client encloses server: {cli:#?} {srv:#?}");
+    }
     println!("grpc {grpc}: {} server + {} client spans checked", servers.len(), clients.len());
 }
 

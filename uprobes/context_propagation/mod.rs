@@ -12,8 +12,8 @@ use aya::{Ebpf, EbpfLoader};
 
 use crate::ProbeError;
 
-const PROBE: &str = "http1_propagation";
-static OBJECT: &[u8] = crate::bpf_object!("http1_propagation");
+const PROBE: &str = "context_propagation";
+static OBJECT: &[u8] = crate::bpf_object!("context_propagation");
 
 /// What the inserter did so far (from its per-CPU counters).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,18 +26,24 @@ pub struct Counters {
     /// HTTP/1 request line (TLS, HTTP/2...): nothing inserted.
     pub not_request: u64,
     pub stale: u64,
+    /// gRPC (HTTP/2) HEADERS frames that got a traceparent field.
+    pub h2_inserted: u64,
+    /// Pending fields that could not go in (frame split across messages, size).
+    pub h2_skipped: u64,
+    /// HTTP/2 connections whose frame boundaries were lost (they get nothing more).
+    pub h2_lost: u64,
 }
 
 /// The loaded, attached inserter; dropping it detaches both programs.
-pub struct Http1Propagation {
+pub struct KernelPropagation {
     ebpf: Ebpf,
     pub cgroup: PathBuf,
 }
 
-impl Http1Propagation {
+impl KernelPropagation {
     /// Loads the programs (sharing `pending_headers` through `pin_dir`) and attaches
     /// sockops to `cgroup` (a cgroup v2 directory) and sk_msg to its socket map.
-    pub fn start(pin_dir: &Path, cgroup: &Path) -> Result<Http1Propagation, ProbeError> {
+    pub fn start(pin_dir: &Path, cgroup: &Path) -> Result<KernelPropagation, ProbeError> {
         let err = |program: &'static str| move |source| ProbeError::Program { probe: PROBE, program, source };
         let pins: Vec<(&str, PathBuf)> = crate::SHARED_MAPS.iter().map(|m| (*m, pin_dir.join(m))).collect();
         let mut loader = EbpfLoader::new();
@@ -69,7 +75,7 @@ impl Http1Propagation {
         let ops: &mut SockOps = program(&mut ebpf, "track_sockets")?.try_into().map_err(err("track_sockets"))?;
         ops.load().map_err(err("track_sockets"))?;
         ops.attach(&cg, CgroupAttachMode::Single).map_err(err("track_sockets"))?;
-        Ok(Http1Propagation { ebpf, cgroup: cgroup.to_path_buf() })
+        Ok(KernelPropagation { ebpf, cgroup: cgroup.to_path_buf() })
     }
 
     pub fn counters(&self) -> Counters {
@@ -81,6 +87,9 @@ impl Http1Propagation {
             insert_failed: get(3),
             not_request: get(4),
             stale: get(5),
+            h2_inserted: get(6),
+            h2_skipped: get(7),
+            h2_lost: get(8),
         }
     }
 }
