@@ -154,3 +154,118 @@ fn grpc_1_77() {
 fn grpc_latest() {
     check_version("latest");
 }
+
+/// HTTP client → Go HTTP service → gRPC service → HTTP service: one trace, every
+/// parent right (HTTP/1 and gRPC propagation in the kernel, in-process parenting in
+/// between).
+#[test]
+fn mixed_chain_http_grpc_http() {
+    if !require_all() {
+        return;
+    }
+    let _serial = serial();
+    let Some(col) = require_collector() else { return };
+    let collector = Collector::start(&col);
+    let (server_bin, _) = build_grpc_apps("latest", false);
+    let dir = tmpdir("mixed");
+    let svc = dir.join("mixed-grpc");
+    std::fs::copy(&server_bin, &svc).unwrap();
+    let leaf_exe = dir.join("mixed-leaf");
+    std::fs::copy(build_go_app("chain", None, false), &leaf_exe).unwrap();
+
+    let mut cmd = Command::new(gosight_bin());
+    cmd.arg("--target-exe")
+        .arg(dir.join("mixed-*"))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("RUST_LOG", "gosight=info");
+    let mut gs = Child::spawn("gosight", cmd, &dir);
+    gs.wait_for_log("gosight starting", Duration::from_secs(30));
+
+    let leaf = gosight_e2e::process::App::start_with(&leaf_exe, &dir, "leaf", &["-name".into(), "leaf".into()]);
+    let mut g = Command::new(&svc);
+    g.args(["-addr", "127.0.0.1:0", "-http-next", &format!("http://{}", leaf.addr)]);
+    let grpc = Child::spawn("grpc", g, &dir);
+    let grpc_addr = grpc.wait_for_log("listening on", Duration::from_secs(10)).rsplit(' ').next().unwrap().trim().to_string();
+    let mut b = Command::new(&svc);
+    b.args(["-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-grpc-target", &grpc_addr]);
+    let bridge = Child::spawn("bridge", b, &dir);
+    let http_addr = bridge.wait_for_log("http listening on", Duration::from_secs(10)).rsplit(' ').next().unwrap().trim().to_string();
+    for pid in [leaf.child.pid(), grpc.pid(), bridge.pid()] {
+        gs.wait_for_line(&["probe attached", &format!("pid={pid}")], Duration::from_secs(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    let x = gosight_e2e::process::HttpConn::connect(&http_addr).request("GET", "/grpc?service=ok", &[("traceparent", INCOMING)], b"");
+    assert_eq!(x.status, 200, "{}", String::from_utf8_lossy(&x.body));
+    let trace = &INCOMING[3..35];
+    let spans = collector.wait_for(Duration::from_secs(15), |sp| sp.iter().filter(|s| s.trace_id == trace).count() >= 5);
+    assert_eq!(gs.terminate(Duration::from_secs(10)), Some(0));
+    let spans: Vec<&Span> = spans.iter().filter(|s| s.trace_id == trace).collect();
+    assert_eq!(spans.len(), 5, "HTTP server, gRPC client, gRPC server, HTTP client, HTTP server: {spans:#?}\n{}", gs.output());
+    let find = |pid: u32, kind: i64| -> &Span {
+        let v: Vec<&&Span> = spans.iter().filter(|s| s.kind == kind && s.resource_int("process.pid") == Some(pid as i64)).collect();
+        assert_eq!(v.len(), 1, "pid {pid} kind {kind}: {spans:#?}");
+        v[0]
+    };
+    let http_in = find(bridge.pid(), SERVER);
+    let grpc_out = find(bridge.pid(), CLIENT);
+    let grpc_in = find(grpc.pid(), SERVER);
+    let http_out = find(grpc.pid(), CLIENT);
+    let leaf_in = find(leaf.child.pid(), SERVER);
+    assert_eq!(http_in.parent_span_id, &INCOMING[36..52]);
+    assert_eq!(grpc_out.parent_span_id, http_in.span_id);
+    assert_eq!(grpc_in.parent_span_id, grpc_out.span_id);
+    assert_eq!(http_out.parent_span_id, grpc_in.span_id);
+    assert_eq!(leaf_in.parent_span_id, http_out.span_id);
+    assert_eq!(grpc_in.name, "grpc.health.v1.Health/Check");
+    println!("mixed chain: one trace of 5 spans, every parent right");
+}
+
+/// 60 s of gRPC RPCs at full speed with metadata propagation on: nothing crashes,
+/// every RPC the server saw carried exactly one well-formed `traceparent`.
+#[test]
+fn sustained_grpc_run_with_propagation() {
+    if !require_all() {
+        return;
+    }
+    let _serial = serial();
+    let secs: u64 = std::env::var("GOSIGHT_SUSTAINED_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let (server_bin, client_bin) = build_grpc_apps("latest", false);
+    let dir = tmpdir("grpc-sustained");
+    let server_exe = dir.join("grpc-server");
+    let client_exe = dir.join("grpc-client");
+    std::fs::copy(&server_bin, &server_exe).unwrap();
+    std::fs::copy(&client_bin, &client_exe).unwrap();
+    let mut cmd = Command::new(gosight_bin());
+    cmd.arg("--target-exe").arg(dir.join("grpc-*")).env("OTEL_TRACES_EXPORTER", "none").env("RUST_LOG", "gosight=info");
+    let mut gs = Child::spawn("gosight", cmd, &dir);
+    gs.wait_for_log("gosight starting", Duration::from_secs(30));
+    let mut scmd = Command::new(&server_exe);
+    scmd.args(["-addr", "127.0.0.1:0"]);
+    let mut server = Child::spawn("server", scmd, &dir);
+    let target = server.wait_for_log("listening on", Duration::from_secs(10)).rsplit(' ').next().unwrap().trim().to_string();
+    gs.wait_for_line(&["probe attached", "grpc_server", &format!("pid={}", server.pid())], Duration::from_secs(10));
+
+    let duration = format!("{secs}s");
+    run_client(&client_exe, &dir, &gs, &target, &["-method", "check", "-duration", &duration, "-concurrency", "8"], "load");
+    assert!(server.is_running(), "the server crashed");
+    assert!(gs.is_running(), "gosight crashed");
+    assert_eq!(gs.terminate(Duration::from_secs(10)), Some(0));
+    let out = server.output();
+    let (mut rpcs, mut missing, mut bad) = (0u64, 0u64, 0u64);
+    for line in out.lines().filter_map(|l| l.strip_prefix("incoming traceparent:")) {
+        rpcs += 1;
+        let v = line.trim();
+        if v.is_empty() {
+            missing += 1;
+        } else if v.contains(',') || v.len() != 55 || !v.starts_with("00-") {
+            bad += 1;
+        }
+    }
+    let totals = gs.output().lines().find(|l| l.contains("context propagation totals")).unwrap_or_default().to_string();
+    println!("{secs} s: {rpcs} RPCs, {missing} without traceparent, {bad} malformed or duplicated; {totals}");
+    assert!(rpcs > 1000, "too few RPCs: {rpcs}");
+    assert_eq!(bad, 0, "malformed or duplicated traceparent metadata");
+    assert_eq!(missing, 0, "RPCs without traceparent; {totals}");
+}
