@@ -85,12 +85,12 @@ def main():
     med = statistics.median
     cmd = f"python3 bench/grpc.py --rounds {a.rounds} --seconds {a.seconds} --concurrency {a.concurrency}"
     table = "\n".join([
-        "## gRPC unary RPCs (grpc-go 1.85.0), without vs with gosight on client and server",
+        "## gRPC unary RPCs (grpc-go 1.85.0), without vs with gosight on client and server (spans + metadata propagation)",
         "",
         f"Command: `{cmd}` (as root). Measured {time.strftime('%Y-%m-%d')} on this project's 2-core VM: the test "
         f"client (`tests/go-apps/grpc/client -method check -concurrency {a.concurrency}`, one ClientConn) against the "
         f"test server, {a.rounds} interleaved rounds of {a.seconds} s, medians; gosight exporting OTLP to a real "
-        "collector. gRPC metadata propagation is not built yet, so this is the cost of the spans alone.",
+        "collector, with in-kernel metadata propagation on (client: span probes + the two hand-off probes).",
         "",
         "| | without gosight | with gosight | ratio |",
         "|---|---|---|---|",

@@ -8,7 +8,8 @@ use crate::{Event, FieldSpec, FunctionSpec, ProbeSpec, RawIpPort, RawSpanContext
 pub const NEW_ATTEMPT: &str = "google.golang.org/grpc.(*clientStream).newAttemptLocked";
 pub const ATTEMPT_FINISH: &str = "google.golang.org/grpc.(*csAttempt).finish";
 pub const CREATE_HEADER_FIELDS: &str = "google.golang.org/grpc/internal/transport.(*http2Client).createHeaderFields";
-pub const WRITE_HEADER: &str = "google.golang.org/grpc/internal/transport.(*loopyWriter).writeHeader";
+pub const ORIGINATE_STREAM: &str = "google.golang.org/grpc/internal/transport.(*loopyWriter).originateStream";
+pub const CLIENT_HEADER_HANDLER: &str = "google.golang.org/grpc/internal/transport.(*loopyWriter).clientHeaderHandler";
 
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "grpc_client",
@@ -21,7 +22,14 @@ pub static SPEC: ProbeSpec = ProbeSpec {
             return_program: Some("create_header_fields_return"),
             optional: true,
         },
-        FunctionSpec { symbol: WRITE_HEADER, entry_program: Some("write_header_entry"), return_program: None, optional: true },
+        // One of these two exists (the loopy writer's client-only stream start).
+        FunctionSpec { symbol: ORIGINATE_STREAM, entry_program: Some("originate_stream_entry"), return_program: None, optional: true },
+        FunctionSpec {
+            symbol: CLIENT_HEADER_HANDLER,
+            entry_program: Some("client_header_handler_entry"),
+            return_program: None,
+            optional: true,
+        },
     ],
     fields: &[FIELDS, GO_NET, GRPC_STATUS],
     addresses: &[TCP_ADDR_ITAB, GRPC_STATUS_ADDRESSES[0], GRPC_STATUS_ADDRESSES[1]],
@@ -37,6 +45,10 @@ const FIELDS: &[FieldSpec] = &[
     FieldSpec { required: true, ..grpc_field("off_attempt_cs", "google.golang.org/grpc.csAttempt", "cs") },
     grpc_field("off_attempt_transport", "google.golang.org/grpc.csAttempt", "t|transport"),
     grpc_field("off_http2client_remote", "google.golang.org/grpc/internal/transport.http2Client", "remoteAddr"),
+    grpc_field("off_outstream_id", "google.golang.org/grpc/internal/transport.outStream", "id"),
+    grpc_field("off_headerframe_hf", "google.golang.org/grpc/internal/transport.headerFrame", "hf"),
+    grpc_field("off_clientheaders_id", "google.golang.org/grpc/internal/transport.clientHeaders", "streamID"),
+    grpc_field("off_clientheaders_hf", "google.golang.org/grpc/internal/transport.clientHeaders", "hf"),
 ];
 
 /// One RPC made.

@@ -15,9 +15,11 @@
  *    goroutine;
  *  - (*http2Client).createHeaderFields RET (same goroutine) ties it to the header
  *    list it returns;
- *  - (*loopyWriter).writeHeader entry (the connection's writer goroutine) sees that
- *    list with its stream id, skips it when the app already sends a traceparent, and
- *    leaves the field in `pending_h2` for that (goroutine, stream).
+ *  - the connection's writer goroutine (grpc's loopy writer) starting the stream —
+ *    (*loopyWriter).originateStream (grpc <= 1.82.0) or clientHeaderHandler
+ *    (>= 1.82.1), both client-only, so servers pay nothing — sees that list with
+ *    its stream id, skips it when the app already sends a traceparent, and leaves
+ *    the field in `pending_h2` for that (goroutine, stream).
  * Cost with propagation: 4 uprobe hits per RPC.
  */
 #include "go_abi.h"
@@ -37,6 +39,10 @@ volatile const u64 off_callhdr_method = OFF_ABSENT; /* transport.CallHdr.Method 
 volatile const u64 off_attempt_cs = OFF_ABSENT;     /* grpc.csAttempt.cs */
 volatile const u64 off_attempt_transport = OFF_ABSENT; /* grpc.csAttempt.t / transport (ClientTransport) */
 volatile const u64 off_http2client_remote = OFF_ABSENT; /* transport.http2Client.remoteAddr */
+volatile const u64 off_outstream_id = OFF_ABSENT;        /* transport.outStream.id */
+volatile const u64 off_headerframe_hf = OFF_ABSENT;      /* transport.headerFrame.hf */
+volatile const u64 off_clientheaders_id = OFF_ABSENT;    /* transport.clientHeaders.streamID */
+volatile const u64 off_clientheaders_hf = OFF_ABSENT;    /* transport.clientHeaders.hf */
 /* Whether outgoing RPCs get a traceparent (the loader's setting). */
 volatile const u64 propagate = 1;
 
@@ -168,16 +174,13 @@ int create_header_fields_return(struct go_regs *regs)
 	return 0;
 }
 
-SEC("uprobe")
-int write_header_entry(struct go_regs *regs)
+/* The writer goroutine is about to write stream `stream_id`'s header list `hf`. */
+static __always_inline int hand_over(struct go_regs *regs, u64 hf, s64 n, u32 stream_id)
 {
-	count_hit(HIT_ENTRY);
-	u64 hf = GO_ARG4(regs);
 	struct h2_field *f = bpf_map_lookup_elem(&field_by_headers, &hf);
 	if (!f)
 		return 0;
 	/* Never over the app's own traceparent (an SDK interceptor's metadata). */
-	s64 n = (s64)GO_ARG5(regs);
 	for (int i = 0; i < HF_SCAN; i++) {
 		if (i >= n)
 			break;
@@ -195,7 +198,7 @@ int write_header_entry(struct go_regs *regs)
 	}
 	struct h2_key key = {
 		.tgid = bpf_get_current_pid_tgid() >> 32,
-		.stream_id = (u32)GO_ARG2(regs),
+		.stream_id = stream_id,
 		.g = GO_G(regs),
 	};
 	struct h2_pending p = { .created_ns = bpf_ktime_get_ns(), .field = *f };
@@ -204,6 +207,35 @@ int write_header_entry(struct go_regs *regs)
 	return 0;
 }
 
+/* grpc <= 1.82.0: originateStream(str *outStream, hdr *headerFrame). */
+SEC("uprobe")
+int originate_stream_entry(struct go_regs *regs)
+{
+	count_hit(HIT_ENTRY);
+	if (off_outstream_id == OFF_ABSENT || off_headerframe_hf == OFF_ABSENT)
+		return 0;
+	u64 str = GO_ARG2(regs), hdr = GO_ARG3(regs);
+	u32 id = 0;
+	bpf_probe_read_user(&id, sizeof(id), (void *)(str + off_outstream_id));
+	u64 hf = read_u64(hdr + off_headerframe_hf);
+	s64 n = (s64)read_u64(hdr + off_headerframe_hf + 8);
+	return hand_over(regs, hf, n, id);
+}
+
+/* grpc >= 1.82.1: clientHeaderHandler(hdr *clientHeaders). */
+SEC("uprobe")
+int client_header_handler_entry(struct go_regs *regs)
+{
+	count_hit(HIT_ENTRY);
+	if (off_clientheaders_id == OFF_ABSENT || off_clientheaders_hf == OFF_ABSENT)
+		return 0;
+	u64 hdr = GO_ARG2(regs);
+	u32 id = 0;
+	bpf_probe_read_user(&id, sizeof(id), (void *)(hdr + off_clientheaders_id));
+	u64 hf = read_u64(hdr + off_clientheaders_hf);
+	s64 n = (s64)read_u64(hdr + off_clientheaders_hf + 8);
+	return hand_over(regs, hf, n, id);
+}
 SEC("uprobe")
 int attempt_finish_entry(struct go_regs *regs)
 {
