@@ -1,6 +1,6 @@
 //! net/http client probe: one CLIENT event per `(*http.Transport).roundTrip`, and
 //! the hand-off of the request's `traceparent` to the in-kernel inserter
-//! (`http1_propagation`). C program: `probe.bpf.c` beside this file.
+//! (`context_propagation`). C program: `probe.bpf.c` beside this file.
 //!
 //! Cost: three uprobe hits per request (roundTrip entry and RET, Request.write entry).
 
