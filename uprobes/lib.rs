@@ -261,6 +261,17 @@ pub mod shared_fields {
     }
 }
 
+/// A ring-buffer record as the C struct it mirrors (`T` must be a `#[repr(C)]`
+/// plain-old-data mirror); None when the record is too short.
+pub(crate) fn read_raw<T: Copy>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < std::mem::size_of::<T>() {
+        return None;
+    }
+    // SAFETY: length checked; T is a plain-old-data mirror of a C struct, every bit
+    // pattern valid; read unaligned.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const T) })
+}
+
 /// A string field of an event: its first `len` bytes (at most the buffer), and
 /// whether the original was longer than the buffer (truncated).
 pub(crate) fn event_text(buf: &[u8], len: u16) -> (String, bool) {

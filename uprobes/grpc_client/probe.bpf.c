@@ -28,8 +28,7 @@
 #include "go_net.h"
 #include "grpc_status.h"
 #include "traceparent.h"
-#include "sampling.h"
-#include "shared_maps.h"
+#include "span_start.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -47,7 +46,6 @@ volatile const u64 off_clientheaders_hf = OFF_ABSENT;    /* transport.clientHead
 volatile const u64 propagate = 1;
 
 #define METHOD_CAP 128
-#define CONTEXT_DEPTH 8
 
 struct call {
 	u64 start_ns;
@@ -104,22 +102,6 @@ struct {
 #define HF_SIZE 40    /* hpack.HeaderField: Name string, Value string, Sensitive bool */
 #define HF_SCAN 24    /* header fields checked for an existing traceparent */
 
-static __always_inline struct active_span *find_parent(u32 tgid, u64 g, u64 ctx)
-{
-	struct proc_key key = { .tgid = tgid, .ptr = g };
-	struct active_span *as = bpf_map_lookup_elem(&spans_by_goroutine, &key);
-	if (as)
-		return as;
-	for (int i = 0; i < CONTEXT_DEPTH && ctx; i++) {
-		key.ptr = ctx;
-		as = bpf_map_lookup_elem(&spans_by_context, &key);
-		if (as)
-			return as;
-		ctx = read_u64(ctx + 8); /* parent Context's data word */
-	}
-	return 0;
-}
-
 SEC("uprobe")
 int new_attempt_entry(struct go_regs *regs)
 {
@@ -129,21 +111,9 @@ int new_attempt_entry(struct go_regs *regs)
 		return 0; /* a retry, or the entry again after stack growth */
 	struct call c = { .start_ns = bpf_ktime_get_ns() };
 	u64 ctx = off_cs_ctx == OFF_ABSENT ? 0 : read_u64(cs + off_cs_ctx + 8);
-	struct active_span *as = find_parent(bpf_get_current_pid_tgid() >> 32, GO_G(regs), ctx);
-	struct span_ctx parent = {};
-	if (as) {
-		parent = as->sc;
-		c.has_parent = 1;
-		__builtin_memcpy(c.sc.trace_id, parent.trace_id, 16);
-		__builtin_memcpy(c.parent_span_id, parent.span_id, 8);
-	} else {
-		u64 hi = random_id64(), lo = random_id64();
-		__builtin_memcpy(c.sc.trace_id, &hi, 8);
-		__builtin_memcpy(c.sc.trace_id + 8, &lo, 8);
-	}
-	u64 sid = random_id64();
-	__builtin_memcpy(c.sc.span_id, &sid, 8);
-	c.sc.flags = sample(&c.sc, c.has_parent, parent.flags);
+	struct active_span *as = find_parent_span(bpf_get_current_pid_tgid() >> 32, GO_G(regs), ctx);
+	c.has_parent = as != 0;
+	span_start(&c.sc, c.parent_span_id, as ? &as->sc : 0);
 	bpf_map_update_elem(&calls, &cs, &c, BPF_ANY);
 
 	if (propagate) {

@@ -86,11 +86,7 @@ struct RawEvent {
 const _: () = assert!(std::mem::size_of::<RawEvent>() == 248, "update probe.bpf.c");
 
 fn decode(bytes: &[u8]) -> Option<Event> {
-    if bytes.len() < std::mem::size_of::<RawEvent>() {
-        return None;
-    }
-    // SAFETY: length checked; plain old data, read unaligned.
-    let raw: RawEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const RawEvent) };
+    let raw: RawEvent = crate::read_raw(bytes)?;
     Some(Event::GrpcServer(GrpcServerEvent {
         start_ns: raw.start_ns,
         end_ns: raw.end_ns,

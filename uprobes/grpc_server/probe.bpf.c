@@ -17,8 +17,7 @@
 #include "go_net.h"
 #include "grpc_status.h"
 #include "traceparent.h"
-#include "sampling.h"
-#include "shared_maps.h"
+#include "span_start.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -126,17 +125,7 @@ int handle_stream_entry(struct go_regs *regs)
 				c->has_parent = 1;
 		}
 	}
-	if (c->has_parent) {
-		__builtin_memcpy(c->sc.trace_id, parent.trace_id, 16);
-		__builtin_memcpy(c->parent_span_id, parent.span_id, 8);
-	} else {
-		u64 hi = random_id64(), lo = random_id64();
-		__builtin_memcpy(c->sc.trace_id, &hi, 8);
-		__builtin_memcpy(c->sc.trace_id + 8, &lo, 8);
-	}
-	u64 sid = random_id64();
-	__builtin_memcpy(c->sc.span_id, &sid, 8);
-	c->sc.flags = sample(&c->sc, c->has_parent, parent.flags);
+	span_start(&c->sc, c->parent_span_id, c->has_parent ? &parent : 0);
 	bpf_map_update_elem(&calls, &stream, c, BPF_ANY);
 
 	struct active_span as = { .sc = c->sc };

@@ -85,11 +85,7 @@ struct RawEvent {
 const _: () = assert!(std::mem::size_of::<RawEvent>() == 640, "update probe.bpf.c");
 
 fn decode(bytes: &[u8]) -> Option<Event> {
-    if bytes.len() < std::mem::size_of::<RawEvent>() {
-        return None;
-    }
-    // SAFETY: length checked; RawEvent is plain old data, read unaligned.
-    let raw: RawEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const RawEvent) };
+    let raw: RawEvent = crate::read_raw(bytes)?;
     let text = crate::event_text;
     Some(Event::HttpClient(HttpClientEvent {
         start_ns: raw.start_ns,

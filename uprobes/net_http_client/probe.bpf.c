@@ -18,8 +18,7 @@
 #include "probe_stats.h"
 #include "go_header.h"
 #include "traceparent.h"
-#include "sampling.h"
-#include "shared_maps.h"
+#include "span_start.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -35,7 +34,6 @@ volatile const u64 off_response_status = OFF_ABSENT; /* net/http.Response.Status
 /* Whether outgoing requests get a traceparent (the loader's setting). */
 volatile const u64 propagate = 1;
 
-#define CONTEXT_DEPTH 8
 #define METHOD_CAP 16
 #define SCHEME_CAP 16
 #define HOST_CAP 128
@@ -119,27 +117,6 @@ struct {
 	__type(value, struct pending_header);
 } scratch SEC(".maps");
 
-/* The server span this request belongs to: by goroutine, else by context chain. */
-static __always_inline struct active_span *find_parent(u32 tgid, u64 g, u64 req)
-{
-	struct proc_key key = { .tgid = tgid, .ptr = g };
-	struct active_span *as = bpf_map_lookup_elem(&spans_by_goroutine, &key);
-	if (as || off_request_ctx == OFF_ABSENT)
-		return as;
-	/* context.Context implementations of the standard library (valueCtx,
-	 * cancelCtx, timerCtx, withoutCancelCtx, ...) keep their parent Context as
-	 * their first field: follow the data words. */
-	u64 ctx = read_u64(req + off_request_ctx + 8);
-	for (int i = 0; i < CONTEXT_DEPTH && ctx; i++) {
-		key.ptr = ctx;
-		as = bpf_map_lookup_elem(&spans_by_context, &key);
-		if (as)
-			return as;
-		ctx = read_u64(ctx + 8);
-	}
-	return 0;
-}
-
 SEC("uprobe")
 int round_trip_entry(struct go_regs *regs)
 {
@@ -164,23 +141,14 @@ int round_trip_entry(struct go_regs *regs)
 			c.has_parent = 1;
 	}
 	if (!c.has_parent) {
-		struct active_span *as = find_parent(tgid, g, req);
+		u64 ctx = off_request_ctx == OFF_ABSENT ? 0 : read_u64(req + off_request_ctx + 8);
+		struct active_span *as = find_parent_span(tgid, g, ctx);
 		if (as) {
 			parent = as->sc;
 			c.has_parent = 1;
 		}
 	}
-	if (c.has_parent) {
-		__builtin_memcpy(c.sc.trace_id, parent.trace_id, 16);
-		__builtin_memcpy(c.parent_span_id, parent.span_id, 8);
-	} else {
-		u64 hi = random_id64(), lo = random_id64();
-		__builtin_memcpy(c.sc.trace_id, &hi, 8);
-		__builtin_memcpy(c.sc.trace_id + 8, &lo, 8);
-	}
-	u64 sid = random_id64();
-	__builtin_memcpy(c.sc.span_id, &sid, 8);
-	c.sc.flags = sample(&c.sc, c.has_parent, parent.flags);
+	span_start(&c.sc, c.parent_span_id, c.has_parent ? &parent : 0);
 	bpf_map_update_elem(&calls, &g, &c, BPF_ANY);
 
 	if (inject) {

@@ -105,11 +105,7 @@ const _: () = assert!(std::mem::size_of::<RawEvent>() == 696, "update probe.bpf.
 use crate::event_text as text;
 
 fn decode(bytes: &[u8]) -> Option<Event> {
-    if bytes.len() < std::mem::size_of::<RawEvent>() {
-        return None;
-    }
-    // SAFETY: length checked; RawEvent is plain old data, read unaligned.
-    let raw: RawEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const RawEvent) };
+    let raw: RawEvent = crate::read_raw(bytes)?;
     let (path, path_truncated) = text(&raw.path, raw.path_len);
     Some(Event::HttpServer(HttpServerEvent {
         start_ns: raw.start_ns,

@@ -19,8 +19,7 @@
 #include "probe_stats.h"
 #include "go_header.h"
 #include "traceparent.h"
-#include "sampling.h"
-#include "shared_maps.h"
+#include "span_start.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -131,18 +130,8 @@ int serve_http_entry(struct go_regs *regs)
 	struct span_ctx parent = {};
 	char tp[TRACEPARENT_LEN];
 	u64 header = off_request_header == OFF_ABSENT ? 0 : read_u64(req + off_request_header);
-	if (header && go_header_traceparent(header, tp) && traceparent_parse(tp, &parent)) {
-		__builtin_memcpy(c->sc.trace_id, parent.trace_id, 16);
-		__builtin_memcpy(c->parent_span_id, parent.span_id, 8);
-		c->has_parent = 1;
-	} else {
-		u64 hi = random_id64(), lo = random_id64();
-		__builtin_memcpy(c->sc.trace_id, &hi, 8);
-		__builtin_memcpy(c->sc.trace_id + 8, &lo, 8);
-	}
-	u64 sid = random_id64();
-	__builtin_memcpy(c->sc.span_id, &sid, 8);
-	c->sc.flags = sample(&c->sc, c->has_parent, parent.flags);
+	c->has_parent = header && go_header_traceparent(header, tp) && traceparent_parse(tp, &parent);
+	span_start(&c->sc, c->parent_span_id, c->has_parent ? &parent : 0);
 	bpf_map_update_elem(&calls, &g, c, BPF_ANY);
 
 	/* Publish the span for client calls made while serving. */

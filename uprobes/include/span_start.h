@@ -1,0 +1,50 @@
+/* gosight — starting a span in the kernel, shared by every probe: its trace id
+ * (the parent's, or a new one), a new span id, the sampling decision; and finding
+ * the server span a client call belongs to.
+ */
+#pragma once
+
+#include "go_types.h"
+#include "traceparent.h"
+#include "sampling.h"
+#include "shared_maps.h"
+
+/* Fills `sc` and `parent_span_id` for a new span whose parent is `parent` (NULL
+ * for a root span). */
+static __always_inline void span_start(struct span_ctx *sc, u8 *parent_span_id, const struct span_ctx *parent)
+{
+	if (parent) {
+		__builtin_memcpy(sc->trace_id, parent->trace_id, 16);
+		__builtin_memcpy(parent_span_id, parent->span_id, 8);
+	} else {
+		u64 hi = random_id64(), lo = random_id64();
+		__builtin_memcpy(sc->trace_id, &hi, 8);
+		__builtin_memcpy(sc->trace_id + 8, &lo, 8);
+	}
+	u64 sid = random_id64();
+	__builtin_memcpy(sc->span_id, &sid, 8);
+	sc->flags = sample(sc, parent != 0, parent ? parent->flags : 0);
+}
+
+#define CONTEXT_DEPTH 8
+
+/* The server span a client call belongs to: the one the calling goroutine serves,
+ * else the one whose context `ctx` (a context.Context data pointer) derives from.
+ * The standard library's context types (valueCtx, cancelCtx, timerCtx,
+ * withoutCancelCtx, ...) keep their parent Context as their first field, so the
+ * walk follows the data words, up to CONTEXT_DEPTH parents. */
+static __always_inline struct active_span *find_parent_span(u32 tgid, u64 g, u64 ctx)
+{
+	struct proc_key key = { .tgid = tgid, .ptr = g };
+	struct active_span *as = bpf_map_lookup_elem(&spans_by_goroutine, &key);
+	if (as)
+		return as;
+	for (int i = 0; i < CONTEXT_DEPTH && ctx; i++) {
+		key.ptr = ctx;
+		as = bpf_map_lookup_elem(&spans_by_context, &key);
+		if (as)
+			return as;
+		ctx = read_u64(ctx + 8);
+	}
+	return 0;
+}
