@@ -4,6 +4,7 @@
 //! serves the sidecar and `offsets-tracker`.
 
 mod buildinfo;
+mod pclntab;
 mod returns;
 mod symbols;
 #[cfg(test)]

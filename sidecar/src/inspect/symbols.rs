@@ -1,8 +1,9 @@
 //! Opening a Go executable and locating its functions by name.
 //!
-//! A function is found by a *lookup source* (today only the ELF `.symtab`; stripped
-//! binaries will use `.gopclntab` later), then turned into file offsets through the
-//! PT_LOAD segment that holds it, and its bytes are scanned for RET instructions.
+//! A function is found by a *lookup source* (the ELF `.symtab`, or for stripped
+//! binaries the Go runtime's own `.gopclntab`, see [`super::pclntab`]), then turned into
+//! file offsets through the PT_LOAD segment that holds it, and its bytes are scanned for
+//! RET instructions. Both sources yield identical [`Function`]s.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -10,14 +11,15 @@ use std::path::{Path, PathBuf};
 
 use object::{Architecture, Object, ObjectSection, ObjectSegment, ObjectSymbol, ObjectSymbolTable};
 
+use super::pclntab::{Fault, Pclntab};
 use super::returns::return_offsets;
 use super::{Arch, BuildInfo, Function, GoBinary, GoVersion, InspectError};
 
 /// Where a function lives in memory, as reported by a lookup source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Located {
-    address: u64,
-    size: u64,
+pub(super) struct Located {
+    pub(super) address: u64,
+    pub(super) size: u64,
 }
 
 /// The sources a function can be looked up in, in order of preference.
@@ -25,7 +27,8 @@ struct Located {
 enum LookupSource {
     /// The ELF `.symtab` (absent in binaries built with `-ldflags=-s` or stripped).
     Symtab,
-    // Pclntab: the Go runtime's own function table, present even when stripped.
+    /// The Go runtime's own function table, present even when stripped.
+    Pclntab,
 }
 
 impl GoBinary {
@@ -90,8 +93,11 @@ impl GoBinary {
     /// one entry per name, `None` for names that are not in the binary.
     pub fn functions(&self, names: &[&str]) -> Result<Vec<Option<Function>>, InspectError> {
         let obj = self.object();
-        let located = match self.lookup_source(&obj)? {
+        let located = match self.lookup_source(&obj) {
             LookupSource::Symtab => locate_in_symtab(&obj, names),
+            LookupSource::Pclntab => Pclntab::find(&obj)
+                .and_then(|(table, text, _)| table.locate(names, text))
+                .map_err(|fault| self.fault(fault))?,
         };
         names
             .iter()
@@ -108,8 +114,19 @@ impl GoBinary {
             .ok_or_else(|| InspectError::MissingFunction(name.to_string()))
     }
 
+    /// Which lookup source [`GoBinary::functions`] uses, for logs: `"symtab"`, or
+    /// `"pclntab"` for stripped binaries.
+    pub fn lookup_source_name(&self) -> &'static str {
+        match self.lookup_source(&self.object()) {
+            LookupSource::Symtab => "symtab",
+            LookupSource::Pclntab => "pclntab",
+        }
+    }
+
     /// Address of any defined `.symtab` symbol (functions and data, e.g.
-    /// `runtime.buildVersion`); `None` when absent or the binary is stripped.
+    /// `runtime.buildVersion`); `None` when absent or the binary is stripped. The
+    /// pclntab only lists functions, so data symbols (`go:itab.*`, `io.EOF`) of a
+    /// stripped binary cannot be found; use [`GoBinary::function`] for functions.
     pub fn symbol_address(&self, name: &str) -> Option<u64> {
         let obj = self.object();
         let table = obj.symbol_table()?;
@@ -120,7 +137,8 @@ impl GoBinary {
     }
 
     /// Every defined `.symtab` symbol whose name starts with `prefix`, with its
-    /// address (e.g. the `go:itab.` symbols that name an interface's dynamic types).
+    /// address (e.g. the `go:itab.` symbols that name an interface's dynamic types);
+    /// empty for stripped binaries, for the same reason as [`GoBinary::symbol_address`].
     pub fn symbols_with_prefix(&self, prefix: &str) -> Vec<(String, u64)> {
         let obj = self.object();
         let Some(table) = obj.symbol_table() else { return Vec::new() };
@@ -146,14 +164,20 @@ impl GoBinary {
     }
 
     /// Picks the best lookup source this binary offers.
-    fn lookup_source(&self, obj: &object::File<'_>) -> Result<LookupSource, InspectError> {
+    fn lookup_source(&self, obj: &object::File<'_>) -> LookupSource {
         if obj.symbol_table().is_some() {
-            return Ok(LookupSource::Symtab);
+            LookupSource::Symtab
+        } else {
+            LookupSource::Pclntab
         }
-        Err(InspectError::Unsupported {
-            path: self.path.clone(),
-            reason: "stripped binary (no .symtab); pclntab lookup not implemented yet".into(),
-        })
+    }
+
+    fn fault(&self, fault: Fault) -> InspectError {
+        let path = self.path.clone();
+        match fault {
+            Fault::Unsupported(reason) => InspectError::Unsupported { path, reason },
+            Fault::Malformed(msg) => InspectError::Malformed(format!("{}: {msg}", path.display())),
+        }
     }
 
     /// Turns a located function into file offsets and finds its RETs.
@@ -426,19 +450,63 @@ mod tests {
         assert!(f.return_offsets.len() >= 2);
     }
 
+    /// Stripped builds, also without section headers, resolve through the pclntab to
+    /// what `.symtab` gives the unstripped build of the same source and toolchain.
     #[test]
-    fn stripped_binary_is_unsupported_for_lookup() {
-        let Some(built) = build_fixture(&Build::new("retprog").ldflags("-s -w")) else {
-            return;
-        };
-        let bin = GoBinary::open(&built).expect("stripped Go binary still opens");
-        assert!(!bin.has_symtab());
-        let err = bin.function("main.main").unwrap_err();
-        assert!(matches!(err, InspectError::Unsupported { .. }), "{err}");
-        assert!(
-            err.to_string()
-                .contains("pclntab lookup not implemented yet"),
-            "{err}"
-        );
+    fn stripped_binaries_match_symtab_via_pclntab() {
+        let http = "net/http.serverHandler.ServeHTTP main.main net/http.(*Transport).roundTrip";
+        let fixtures = [("retprog", "main.classify main.main"), ("httpprog", http)];
+        let toolchains = ["local", "go1.22.12", "go1.24.13"].into_iter();
+        for (toolchain, goarch) in toolchains.flat_map(|t| [(t, "amd64"), (t, "arm64")]) {
+            for (fixture, names) in fixtures {
+                let names: Vec<&str> = names.split(' ').collect();
+                let build = Build::new(fixture).toolchain(toolchain).goarch(goarch);
+                let Some(full) = build_fixture(&build) else {
+                    return;
+                };
+                let stripped = build_fixture(&build.ldflags("-s -w")).unwrap();
+                let full = GoBinary::open(&full).expect("open unstripped");
+                let want = full.functions(&names).expect("symtab lookup");
+                assert!(want.iter().all(Option::is_some), "{want:?}");
+                let mut bytes = std::fs::read(&stripped).unwrap();
+                bytes[0x28..0x30].fill(0); // e_shoff
+                bytes[0x3c..0x40].fill(0); // e_shnum, e_shstrndx
+                let name = format!("{fixture}-{toolchain}-{goarch}");
+                let no_sections = scratch_file("pclntab", &name, &bytes);
+                for path in [&stripped.path, &no_sections] {
+                    let bin = GoBinary::open(path).expect("open stripped");
+                    assert_eq!(bin.lookup_source_name(), "pclntab");
+                    assert_eq!(bin.functions(&names).unwrap(), want, "{path:?}");
+                    assert_eq!(bin.symbol_address("runtime.buildVersion"), None);
+                }
+                let _ = std::fs::remove_file(&no_sections);
+                let _ = std::fs::remove_dir(no_sections.parent().unwrap());
+                // Every function with a unique `.symtab` name has the same address and
+                // size in the pclntab (Go's FIPS text markers have no size there).
+                let mut symbols: HashMap<&str, Option<(u64, u64)>> = HashMap::new();
+                for sym in full.object().symbol_table().unwrap().symbols() {
+                    if let (object::SymbolKind::Text, Ok(name)) = (sym.kind(), sym.name()) {
+                        let at = Some((sym.address(), sym.size()));
+                        if symbols.insert(name, at).is_some() {
+                            symbols.insert(name, None); // defined twice: ABI0 and ABIInternal
+                        }
+                    }
+                }
+                symbols.retain(|name, _| !name.starts_with("go:textfips"));
+                let names: Vec<&str> = symbols.keys().copied().collect();
+                let bin = GoBinary::open(&stripped).unwrap();
+                let (table, text, from) = Pclntab::find(&bin.object()).unwrap();
+                let (go, header) = (&full.build.go_version.raw, table.header_text_start);
+                println!("{go} {goarch}: textStart {header:#x} => text {text:#x} from {from:?}");
+                let (mut matched, total) = (0, names.len());
+                for (name, got) in names.iter().zip(table.locate(&names, text).unwrap()) {
+                    if let (Some(want), Some(got)) = (symbols[name], got) {
+                        assert_eq!((got.address, got.size), want, "{name}");
+                        matched += 1;
+                    }
+                }
+                assert!(matched * 10 > total * 9, "{matched} of {total}");
+            }
+        }
     }
 }
