@@ -136,11 +136,14 @@ pub struct ProbeSpec {
     pub decode: fn(&[u8]) -> Option<Event>,
     /// Settings derived from resolved field offsets (e.g. whether a struct embeds
     /// another by pointer in this version); given a lookup of (struct, field).
-    pub derive: fn(&dyn Fn(&str, &str) -> Option<u64>) -> Vec<(&'static str, u64)>,
+    pub derive: fn(OffsetLookup) -> Vec<(&'static str, u64)>,
 }
 
+/// Looks up a resolved field offset by (struct, field).
+pub type OffsetLookup<'a> = &'a dyn Fn(&str, &str) -> Option<u64>;
+
 /// For probes that derive nothing.
-pub fn derive_nothing(_: &dyn Fn(&str, &str) -> Option<u64>) -> Vec<(&'static str, u64)> {
+pub fn derive_nothing(_: OffsetLookup) -> Vec<(&'static str, u64)> {
     Vec::new()
 }
 

@@ -44,7 +44,7 @@ const FIELDS: &[FieldSpec] = &[
 ];
 
 /// grpc 1.69–1.76 embed `*Stream` in `ServerStream` (its next field sits at 8).
-fn derive(offset: &dyn Fn(&str, &str) -> Option<u64>) -> Vec<(&'static str, u64)> {
+fn derive(offset: crate::OffsetLookup) -> Vec<(&'static str, u64)> {
     let st = offset(&format!("{TRANSPORT}.ServerStream"), "st");
     vec![("stream_embed_ptr", (st == Some(8)) as u64)]
 }
