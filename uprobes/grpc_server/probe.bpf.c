@@ -127,14 +127,7 @@ int handle_stream_entry(struct go_regs *regs)
 	}
 	span_start(&c->sc, c->parent_span_id, c->has_parent ? &parent : 0);
 	bpf_map_update_elem(&calls, &stream, c, BPF_ANY);
-
-	struct active_span as = { .sc = c->sc };
-	struct proc_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .ptr = c->goroutine };
-	bpf_map_update_elem(&spans_by_goroutine, &key, &as, BPF_ANY);
-	if (c->context) {
-		key.ptr = c->context;
-		bpf_map_update_elem(&spans_by_context, &key, &as, BPF_ANY);
-	}
+	span_publish(c->goroutine, c->context, &c->sc);
 	return 0;
 }
 
@@ -146,12 +139,7 @@ int write_status_entry(struct go_regs *regs)
 	struct call *c = bpf_map_lookup_elem(&calls, &stream);
 	if (!c)
 		return 0; /* a second status write for the same stream */
-	struct proc_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .ptr = c->goroutine };
-	bpf_map_delete_elem(&spans_by_goroutine, &key);
-	if (c->context) {
-		key.ptr = c->context;
-		bpf_map_delete_elem(&spans_by_context, &key);
-	}
+	span_unpublish(c->goroutine, c->context);
 	if (!(c->sc.flags & SAMPLED)) {
 		bpf_map_delete_elem(&calls, &stream);
 		return 0;

@@ -26,6 +26,30 @@ static __always_inline void span_start(struct span_ctx *sc, u8 *parent_span_id, 
 	sc->flags = sample(sc, parent != 0, parent ? parent->flags : 0);
 }
 
+/* Publishes a server span for client calls made while serving: by the goroutine
+ * that serves it and, when known, by the request's context (data pointer). */
+static __always_inline void span_publish(u64 g, u64 ctx, const struct span_ctx *sc)
+{
+	struct active_span as = { .sc = *sc };
+	struct proc_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .ptr = g };
+	bpf_map_update_elem(&spans_by_goroutine, &key, &as, BPF_ANY);
+	if (ctx) {
+		key.ptr = ctx;
+		bpf_map_update_elem(&spans_by_context, &key, &as, BPF_ANY);
+	}
+}
+
+/* Takes back what span_publish published (the span ended). */
+static __always_inline void span_unpublish(u64 g, u64 ctx)
+{
+	struct proc_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .ptr = g };
+	bpf_map_delete_elem(&spans_by_goroutine, &key);
+	if (ctx) {
+		key.ptr = ctx;
+		bpf_map_delete_elem(&spans_by_context, &key);
+	}
+}
+
 #define CONTEXT_DEPTH 8
 
 /* The server span a client call belongs to: the one the calling goroutine serves,

@@ -132,21 +132,10 @@ int serve_http_entry(struct go_regs *regs)
 	u64 header = off_request_header == OFF_ABSENT ? 0 : read_u64(req + off_request_header);
 	c->has_parent = header && go_header_traceparent(header, tp) && traceparent_parse(tp, &parent);
 	span_start(&c->sc, c->parent_span_id, c->has_parent ? &parent : 0);
+	if (off_request_ctx != OFF_ABSENT)
+		c->context = read_u64(req + off_request_ctx + 8); /* context iface data word */
 	bpf_map_update_elem(&calls, &g, c, BPF_ANY);
-
-	/* Publish the span for client calls made while serving. */
-	struct active_span as = { .sc = c->sc };
-	struct proc_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .ptr = g };
-	bpf_map_update_elem(&spans_by_goroutine, &key, &as, BPF_ANY);
-	if (off_request_ctx != OFF_ABSENT) {
-		key.ptr = read_u64(req + off_request_ctx + 8); /* context iface data word */
-		if (key.ptr) {
-			bpf_map_update_elem(&spans_by_context, &key, &as, BPF_ANY);
-			struct call *stored = bpf_map_lookup_elem(&calls, &g);
-			if (stored)
-				stored->context = key.ptr;
-		}
-	}
+	span_publish(g, c->context, &c->sc);
 	return 0;
 }
 
@@ -159,12 +148,7 @@ int serve_http_return(struct go_regs *regs)
 	if (!c)
 		return 0;
 
-	struct proc_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .ptr = g };
-	bpf_map_delete_elem(&spans_by_goroutine, &key);
-	if (c->context) {
-		key.ptr = c->context;
-		bpf_map_delete_elem(&spans_by_context, &key);
-	}
+	span_unpublish(g, c->context);
 	if (!(c->sc.flags & SAMPLED)) {
 		bpf_map_delete_elem(&calls, &g);
 		return 0;
