@@ -83,9 +83,9 @@ pub const OFF_ABSENT: u64 = u64::MAX;
 pub struct FieldSpec {
     /// Name of the `volatile const u64` in the C program.
     pub global: &'static str,
-    /// Module whose version decides the layout: `std` for the standard library.
-    pub module: &'static str,
     /// Fully qualified struct name as the Go linker writes it (`net/http.Request`).
+    /// Its package path also says which module's version decides the layout (the
+    /// standard library's for `net/http`, grpc's for `google.golang.org/grpc/...`).
     pub strukt: &'static str,
     /// Field name; `a|b` names alternatives across versions, tried in order.
     pub field: &'static str,
@@ -96,7 +96,7 @@ pub struct FieldSpec {
 
 /// A standard-library field (its layout is decided by the Go version).
 pub const fn std_field(global: &'static str, strukt: &'static str, field: &'static str, required: bool) -> FieldSpec {
-    FieldSpec { global, module: "std", strukt, field, required }
+    FieldSpec { global, strukt, field, required }
 }
 
 /// A function a probe attaches to: an entry program and, optionally, a program put
@@ -245,7 +245,6 @@ pub mod shared_fields {
         grpc_field("off_status_s", "google.golang.org/grpc/internal/status.Status", "s"),
         FieldSpec {
             global: "off_spb_code",
-            module: "google.golang.org/genproto/googleapis/rpc",
             strukt: "google.golang.org/genproto/googleapis/rpc/status.Status",
             field: "Code",
             required: false,
@@ -260,7 +259,7 @@ pub mod shared_fields {
 
     /// A field of google.golang.org/grpc (its layout follows the module version).
     pub const fn grpc_field(global: &'static str, strukt: &'static str, field: &'static str) -> FieldSpec {
-        FieldSpec { global, module: "google.golang.org/grpc", strukt, field, required: false }
+        FieldSpec { global, strukt, field, required: false }
     }
 }
 

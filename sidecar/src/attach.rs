@@ -27,6 +27,8 @@ pub struct Shared {
     pub sampling: Sampling,
     /// Whether client probes hand `traceparent` headers to the in-kernel inserter.
     pub propagate: bool,
+    /// Field offsets for binaries without DWARF.
+    pub offsets_db: std::sync::Arc<gosight_offsets_db::Database>,
 }
 
 /// Go type names of `error` values by runtime itab address, for `error.type`.
@@ -83,7 +85,7 @@ impl Session {
         check_supported(bin)?;
         let exporter = &shared.exporter;
 
-        let resolver = Resolver::for_binary(bin, ALL_PROBES);
+        let resolver = Resolver::for_binary(bin, shared.offsets_db.clone());
         let bias = load_bias(bin, Path::new(&format!("/proc/{pid}")));
         let errors = std::sync::Arc::new(ErrorTypes::of(bin, bias));
         let export = exporter.register_target(resource_for(target));

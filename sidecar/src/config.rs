@@ -50,6 +50,11 @@ pub struct Config {
     #[arg(long, env = "GOSIGHT_PROPAGATION_CGROUP")]
     pub propagation_cgroup: Option<PathBuf>,
 
+    /// Offsets database file laid over the embedded one (a ConfigMap mount in
+    /// Kubernetes): it extends it, or replaces it when it says `"replace": true`.
+    #[arg(long, env = "GOSIGHT_OFFSETS_DB")]
+    pub offsets_db: Option<PathBuf>,
+
     /// BPF filesystem where maps shared between probes are pinned (mounted there
     /// if needed and allowed).
     #[arg(long, env = "GOSIGHT_BPFFS", default_value = "/sys/fs/bpf")]

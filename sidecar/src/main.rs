@@ -69,6 +69,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         pin_dir: propagation.pin_dir(),
         sampling,
         propagate: propagation.inserting(),
+        offsets_db: gosight::offsets::database::load(config.offsets_db.as_deref()),
     };
 
     let mut watcher = Watcher::new(config.proc_root.clone(), selector);

@@ -4,6 +4,7 @@
 //! serves the sidecar and `offsets-tracker`.
 
 mod buildinfo;
+pub mod itabs;
 mod pclntab;
 mod returns;
 mod symbols;

@@ -1,18 +1,39 @@
 //! Stage 3 — resolve the struct field offsets each probe reads.
 //!
 //! A probe declares the fields it needs as [`FieldSpec`]s. The [`Resolver`] asks its
-//! sources in order — the binary's own DWARF first; a versioned database slots in
-//! behind it — and returns, per field, an offset or the knowledge that the field
-//! does not exist in this version. A required field nobody knows makes that one
-//! probe stand down; the others keep running.
+//! sources in order — the binary's own DWARF first, then the versioned offsets
+//! database (`offsets-db/`) for the module version the struct belongs to — and
+//! returns, per field, an offset or the knowledge that the field does not exist in
+//! this version. A required field nobody knows makes that one probe stand down with
+//! one line naming the field and the version; the others keep running.
 
+pub mod database;
 pub mod dwarf;
+pub mod modules;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use gosight_uprobes::{FieldSpec, ProbeSpec, OFF_ABSENT};
+use gosight_offsets_db::Database;
+use gosight_uprobes::{FieldSpec, ProbeSpec, ALL_PROBES, OFF_ABSENT};
 
 use crate::inspect::{GoBinary, InspectError};
+use database::DatabaseSource;
+use modules::ModuleVersions;
+
+/// Every field gosight may read, alternatives split: what the database must hold.
+/// (`struct`, `field`) pairs, sorted and without duplicates.
+pub fn tracked_fields() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = ALL_PROBES
+        .iter()
+        .flat_map(|p| p.all_fields())
+        .chain(crate::inspect::itabs::FIELDS)
+        .flat_map(|f| f.field.split('|').map(move |alt| (f.strukt, alt)))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
 
 /// What a source knows about one field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,19 +48,17 @@ pub enum Lookup {
 /// A place field offsets come from.
 pub trait OffsetSource: Send + Sync {
     fn name(&self) -> &'static str;
-    /// `module` decides which version's layout applies (`std` = the Go version).
-    fn lookup(&self, module: &str, strukt: &str, field: &str) -> Lookup;
+    fn lookup(&self, strukt: &str, field: &str) -> Lookup;
 }
 
 /// Offsets read from the target binary's DWARF (exact for that binary).
 pub struct DwarfSource(dwarf::StructFields);
 
 impl DwarfSource {
-    /// Reads every struct that `probes` mention. An absent DWARF gives an empty
+    /// Reads every struct of [`tracked_fields`]. An absent DWARF gives an empty
     /// source (every lookup Unknown), not an error.
-    pub fn load(bin: &GoBinary, probes: &[&ProbeSpec]) -> Result<DwarfSource, InspectError> {
-        let mut wanted: Vec<&str> = probes.iter().flat_map(|p| p.all_fields().map(|f| f.strukt)).collect();
-        wanted.sort();
+    pub fn load(bin: &GoBinary) -> Result<DwarfSource, InspectError> {
+        let mut wanted: Vec<&str> = tracked_fields().into_iter().map(|(s, _)| s).collect();
         wanted.dedup();
         Ok(DwarfSource(dwarf::struct_fields(bin, &wanted)?))
     }
@@ -50,7 +69,7 @@ impl OffsetSource for DwarfSource {
         "DWARF"
     }
 
-    fn lookup(&self, _module: &str, strukt: &str, field: &str) -> Lookup {
+    fn lookup(&self, strukt: &str, field: &str) -> Lookup {
         match self.0.offset(strukt, field) {
             Some(off) => Lookup::Offset(off),
             None if self.0.has_struct(strukt) => Lookup::Absent,
@@ -63,30 +82,39 @@ impl OffsetSource for DwarfSource {
 #[derive(Debug, thiserror::Error)]
 #[error("offsets not found for {}", .missing.join(", "))]
 pub struct MissingOffsets {
-    /// `struct.field (module version)` of each required field nobody knows.
+    /// `struct.field (version)` of each required field nobody knows.
     pub missing: Vec<String>,
 }
 
 /// Asks the sources in order.
 pub struct Resolver {
     sources: Vec<Box<dyn OffsetSource>>,
-    /// Version of the standard library (the Go version), for messages.
-    std_version: String,
+    /// The binary's module versions, for messages.
+    versions: ModuleVersions,
 }
 
 impl Resolver {
-    pub fn new(sources: Vec<Box<dyn OffsetSource>>, std_version: String) -> Resolver {
-        Resolver { sources, std_version }
+    pub fn new(sources: Vec<Box<dyn OffsetSource>>, versions: ModuleVersions) -> Resolver {
+        Resolver { sources, versions }
     }
 
-    /// The usual chain for a binary: its DWARF.
-    pub fn for_binary(bin: &GoBinary, probes: &[&ProbeSpec]) -> Resolver {
+    /// The usual chain for a binary: its DWARF, then the database.
+    pub fn for_binary(bin: &GoBinary, db: Arc<Database>) -> Resolver {
+        let versions = ModuleVersions::of(&bin.build);
         let mut sources: Vec<Box<dyn OffsetSource>> = Vec::new();
-        match DwarfSource::load(bin, probes) {
+        match DwarfSource::load(bin) {
+            Ok(d) if d.0.is_empty() => {}
             Ok(d) => sources.push(Box::new(d)),
-            Err(e) => tracing::warn!("{}: DWARF unreadable ({e}); no offsets from it", bin.path.display()),
+            Err(e) => tracing::warn!("{}: DWARF unreadable ({e}); offsets from the database only", bin.path.display()),
         }
-        Resolver::new(sources, bin.build.go_version.to_string())
+        let db = DatabaseSource::new(db, versions.clone());
+        if sources.is_empty() {
+            for note in db.coverage_notes(tracked_fields().into_iter().map(|(s, _)| s)) {
+                tracing::info!("{}: {note}", bin.path.display());
+            }
+        }
+        sources.push(Box::new(db));
+        Resolver::new(sources, versions)
     }
 
     /// What the first source that knows says about `field`, trying each of its
@@ -94,7 +122,7 @@ impl Resolver {
     pub fn lookup(&self, f: &FieldSpec) -> (Lookup, &'static str) {
         let mut best = (Lookup::Unknown, "none");
         for alt in f.field.split('|') {
-            match self.lookup_one(f.module, f.strukt, alt) {
+            match self.lookup_one(f.strukt, alt) {
                 found @ (Lookup::Offset(_), _) => return found,
                 (Lookup::Absent, src) => best = (Lookup::Absent, src),
                 (Lookup::Unknown, _) => {}
@@ -103,9 +131,9 @@ impl Resolver {
         best
     }
 
-    fn lookup_one(&self, module: &str, strukt: &str, field: &str) -> (Lookup, &'static str) {
+    fn lookup_one(&self, strukt: &str, field: &str) -> (Lookup, &'static str) {
         for s in &self.sources {
-            match s.lookup(module, strukt, field) {
+            match s.lookup(strukt, field) {
                 Lookup::Unknown => continue,
                 found => return (found, s.name()),
             }
@@ -115,7 +143,7 @@ impl Resolver {
 
     /// The offset of a field, if a source knows it (for settings a probe derives).
     pub fn offset(&self, strukt: &str, field: &str) -> Option<u64> {
-        match self.lookup_one("", strukt, field).0 {
+        match self.lookup_one(strukt, field).0 {
             Lookup::Offset(o) => Some(o),
             _ => None,
         }
@@ -132,8 +160,8 @@ impl Resolver {
                     out.insert(f.global, off);
                 }
                 _ if f.required => {
-                    let version = if f.module == "std" { self.std_version.as_str() } else { f.module };
-                    missing.push(format!("{}.{} ({version})", f.strukt, f.field));
+                    let version = self.versions.for_struct(f.strukt).display;
+                    missing.push(format!("{}.{} ({version})", f.strukt, f.field.replace('|', " or ")));
                 }
                 _ => {
                     out.insert(f.global, OFF_ABSENT);
@@ -157,25 +185,33 @@ mod tests {
         fn name(&self) -> &'static str {
             self.0
         }
-        fn lookup(&self, _: &str, _: &str, _: &str) -> Lookup {
+        fn lookup(&self, _: &str, _: &str) -> Lookup {
             self.1
         }
     }
 
-    const F: FieldSpec = FieldSpec { global: "g", module: "std", strukt: "a.B", field: "C", required: true };
+    const F: FieldSpec = FieldSpec { global: "g", strukt: "a.B", field: "C", required: true };
+
+    fn go1_22() -> ModuleVersions {
+        let build = crate::inspect::BuildInfo {
+            go_version: crate::inspect::GoVersion::parse("go1.22.0").unwrap(),
+            ..Default::default()
+        };
+        ModuleVersions::of(&build)
+    }
 
     #[test]
     fn first_source_that_knows_wins() {
         let r = Resolver::new(
             vec![Box::new(Fixed("one", Lookup::Unknown)), Box::new(Fixed("two", Lookup::Offset(8)))],
-            "go1.22.0".into(),
+            go1_22(),
         );
         assert_eq!(r.lookup(&F), (Lookup::Offset(8), "two"));
     }
 
     #[test]
     fn required_missing_is_named_with_version() {
-        let r = Resolver::new(vec![Box::new(Fixed("one", Lookup::Absent))], "go1.22.0".into());
+        let r = Resolver::new(vec![Box::new(Fixed("one", Lookup::Absent))], go1_22());
         let spec = ProbeSpec { fields: &[&[F]], ..gosight_uprobes::net_http_server::SPEC };
         let err = r.resolve(&spec).unwrap_err();
         assert_eq!(err.to_string(), "offsets not found for a.B.C (go1.22.0)");

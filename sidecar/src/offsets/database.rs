@@ -1,0 +1,78 @@
+//! The offsets database as a source: the embedded one, optionally extended or
+//! replaced by a file named at start-up (a ConfigMap mount in Kubernetes).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use gosight_offsets_db::{Coverage, Database, Value};
+
+use super::modules::ModuleVersions;
+use super::{Lookup, OffsetSource};
+
+/// Loads the database `gosight` uses: the embedded one with `file` laid over it.
+/// A file that cannot be read or parsed is reported in one line and ignored: the
+/// embedded database still serves.
+pub fn load(file: Option<&Path>) -> Arc<Database> {
+    let mut db = Database::embedded();
+    if let Some(path) = file {
+        match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| Database::from_json(&t).map_err(|e| e.to_string())) {
+            Ok(top) => {
+                let how = if top.replaces() { "replaces" } else { "extends" };
+                db.extend(top);
+                tracing::info!("offsets database {}: {how} the embedded one", path.display());
+            }
+            Err(e) => tracing::error!("offsets database {} ignored, embedded one used: {e}", path.display()),
+        }
+    }
+    Arc::new(db)
+}
+
+/// Database lookups for one binary's module versions.
+pub struct DatabaseSource {
+    db: Arc<Database>,
+    versions: ModuleVersions,
+}
+
+impl DatabaseSource {
+    pub fn new(db: Arc<Database>, versions: ModuleVersions) -> DatabaseSource {
+        DatabaseSource { db, versions }
+    }
+
+    /// One line per module version this binary needs that the database only
+    /// approximates or does not cover (for the log), given the structs in use.
+    pub fn coverage_notes<'a>(&self, structs: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut notes = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for s in structs {
+            let lv = self.versions.for_struct(s);
+            if !seen.insert(lv.display.clone()) {
+                continue;
+            }
+            let Some(version) = lv.version else { continue };
+            match self.db.coverage(&lv.module, &version) {
+                Coverage::Measured | Coverage::Between => {}
+                Coverage::NewerPatch { newest } => {
+                    notes.push(format!("{}: newer than the offsets database, using {newest}'s layout", lv.display))
+                }
+                Coverage::Uncovered => notes.push(format!("{}: not in the offsets database", lv.display)),
+            }
+        }
+        notes
+    }
+}
+
+impl OffsetSource for DatabaseSource {
+    fn name(&self) -> &'static str {
+        "offsets database"
+    }
+
+    fn lookup(&self, strukt: &str, field: &str) -> Lookup {
+        let lv = self.versions.for_struct(strukt);
+        let Some(version) = lv.version else { return Lookup::Unknown };
+        match self.db.lookup(&lv.module, &version, strukt, field) {
+            Some(Value::Offset(o)) => Lookup::Offset(o),
+            Some(Value::Absent) => Lookup::Absent,
+            None => Lookup::Unknown,
+        }
+    }
+}
