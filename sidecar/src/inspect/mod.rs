@@ -4,6 +4,8 @@
 //! serves the sidecar and `offsets-tracker`.
 
 mod buildinfo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod itabs;
 mod pclntab;
 mod returns;

@@ -45,6 +45,12 @@ impl GoBinary {
         // while it is mapped could fault on access; executables being probed are not
         // rewritten in place (the kernel refuses writes to running executables).
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        GoBinary::from_map(path, map)
+    }
+
+    /// What [`GoBinary::open`] does once the file is mapped (`path` names it in errors);
+    /// also used by the fuzz targets on bytes that never were a file.
+    pub(crate) fn from_map(path: PathBuf, map: memmap2::Mmap) -> Result<GoBinary, InspectError> {
         if !map.starts_with(b"\x7fELF") {
             return Err(InspectError::NotElf(path));
         }
