@@ -1,0 +1,3 @@
+module gosight.dev/offsets-tracker/std
+
+go 1.22

@@ -1,0 +1,170 @@
+//! Released versions, listed through the Go module proxy protocol
+//! (`$GOPROXY/<module>/@v/list`, one version per line, in no particular order).
+//!
+//! Go releases are listed as versions of the module `golang.org/toolchain`
+//! (`v0.0.1-go1.22.0.linux-amd64`): the very modules `GOTOOLCHAIN=go1.22.0` downloads.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use gosight_offsets_db::{Key, STD};
+
+pub const GRPC: &str = "google.golang.org/grpc";
+const TOOLCHAIN: &str = "golang.org/toolchain";
+const DEFAULT_PROXY: &str = "https://proxy.golang.org";
+
+/// The first `http(s)://` entry of a `GOPROXY` value (entries are separated by `,`
+/// or `|`; `direct` and `off` are not proxies), without a trailing slash.
+pub fn proxy_url(goproxy: &str) -> Option<String> {
+    goproxy
+        .split([',', '|'])
+        .map(str::trim)
+        .find(|e| e.starts_with("https://") || e.starts_with("http://"))
+        .map(|e| e.trim_end_matches('/').to_string())
+}
+
+/// The proxy to ask: `$GOPROXY` from the environment, else what `go env GOPROXY`
+/// says (its go.env default), else proxy.golang.org.
+pub fn choose_proxy(from_go_env: Option<&str>) -> String {
+    let env = std::env::var("GOPROXY").ok().filter(|v| !v.trim().is_empty());
+    env.as_deref()
+        .or(from_go_env)
+        .and_then(proxy_url)
+        .unwrap_or_else(|| DEFAULT_PROXY.to_string())
+}
+
+/// A module proxy client.
+pub struct Proxy {
+    base: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Proxy {
+    pub fn new(base: String) -> Result<Proxy> {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("gosight-offsets-tracker/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("HTTP client")?;
+        Ok(Proxy { base, http })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The raw `@v/list` of `module` (module paths are lower case here, so no
+    /// `!`-escaping is needed). Retried a few times on transport errors and 5xx.
+    fn list(&self, module: &str) -> Result<String> {
+        let url = format!("{}/{module}/@v/list", self.base);
+        let mut last = None;
+        for attempt in 0..4 {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_secs(2 << attempt));
+            }
+            match self.http.get(&url).send() {
+                Ok(resp) if resp.status().is_success() => return resp.text().with_context(|| format!("GET {url}")),
+                Ok(resp) if resp.status().is_server_error() => last = Some(format!("HTTP {}", resp.status())),
+                Ok(resp) => bail!("GET {url}: HTTP {}", resp.status()),
+                Err(e) => last = Some(e.to_string()),
+            }
+        }
+        bail!("GET {url}: {}", last.unwrap_or_default())
+    }
+
+    /// Go releases (`go1.22.0`, no rc/beta) with a toolchain for `goos`-`goarch`, ascending.
+    pub fn go_releases(&self, goos: &str, goarch: &str) -> Result<Vec<String>> {
+        Ok(go_releases(&self.list(TOOLCHAIN)?, goos, goarch))
+    }
+
+    /// Releases of `module` (no pre-releases such as `-dev`, `-pre`, `-rc.1`), ascending.
+    pub fn module_releases(&self, module: &str) -> Result<Vec<String>> {
+        Ok(module_releases(module, &self.list(module)?))
+    }
+}
+
+/// Go releases in a `golang.org/toolchain` list for one platform, ascending.
+pub fn go_releases(list: &str, goos: &str, goarch: &str) -> Vec<String> {
+    let suffix = format!(".{goos}-{goarch}");
+    let mut out: Vec<(Key, String)> = list
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("v0.0.1-")?.strip_suffix(suffix.as_str()))
+        .filter(|v| v.strip_prefix("go").is_some_and(|n| n.chars().all(|c| c.is_ascii_digit() || c == '.')))
+        .filter_map(|v| Some((Key::parse(STD, v)?, v.to_string())))
+        .filter(|(k, _)| k.is_release())
+        .collect();
+    out.sort();
+    out.dedup_by(|a, b| a.0 == b.0);
+    out.into_iter().map(|(_, v)| v).collect()
+}
+
+/// Releases in a module's `@v/list`, ascending.
+pub fn module_releases(module: &str, list: &str) -> Vec<String> {
+    let mut out: Vec<(Key, String)> = list
+        .lines()
+        .map(str::trim)
+        .filter(|v| !v.contains('+'))
+        .filter_map(|v| Some((Key::parse(module, v)?, v.to_string())))
+        .filter(|(k, _)| k.is_release())
+        .collect();
+    out.sort();
+    out.dedup_by(|a, b| a.0 == b.0);
+    out.into_iter().map(|(_, v)| v).collect()
+}
+
+/// The versions of `module` in `from..=to` (either end open when `None`). The
+/// bounds need not be listed versions themselves.
+pub fn window(module: &str, versions: &[String], from: Option<&str>, to: Option<&str>) -> Result<Vec<String>> {
+    let bound = |b: Option<&str>| -> Result<Option<Key>> {
+        b.map(|v| Key::parse(module, v).with_context(|| format!("{v:?} is not a version of {module}")))
+            .transpose()
+    };
+    let (from, to) = (bound(from)?, bound(to)?);
+    Ok(versions
+        .iter()
+        .filter(|v| {
+            let Some(k) = Key::parse(module, v) else { return false };
+            from.as_ref().is_none_or(|f| *f <= k) && to.as_ref().is_none_or(|t| k <= *t)
+        })
+        .cloned()
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goproxy_first_http_entry() {
+        assert_eq!(proxy_url("https://proxy.golang.org,direct").as_deref(), Some("https://proxy.golang.org"));
+        assert_eq!(proxy_url("direct|http://athens:3000/ ,https://x").as_deref(), Some("http://athens:3000"));
+        assert_eq!(proxy_url("off"), None);
+        assert_eq!(proxy_url("direct"), None);
+    }
+
+    #[test]
+    fn toolchain_list_gives_releases_for_one_platform() {
+        let list = "v0.0.1-go1.22.1.linux-amd64\nv0.0.1-go1.22rc1.linux-amd64\nv0.0.1-go1.22.0.linux-amd64\n\
+                    v0.0.1-go1.22.0.linux-arm64\nv0.0.1-go1.21.0.darwin-amd64\nv0.0.1-go1.23beta1.linux-amd64\n\
+                    v0.0.1-go1.22.10.linux-amd64\nv0.0.1-go1.20.linux-amd64\n";
+        assert_eq!(go_releases(list, "linux", "amd64"), ["go1.20", "go1.22.0", "go1.22.1", "go1.22.10"]);
+        assert_eq!(go_releases(list, "linux", "arm64"), ["go1.22.0"]);
+    }
+
+    #[test]
+    fn module_list_skips_prereleases() {
+        let list = "v1.61.0\nv1.60.1\nv1.79.0-dev\nv1.60.0\nv1.10.0\nv1.62.0-pre\nv1.70.0-rc.1\n";
+        assert_eq!(module_releases(GRPC, list), ["v1.10.0", "v1.60.0", "v1.60.1", "v1.61.0"]);
+    }
+
+    #[test]
+    fn windows_are_inclusive_and_bounds_need_not_exist() {
+        let vs: Vec<String> = ["v1.69.0", "v1.69.2", "v1.69.4", "v1.70.0"].map(String::from).to_vec();
+        assert_eq!(window(GRPC, &vs, Some("v1.69.3"), Some("v1.69.4")).unwrap(), ["v1.69.4"]);
+        assert_eq!(window(GRPC, &vs, Some("v1.69.2"), None).unwrap(), ["v1.69.2", "v1.69.4", "v1.70.0"]);
+        assert_eq!(window(GRPC, &vs, None, Some("v1.69.0")).unwrap(), ["v1.69.0"]);
+        assert!(window(GRPC, &vs, Some("1.69"), None).is_err());
+        let go: Vec<String> = ["go1.22.0", "go1.22.1", "go1.23.0"].map(String::from).to_vec();
+        assert_eq!(window(STD, &go, Some("go1.22.1"), Some("go1.22.9")).unwrap(), ["go1.22.1"]);
+    }
+}
