@@ -113,11 +113,16 @@ pub struct FunctionSpec {
     pub optional: bool,
 }
 
-/// An address a probe compares against (e.g. an itab), bound to a C global.
+/// An itab a probe compares interface values against, bound to a C global that
+/// receives its runtime address (0 when the binary has no such itab). Types are
+/// named with their package path, as the linker names itab symbols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddressSpec {
     pub global: &'static str,
-    pub symbol: &'static str,
+    /// The concrete type, e.g. `*net/http.response`.
+    pub concrete: &'static str,
+    /// The interface, e.g. `net/http.ResponseWriter`.
+    pub interface: &'static str,
 }
 
 /// Everything a probe needs from a target, declared statically.
@@ -251,10 +256,16 @@ pub mod shared_fields {
         },
         grpc_field("off_status_error_s", "google.golang.org/grpc/internal/status.Error", "s"),
     ];
-    pub const TCP_ADDR_ITAB: AddressSpec = AddressSpec { global: "tcp_addr_itab", symbol: "go:itab.*net.TCPAddr,net.Addr" };
+    pub const TCP_ADDR_ITAB: AddressSpec = AddressSpec { global: "tcp_addr_itab", concrete: "*net.TCPAddr", interface: "net.Addr" };
     pub const GRPC_STATUS_ADDRESSES: [AddressSpec; 2] = [
-        AddressSpec { global: "status_error_itab", symbol: "go:itab.*google.golang.org/grpc/internal/status.Error,error" },
-        AddressSpec { global: "io_eof_var", symbol: "io.EOF" },
+        AddressSpec {
+            global: "status_error_itab",
+            concrete: "*google.golang.org/grpc/internal/status.Error",
+            interface: "error",
+        },
+        // io.EOF is an *errors.errorString saying "EOF" (the io.EOF variable itself
+        // has no name in a stripped binary).
+        AddressSpec { global: "errors_string_itab", concrete: "*errors.errorString", interface: "error" },
     ];
 
     /// A field of google.golang.org/grpc (its layout follows the module version).

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::discover::Target;
 use crate::export::{Exporter, TargetHandle};
+use crate::inspect::itabs::{self, Itab};
 use crate::inspect::{Arch, GoBinary};
 use crate::offsets::Resolver;
 use crate::spans::{resource_for, SpanFactory};
@@ -36,21 +37,23 @@ pub struct Shared {
 pub struct ErrorTypes(HashMap<u64, String>);
 
 impl ErrorTypes {
-    fn of(bin: &GoBinary, bias: u64) -> ErrorTypes {
-        ErrorTypes(
-            bin.symbols_with_prefix("go:itab.")
-                .into_iter()
-                .filter_map(|(name, addr)| {
-                    let pair = name.strip_prefix("go:itab.")?;
-                    let ty = pair.strip_suffix(",error")?;
-                    Some((addr + bias, ty.to_string()))
-                })
-                .collect(),
-        )
+    fn of(itabs: &[Itab], bias: u64) -> ErrorTypes {
+        ErrorTypes(itabs.iter().filter(|i| i.interface == "error").map(|i| (i.address + bias, i.concrete.clone())).collect())
     }
 
     pub fn name(&self, itab: u64) -> Option<&str> {
         self.0.get(&itab).map(String::as_str)
+    }
+}
+
+/// The binary's itab table (empty, with one log line, when it cannot be read).
+fn itab_table(bin: &GoBinary, resolver: &Resolver, pid: u32) -> Vec<Itab> {
+    match itabs::read(bin, &|s, f| resolver.offset(s, f)) {
+        Ok(table) => table,
+        Err(e) => {
+            tracing::warn!(pid, "itab table unreadable ({e}): error.type falls back to _OTHER and type checks are off");
+            Vec::new()
+        }
     }
 }
 
@@ -87,11 +90,12 @@ impl Session {
 
         let resolver = Resolver::for_binary(bin, shared.offsets_db.clone());
         let bias = load_bias(bin, Path::new(&format!("/proc/{pid}")));
-        let errors = std::sync::Arc::new(ErrorTypes::of(bin, bias));
+        let itabs = itab_table(bin, &resolver, pid);
+        let errors = std::sync::Arc::new(ErrorTypes::of(&itabs, bias));
         let export = exporter.register_target(resource_for(target));
         let mut probes = Vec::new();
         for spec in ALL_PROBES.iter().copied() {
-            match prepare(spec, target, &resolver, bias, shared).and_then(|inputs| {
+            match prepare(spec, target, &resolver, &itabs, bias, shared).and_then(|inputs| {
                 gosight_uprobes::load(spec, &inputs).map_err(|e| e.to_string())
             }) {
                 Ok(mut attached) => {
@@ -208,6 +212,7 @@ fn prepare(
     spec: &'static ProbeSpec,
     target: &Target,
     resolver: &Resolver,
+    itabs: &[Itab],
     bias: u64,
     shared: &Shared,
 ) -> Result<ProbeInputs, String> {
@@ -242,7 +247,10 @@ fn prepare(
     let addresses = spec
         .addresses
         .iter()
-        .map(|a| (a.global, bin.symbol_address(a.symbol).map(|v| v + bias).unwrap_or(0)))
+        .map(|a| {
+            let itab = itabs.iter().find(|i| i.concrete == a.concrete && i.interface == a.interface);
+            (a.global, itab.map_or(0, |i| i.address + bias))
+        })
         .collect();
     Ok(ProbeInputs {
         pid,

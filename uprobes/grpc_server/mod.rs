@@ -26,7 +26,7 @@ pub static SPEC: ProbeSpec = ProbeSpec {
         TCP_ADDR_ITAB,
         GRPC_STATUS_ADDRESSES[0],
         GRPC_STATUS_ADDRESSES[1],
-        AddressSpec { global: "value_ctx_itab", symbol: "go:itab.*context.valueCtx,context.Context" },
+        AddressSpec { global: "value_ctx_itab", concrete: "*context.valueCtx", interface: "context.Context" },
     ],
     object: crate::bpf_object!("grpc_server"),
     decode,

@@ -7,7 +7,7 @@ volatile const u64 off_status_s = OFF_ABSENT;      /* grpc/internal/status.Statu
 volatile const u64 off_spb_code = OFF_ABSENT;      /* genproto rpc/status.Status.Code */
 volatile const u64 off_status_error_s = OFF_ABSENT;/* grpc/internal/status.Error.s */
 volatile const u64 status_error_itab = 0;          /* go:itab.*…/internal/status.Error,error */
-volatile const u64 io_eof_var = 0;                 /* address of the io.EOF variable */
+volatile const u64 errors_string_itab = 0;         /* go:itab.*errors.errorString,error */
 
 #define GRPC_UNKNOWN 2
 
@@ -30,10 +30,13 @@ static __always_inline s32 grpc_error_code(u64 tab, u64 data)
 {
 	if (!tab)
 		return 0;
-	if (io_eof_var) {
-		struct go_iface eof = {};
-		bpf_probe_read_user(&eof, sizeof(eof), (void *)io_eof_var);
-		if (eof.tab == tab && eof.data == data)
+	if (errors_string_itab && tab == errors_string_itab) {
+		/* io.EOF: an *errors.errorString whose text is "EOF". */
+		struct go_string s = {};
+		char text[4] = {};
+		bpf_probe_read_user(&s, sizeof(s), (void *)data);
+		if (s.len == 3 && !bpf_probe_read_user(text, 3, (void *)s.ptr) &&
+		    text[0] == 'E' && text[1] == 'O' && text[2] == 'F')
 			return 0;
 	}
 	if (status_error_itab && tab == status_error_itab && off_status_error_s != OFF_ABSENT)

@@ -6,7 +6,6 @@
 use crate::{std_field, AddressSpec, Event, FieldSpec, FunctionSpec, ProbeSpec};
 
 pub const SERVE_HTTP: &str = "net/http.serverHandler.ServeHTTP";
-pub const RESPONSE_ITAB: &str = "go:itab.*net/http.response,net/http.ResponseWriter";
 
 
 pub static SPEC: ProbeSpec = ProbeSpec {
@@ -18,7 +17,7 @@ pub static SPEC: ProbeSpec = ProbeSpec {
         optional: false,
     }],
     fields: &[FIELDS, crate::go_header::FIELDS],
-    addresses: &[AddressSpec { global: "response_itab", symbol: RESPONSE_ITAB }],
+    addresses: &[AddressSpec { global: "response_itab", concrete: "*net/http.response", interface: "net/http.ResponseWriter" }],
     object: crate::bpf_object!("net_http_server"),
     decode,
     derive: crate::derive_nothing,

@@ -259,10 +259,23 @@ impl<'data> Pclntab<'data> {
         }
     }
 
-    /// `runtime.firstmoduledata.text`: found as the pointer-aligned word pointing at the
-    /// header followed by the funcnametab slice; its minpc and maxpc must agree with the
-    /// functab, as the runtime itself checks (`moduledataverify1`).
+    /// `runtime.firstmoduledata.text`.
     fn moduledata_text(&self, obj: &object::File<'_>, first: u64, end: u64) -> Option<u64> {
+        self.moduledata_with(obj, first, end).map(|(_, text)| text)
+    }
+
+    /// Address of `runtime.firstmoduledata` (for the itab and type tables of stripped
+    /// binaries).
+    pub(super) fn moduledata(&self, obj: &object::File<'_>) -> Option<u64> {
+        let first = u64::from(self.entry_off(0).ok()?);
+        let end = u64::from(self.entry_off(self.nfunc).ok()?);
+        self.moduledata_with(obj, first, end).map(|(address, _)| address)
+    }
+
+    /// `runtime.firstmoduledata` and its `text`: found as the pointer-aligned word
+    /// pointing at the header followed by the funcnametab slice; its minpc and maxpc
+    /// must agree with the functab, as the runtime itself checks (`moduledataverify1`).
+    fn moduledata_with(&self, obj: &object::File<'_>, first: u64, end: u64) -> Option<(u64, u64)> {
         let ps = self.ptr_size;
         let names = self.address.checked_add(self.funcnametab as u64)?;
         for (address, data) in segments(obj, PF_W, PF_W) {
@@ -274,7 +287,7 @@ impl<'data> Pclntab<'data> {
                 let (min_pc, max_pc, text) = (word(20)?, word(21)?, word(22)?);
                 if text.checked_add(first) == Some(min_pc) && text.checked_add(end) == Some(max_pc)
                 {
-                    return Some(text);
+                    return Some((address + at as u64, text));
                 }
             }
         }

@@ -142,6 +142,26 @@ impl GoBinary {
             .map(|sym| sym.address())
     }
 
+    /// Address of `runtime.firstmoduledata`: from `.symtab`, else found through the
+    /// pclntab it points at (stripped binaries).
+    pub fn moduledata_address(&self) -> Option<u64> {
+        self.symbol_address("runtime.firstmoduledata").or_else(|| {
+            let obj = self.object();
+            Pclntab::find(&obj).ok().and_then(|(table, _, _)| table.moduledata(&obj))
+        })
+    }
+
+    /// `len` file-backed bytes at virtual address `addr` (`None` if they are not all
+    /// in the file, e.g. `.bss`).
+    pub fn bytes_at(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        let (offset, available) = file_offset(&self.object(), addr)?;
+        if (len as u64) > available {
+            return None;
+        }
+        let start = usize::try_from(offset).ok()?;
+        self.map.get(start..start.checked_add(len)?)
+    }
+
     /// Every defined `.symtab` symbol whose name starts with `prefix`, with its
     /// address (e.g. the `go:itab.` symbols that name an interface's dynamic types);
     /// empty for stripped binaries, for the same reason as [`GoBinary::symbol_address`].
