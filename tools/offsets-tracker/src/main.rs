@@ -25,11 +25,18 @@
 //!
 //! A struct that a program's DWARF does not describe is recorded as absent in that
 //! version — right when the version has no such struct, wrong when the program
-//! failed to use it — so every such struct is listed in the report for a human to
-//! judge. A build that fails is reported in one line, not recorded, and makes the
+//! failed to use it. Every such struct is listed in the report with what the
+//! sources say (`sources.rs`: `go list` names the files the build compiled, which
+//! are searched for the declaration), the alarming case — declared, yet not in the
+//! DWARF — first, for a human to fix `programs/`. A build that fails is reported in one line, not recorded, and makes the
 //! run exit non-zero after the others are done. Built binaries are kept in
 //! `--cache` so a rerun only reads their DWARF again. Results do not depend on job
 //! order or `--jobs`.
+//!
+//! Modules: `proxy` (version lists), `programs` (the embedded Go sources),
+//! `gobuild` (go commands, cache, toolchains), `measure` (DWARF → field values),
+//! `sources` (why a struct is missing), `jobs` (plan, parallel runs, merge),
+//! `report` (what changed).
 //!
 //! `.github/workflows/offsets.yml` runs this daily and opens a pull request when the
 //! file changes; `tests/window.rs` checks a small window against the committed file.
