@@ -85,10 +85,11 @@ pub fn build_go_app(app: &str, toolchain: Option<&str>, stripped: bool) -> PathB
 }
 
 /// Builds the gRPC test apps (tests/go-apps/grpc) against one grpc-go version
-/// (`1.60`, `1.69`, `1.77`, `latest`; see tests/go-apps/grpc/versions). Returns
-/// (server, client).
-pub fn build_grpc_apps(grpc: &str, stripped: bool) -> (PathBuf, PathBuf) {
-    let out = repo_root().join("target/go-apps").join(format!("grpc-{grpc}{}", if stripped { "-stripped" } else { "" }));
+/// (`1.60`, `1.69`, `1.77`, `latest`; see tests/go-apps/grpc/versions) with the
+/// machine's Go (`toolchain` None) or `GOTOOLCHAIN=<toolchain>`. Returns (server, client).
+pub fn build_grpc_apps(grpc: &str, toolchain: Option<&str>, stripped: bool) -> (PathBuf, PathBuf) {
+    let tag = format!("grpc-{grpc}-{}{}", toolchain.unwrap_or("local"), if stripped { "-stripped" } else { "" });
+    let out = repo_root().join("target/go-apps").join(tag);
     let mut cmd = Command::new("bash");
     cmd.current_dir(repo_root().join("tests/go-apps/grpc")).arg("build.sh").arg(grpc).arg(&out);
     if stripped {
@@ -99,7 +100,7 @@ pub fn build_grpc_apps(grpc: &str, stripped: bool) -> (PathBuf, PathBuf) {
             cmd.env("PATH", format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default()));
         }
     }
-    let status = cmd.env("GOTOOLCHAIN", "local").status().expect("run build.sh");
+    let status = cmd.env("GOTOOLCHAIN", toolchain.unwrap_or("local")).status().expect("run build.sh");
     assert!(status.success(), "building the gRPC apps against grpc {grpc} failed");
     (out.join("server"), out.join("client"))
 }

@@ -1,5 +1,6 @@
 //! gRPC SERVER and CLIENT spans from unmodified Go binaries built against grpc-go
-//! 1.60, 1.69, 1.77 and the newest release (tests/go-apps/grpc), end to end against
+//! 1.60, 1.69 (with Go 1.22), 1.77 (with Go 1.24) and the newest release
+//! (tests/go-apps/grpc), each also stripped, end to end against
 //! a real OpenTelemetry Collector: one span per RPC per side, names, attributes,
 //! status codes, unary and server-streaming; every client span is the parent of its
 //! server span (the `traceparent` field inserted in the kernel into the HEADERS
@@ -30,14 +31,16 @@ fn run_client(client: &std::path::Path, dir: &std::path::Path, gs: &Child, targe
     c.pid()
 }
 
-fn check_version(grpc: &str) {
+/// One grpc-go release built with one Go toolchain (None: the machine's), stripped
+/// or not: the same assertions hold for every build.
+fn check_version(grpc: &str, toolchain: Option<&str>, stripped: bool) {
     if !require_all() {
         return;
     }
     let _serial = serial();
     let Some(col) = require_collector() else { return };
     let collector = Collector::start(&col);
-    let (server_bin, client_bin) = build_grpc_apps(grpc, false);
+    let (server_bin, client_bin) = build_grpc_apps(grpc, toolchain, stripped);
     let dir = tmpdir(&format!("grpc-{grpc}"));
     let server_exe = dir.join("grpc-server");
     let client_exe = dir.join("grpc-client");
@@ -132,27 +135,47 @@ fn check_version(grpc: &str) {
         assert_eq!(cli.name, srv.name);
         assert!(cli.start_ns <= srv.start_ns && srv.end_ns <= cli.end_ns, "client encloses server: {cli:#?} {srv:#?}");
     }
-    println!("grpc {grpc}: {} server + {} client spans checked", servers.len(), clients.len());
+    println!("grpc {grpc} ({}, stripped: {stripped}): {} server + {} client spans checked", go_version_of(&server_exe), servers.len(), clients.len());
 }
 
 #[test]
 fn grpc_1_60() {
-    check_version("1.60");
+    check_version("1.60", None, false);
 }
 
 #[test]
-fn grpc_1_69() {
-    check_version("1.69");
+fn grpc_1_69_go_1_22() {
+    check_version("1.69", Some("go1.22.12"), false);
 }
 
 #[test]
-fn grpc_1_77() {
-    check_version("1.77");
+fn grpc_1_77_go_1_24() {
+    check_version("1.77", Some("go1.24.13"), false);
 }
 
 #[test]
 fn grpc_latest() {
-    check_version("latest");
+    check_version("latest", None, false);
+}
+
+#[test]
+fn grpc_1_60_stripped() {
+    check_version("1.60", None, true);
+}
+
+#[test]
+fn grpc_1_69_go_1_22_stripped() {
+    check_version("1.69", Some("go1.22.12"), true);
+}
+
+#[test]
+fn grpc_1_77_go_1_24_stripped() {
+    check_version("1.77", Some("go1.24.13"), true);
+}
+
+#[test]
+fn grpc_latest_stripped() {
+    check_version("latest", None, true);
 }
 
 /// HTTP client → Go HTTP service → gRPC service → HTTP service: one trace, every
@@ -160,18 +183,27 @@ fn grpc_latest() {
 /// between).
 #[test]
 fn mixed_chain_http_grpc_http() {
+    mixed_chain(false);
+}
+
+#[test]
+fn mixed_chain_http_grpc_http_stripped() {
+    mixed_chain(true);
+}
+
+fn mixed_chain(stripped: bool) {
     if !require_all() {
         return;
     }
     let _serial = serial();
     let Some(col) = require_collector() else { return };
     let collector = Collector::start(&col);
-    let (server_bin, _) = build_grpc_apps("latest", false);
+    let (server_bin, _) = build_grpc_apps("latest", None, stripped);
     let dir = tmpdir("mixed");
     let svc = dir.join("mixed-grpc");
     std::fs::copy(&server_bin, &svc).unwrap();
     let leaf_exe = dir.join("mixed-leaf");
-    std::fs::copy(build_go_app("chain", None, false), &leaf_exe).unwrap();
+    std::fs::copy(build_go_app("chain", None, stripped), &leaf_exe).unwrap();
 
     let mut cmd = Command::new(gosight_bin());
     cmd.arg("--target-exe")
@@ -231,7 +263,7 @@ fn sustained_grpc_run_with_propagation() {
     }
     let _serial = serial();
     let secs: u64 = std::env::var("GOSIGHT_SUSTAINED_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
-    let (server_bin, client_bin) = build_grpc_apps("latest", false);
+    let (server_bin, client_bin) = build_grpc_apps("latest", None, false);
     let dir = tmpdir("grpc-sustained");
     let server_exe = dir.join("grpc-server");
     let client_exe = dir.join("grpc-client");

@@ -1,5 +1,7 @@
 //! net/http SERVER spans from an unmodified Go binary, end to end: the app built
-//! with the machine's Go and with Go 1.22, gosight attached with real uprobes, spans
+//! with the machine's Go and with Go 1.22, and stripped (`-s -w`: offsets from the
+//! embedded database, functions from the pclntab) with Go 1.22, 1.24 and the
+//! machine's Go — the same assertions hold for every build. gosight attached with real uprobes, spans
 //! exported to a real OpenTelemetry Collector and read back from its file exporter.
 
 use std::collections::HashSet;
@@ -53,6 +55,7 @@ enum Select {
 
 struct Scenario {
     toolchain: Option<&'static str>,
+    stripped: bool,
     protocol: &'static str,
     select: Select,
 }
@@ -64,7 +67,7 @@ fn run(s: Scenario) {
     let _serial = serial();
     let Some(col_bin) = require_collector() else { return };
 
-    let exe = build_go_app("httpserver", s.toolchain, false);
+    let exe = build_go_app("httpserver", s.toolchain, s.stripped);
     let go_version = go_version_of(&exe);
     let dir = tmpdir("http");
     // A second copy under another name: running, Go, and not selected.
@@ -203,10 +206,25 @@ fn check_resource(s: &Span, exe: &std::path::Path, pid: i64, go_version: &str) {
 
 #[test]
 fn http_server_spans_go_local_http_protobuf_exe_glob() {
-    run(Scenario { toolchain: None, protocol: "http/protobuf", select: Select::ExeGlob });
+    run(Scenario { toolchain: None, stripped: false, protocol: "http/protobuf", select: Select::ExeGlob });
+}
+
+#[test]
+fn http_server_spans_stripped_go_local() {
+    run(Scenario { toolchain: None, stripped: true, protocol: "http/protobuf", select: Select::ExeGlob });
+}
+
+#[test]
+fn http_server_spans_stripped_go_1_24() {
+    run(Scenario { toolchain: Some("go1.24.13"), stripped: true, protocol: "http/protobuf", select: Select::Pid });
+}
+
+#[test]
+fn http_server_spans_stripped_go_1_22() {
+    run(Scenario { toolchain: Some("go1.22.12"), stripped: true, protocol: "grpc", select: Select::Pid });
 }
 
 #[test]
 fn http_server_spans_go_1_22_grpc_pid() {
-    run(Scenario { toolchain: Some("go1.22.12"), protocol: "grpc", select: Select::Pid });
+    run(Scenario { toolchain: Some("go1.22.12"), stripped: false, protocol: "grpc", select: Select::Pid });
 }

@@ -1,5 +1,6 @@
 //! W3C trace context across unmodified Go services, end to end: curl-like client →
-//! A → B → C (tests/go-apps/chain, built with Go 1.22, 1.24 and the machine's Go),
+//! A → B → C (tests/go-apps/chain, built with Go 1.22, 1.24 and the machine's Go,
+//! each also stripped),
 //! with gosight inserting `traceparent` in the kernel (sockops + sk_msg) as requests
 //! leave; the spans are read back from a real OpenTelemetry Collector.
 
@@ -33,8 +34,11 @@ fn start_app(exe: &Path, dir: &Path, name: &str, next: Option<&str>) -> App {
     App::start_with(exe, dir, name, &args)
 }
 
-fn start_chain(toolchain: Option<&str>, collector: &Collector, propagation: bool, env: &[(&str, &str)]) -> Chain {
-    let exe = build_go_app("chain", toolchain, false);
+/// The chain app's toolchain (None: the machine's Go) and whether it is stripped.
+type Build = (Option<&'static str>, bool);
+
+fn start_chain(build: Build, collector: &Collector, propagation: bool, env: &[(&str, &str)]) -> Chain {
+    let exe = build_go_app("chain", build.0, build.1);
     let dir = tmpdir("chain");
     let svc = dir.join("chain-svc");
     std::fs::copy(&exe, &svc).unwrap();
@@ -90,14 +94,14 @@ fn one<'a>(v: Vec<&'a Span>, what: &str) -> &'a Span {
 
 /// curl → A → B → C: one trace, every parent right, client spans enclosing their
 /// server spans.
-fn check_chain(toolchain: Option<&str>) {
+fn check_chain(build: Build) {
     if !require_all() {
         return;
     }
     let _serial = serial();
     let Some(col) = require_collector() else { return };
     let collector = Collector::start(&col);
-    let chain = start_chain(toolchain, &collector, true, &[]);
+    let chain = start_chain(build, &collector, true, &[]);
 
     let answer = get_json(&chain.a.addr, "/hop", &[("traceparent", INCOMING)]);
     let trace = &INCOMING[3..35];
@@ -174,17 +178,32 @@ fn check_chain(toolchain: Option<&str>) {
 
 #[test]
 fn chain_go_1_22() {
-    check_chain(Some("go1.22.12"));
+    check_chain((Some("go1.22.12"), false));
 }
 
 #[test]
 fn chain_go_1_24() {
-    check_chain(Some("go1.24.13"));
+    check_chain((Some("go1.24.13"), false));
 }
 
 #[test]
 fn chain_go_local() {
-    check_chain(None);
+    check_chain((None, false));
+}
+
+#[test]
+fn chain_stripped_go_1_22() {
+    check_chain((Some("go1.22.12"), true));
+}
+
+#[test]
+fn chain_stripped_go_1_24() {
+    check_chain((Some("go1.24.13"), true));
+}
+
+#[test]
+fn chain_stripped_go_local() {
+    check_chain((None, true));
 }
 
 /// The sampler decides once, where a trace starts, and the decision travels: an
@@ -199,7 +218,7 @@ fn sampling_decision_travels_with_the_trace() {
     let Some(col) = require_collector() else { return };
     let collector = Collector::start(&col);
     let env = [("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "0")];
-    let chain = start_chain(None, &collector, true, &env);
+    let chain = start_chain((None, false), &collector, true, &env);
     let unsampled = get_json(&chain.a.addr, "/hop", &[]);
     let tp = unsampled["downstream"]["traceparent"].as_str().unwrap().to_string();
     assert!(tp.len() == 55 && tp.ends_with("-00"), "unsampled context still propagates, with flags 00: {tp}");
@@ -222,7 +241,7 @@ fn chain_without_propagation_gives_separate_traces() {
     let _serial = serial();
     let Some(col) = require_collector() else { return };
     let collector = Collector::start(&col);
-    let chain = start_chain(None, &collector, false, &[]);
+    let chain = start_chain((None, false), &collector, false, &[]);
     let answer = get_json(&chain.a.addr, "/hop", &[]);
     assert_eq!(answer["downstream"]["traceparent"], "", "nothing propagated");
     let spans = collector.wait_for(Duration::from_secs(15), |sp| sp.len() >= 5);
