@@ -169,7 +169,9 @@ pub fn merge(db: &mut Database, outcome: &Outcome) -> Result<Merged> {
     let mut merged = Merged::default();
     let mut seen: BTreeMap<(String, String), (String, &measure::Fields)> = BTreeMap::new();
     let mut unowned: BTreeSet<&str> = BTreeSet::new();
-    for (job, m) in &outcome.measured {
+    let mut measured: Vec<&(Job, Measurement)> = outcome.measured.iter().collect();
+    measured.sort_by(|a, b| a.0.cmp(&b.0));
+    for (job, m) in measured {
         for ((module, version), fields) in &m.records {
             let key = (module.clone(), version.clone());
             if let Some((first, earlier)) = seen.get(&key) {
@@ -192,4 +194,45 @@ pub fn merge(db: &mut Database, outcome: &Outcome) -> Result<Merged> {
         merged.notes.push(format!("- `{s}`: no versioned module of the build owns it; not recorded"));
     }
     Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gosight_offsets_db::Value;
+
+    fn measurement(records: &[(&str, &str, u64)]) -> Measurement {
+        let mut m = Measurement::default();
+        for (module, version, offset) in records {
+            let fields: measure::Fields = [(("p.T".to_string(), "f".to_string()), Value::Offset(*offset))].into();
+            m.records.insert((module.to_string(), version.to_string()), fields);
+        }
+        m
+    }
+
+    #[test]
+    fn merging_does_not_depend_on_finishing_order() {
+        let gen = "google.golang.org/genproto/googleapis/rpc";
+        let jobs = || {
+            vec![
+                (Job::grpc("v1.61.0").unwrap(), measurement(&[(GRPC, "v1.61.0", 8), (gen, "v0.0.0-20240101000000-aaaaaaaaaaaa", 40)])),
+                (Job::grpc("v1.60.0").unwrap(), measurement(&[(GRPC, "v1.60.0", 8), (gen, "v0.0.0-20240101000000-aaaaaaaaaaaa", 48)])),
+                (Job::std("go1.22.0").unwrap(), measurement(&[(STD, "go1.22.0", 16)])),
+            ]
+        };
+        let mut texts = Vec::new();
+        for reverse in [false, true] {
+            let mut measured = jobs();
+            if reverse {
+                measured.reverse();
+            }
+            let mut db = Database::default();
+            let merged = merge(&mut db, &Outcome { measured, failed: Vec::new() }).unwrap();
+            assert_eq!(merged.notes.len(), 1, "{:?}", merged.notes);
+            assert!(merged.notes[0].contains("grpc v1.61.0 measured other offsets than grpc v1.60.0"));
+            assert_eq!(db.lookup(gen, "v0.0.0-20240101000000-aaaaaaaaaaaa", "p.T", "f"), Some(Value::Offset(48)));
+            texts.push(db.to_json());
+        }
+        assert_eq!(texts[0], texts[1]);
+    }
 }
