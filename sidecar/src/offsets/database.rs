@@ -76,3 +76,31 @@ impl OffsetSource for DatabaseSource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, text: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("gosight-db-{}-{name}.json", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_file_extends_or_replaces_and_a_bad_one_leaves_the_embedded_database() {
+        let embedded = Database::embedded();
+        let top = r#"{"format": 1, "modules": {"example.com/lib": {"versions": ["v1.2.3"],
+            "structs": {"example.com/lib.T": {"f": [{"from": "v1.2.3", "to": "v1.2.3", "offset": 24}]}}}}}"#;
+        let extended = load(Some(&file("extend", top)));
+        assert_eq!(extended.lookup("example.com/lib", "v1.2.3", "example.com/lib.T", "f"), Some(Value::Offset(24)));
+        for m in embedded.modules() {
+            assert_eq!(extended.versions(m), embedded.versions(m), "{m} kept");
+        }
+        let replacing = top.replacen("\"modules\"", "\"replace\": true, \"modules\"", 1);
+        let replaced = load(Some(&file("replace", &replacing)));
+        assert_eq!(replaced.modules().collect::<Vec<_>>(), ["example.com/lib"]);
+        assert_eq!(*load(Some(&file("bad", "{\"format\": 9, \"modules\": {}}"))), embedded);
+        assert_eq!(*load(Some(std::path::Path::new("/nonexistent/offsets.json"))), embedded);
+    }
+}
