@@ -105,13 +105,28 @@ fn load_section<'d>(obj: &object::File<'d>, name: &str) -> Result<Option<Cow<'d,
     let section = obj
         .section_by_name(&plain)
         .or_else(|| obj.section_by_name(&format!(".zdebug_{name}")));
-    match section {
-        Some(s) => s
-            .uncompressed_data()
-            .map(Some)
-            .map_err(|e| format!("cannot read {plain}: {e}")),
-        None => Ok(None),
+    let Some(section) = section else {
+        return Ok(None);
+    };
+    let data = section
+        .compressed_data()
+        .map_err(|e| format!("cannot read {plain}: {e}"))?;
+    // Decompression allocates and zeroes the size the header claims before reading a
+    // byte, so a corrupt header could claim gigabytes; deflate cannot expand more than
+    // 1032:1 (one 258-byte match per 2 bits).
+    let most = (data.data.len() as u64)
+        .saturating_mul(1032)
+        .saturating_add(1024);
+    if data.format == object::CompressionFormat::Zlib && data.uncompressed_size > most {
+        return Err(format!(
+            "{plain}: {} bytes of zlib data cannot hold the {} bytes its header claims",
+            data.data.len(),
+            data.uncompressed_size
+        ));
     }
+    data.decompress()
+        .map(Some)
+        .map_err(|e| format!("cannot read {plain}: {e}"))
 }
 
 /// Walks the top-level DIEs of every unit, collecting wanted struct types.
