@@ -1,4 +1,4 @@
-//! Entry points for the fuzz targets in `fuzz/` (see `fuzz/README.md`): each runs one
+//! Entry points for the fuzz targets in `fuzz/` (see `fuzz/src/lib.rs`): each runs one
 //! binary reader on arbitrary bytes, as if they were a file, and drives every public
 //! lookup on whatever it accepts. Errors are expected and ignored; a panic (including
 //! an arithmetic overflow in a debug-assertions build, which is how the fuzzers build)
@@ -65,11 +65,17 @@ fn function_names() -> &'static [&'static str] {
 /// Data symbols of every Go binary (itab symbols are listed by prefix).
 const DATA_SYMBOLS: &[&str] = &["runtime.buildVersion", "runtime.firstmoduledata", "io.EOF"];
 
+/// The (struct, field) pairs gosight reads.
+fn fields() -> &'static [(&'static str, &'static str)] {
+    static FIELDS: OnceLock<Vec<(&'static str, &'static str)>> = OnceLock::new();
+    FIELDS.get_or_init(tracked_fields)
+}
+
 /// The structs whose fields gosight reads.
 fn structs() -> &'static [&'static str] {
     static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
     NAMES.get_or_init(|| {
-        let set: BTreeSet<&str> = tracked_fields().into_iter().map(|(s, _)| s).collect();
+        let set: BTreeSet<&str> = fields().iter().map(|&(s, _)| s).collect();
         set.into_iter().collect()
     })
 }
@@ -134,7 +140,11 @@ pub fn elf_and_buildinfo(data: &[u8]) -> Reached {
         return reached;
     };
     reached.parsed = true;
-    let _ = (bin.go_version().to_string(), bin.has_symtab(), bin.lookup_source_name());
+    let _ = (
+        bin.go_version().to_string(),
+        bin.has_symtab(),
+        bin.lookup_source_name(),
+    );
     let _ = bin.pie_first_load_vaddr();
     let names = function_names();
     if let Ok(found) = bin.functions(names) {
@@ -183,11 +193,16 @@ fn drive_build(build: &BuildInfo, db: &Arc<Database>) -> usize {
         let _ = versions.for_struct(&format!("{}.T", m.path));
         let _ = package_of(&m.path);
     }
-    let source = DatabaseSource::new(db.clone(), versions.clone());
+    for strukt in structs() {
+        let _ = package_of(strukt);
+    }
+    let source = DatabaseSource::new(db.clone(), versions);
     let _ = source.coverage_notes(structs().iter().copied());
-    for (strukt, field) in tracked_fields() {
-        let _ = (versions.for_struct(strukt), package_of(strukt));
-        if !matches!(source.lookup(strukt, field), crate::offsets::Lookup::Unknown) {
+    for (strukt, field) in fields() {
+        if !matches!(
+            source.lookup(strukt, field),
+            crate::offsets::Lookup::Unknown
+        ) {
             values += 1;
         }
     }
@@ -309,7 +324,10 @@ pub fn offsets_db(data: &[u8]) -> Reached {
     let mut deps = Vec::new();
     for m in &modules {
         let versions = db.versions(m);
-        let probes = versions.iter().copied().chain(["go1.22.0", "v1.0.0", "(devel)", ""]);
+        let probes = versions
+            .iter()
+            .copied()
+            .chain(["go1.22.0", "v1.0.0", "(devel)", ""]);
         for (i, v) in probes.enumerate() {
             let _ = db.coverage(m, v);
             if let Some(prev) = versions.get(i.wrapping_sub(1)) {
@@ -367,7 +385,14 @@ fn synthetic_elf(segments: &[(u32, u64, &[u8], u64)]) -> Vec<u8> {
         let mut ph = Vec::with_capacity(PHDR);
         ph.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
         ph.extend_from_slice(&flags.to_le_bytes());
-        for v in [offset, *address, *address, filesz, (*memsz).max(filesz), 0x1000] {
+        for v in [
+            offset,
+            *address,
+            *address,
+            filesz,
+            (*memsz).max(filesz),
+            0x1000,
+        ] {
             ph.extend_from_slice(&v.to_le_bytes());
         }
         let at = EHDR + i * PHDR;
@@ -400,7 +425,13 @@ mod tests {
         ];
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/regressions");
         for (target, entry) in entries {
-            for input in [&b""[..], b"\x7fELF", &[0xff; 64], b"{}", b"\xff Go buildinf:"] {
+            for input in [
+                &b""[..],
+                b"\x7fELF",
+                &[0xff; 64],
+                b"{}",
+                b"\xff Go buildinf:",
+            ] {
                 entry(input);
             }
             let Ok(dir) = std::fs::read_dir(format!("{root}/{target}")) else {
@@ -410,6 +441,49 @@ mod tests {
                 let path = file.unwrap().path();
                 println!("{target}: {}", path.display());
                 entry(&std::fs::read(&path).unwrap());
+            }
+        }
+    }
+
+    /// A compressed section whose header claims far more than its zlib data can
+    /// hold is an error, found before anything is allocated for it (the fuzzer's
+    /// input claimed 16 GiB, and decompressing allocated and zeroed all of it).
+    #[test]
+    fn dwarf_claiming_an_impossible_size_is_an_error() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fuzz/regressions/dwarf/zlib-claims-16-gib"
+        );
+        let bin = any_binary(&std::fs::read(path).unwrap()).unwrap();
+        let err = dwarf::struct_fields(&bin, &["runtime.g"]).unwrap_err();
+        assert!(err.to_string().contains("cannot hold"), "{err}");
+    }
+
+    /// How far each seed `fuzz/seed.sh` made gets (`GOSIGHT_FUZZ_SEEDS=<corpus dir>
+    /// cargo test -p gosight --lib seed_report -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn seed_report() {
+        let root = std::env::var("GOSIGHT_FUZZ_SEEDS").expect("GOSIGHT_FUZZ_SEEDS");
+        let entries: [(&str, fn(&[u8]) -> Reached); 5] = [
+            ("elf", elf_and_buildinfo),
+            ("pclntab", pclntab),
+            ("dwarf", dwarf),
+            ("buildinfo", buildinfo),
+            ("offsets_db", offsets_db),
+        ];
+        for (target, entry) in entries {
+            let Ok(dir) = std::fs::read_dir(format!("{root}/{target}")) else {
+                continue;
+            };
+            let mut paths: Vec<_> = dir.map(|f| f.unwrap().path()).collect();
+            paths.sort();
+            for path in paths {
+                let reached = entry(&std::fs::read(&path).unwrap());
+                println!(
+                    "{target:<10} {:<40} {reached:?}",
+                    path.file_name().unwrap().to_string_lossy()
+                );
             }
         }
     }
@@ -438,7 +512,8 @@ mod tests {
         }
         let reached = dwarf(&std::fs::read(&full.path).unwrap());
         assert!(reached.values > 20, "{reached:?}");
-        let text = b"go1.22.12\npath\tx\nmod\tx\t(devel)\t\ndep\tgoogle.golang.org/grpc\tv1.60.0\t\n";
+        let text =
+            b"go1.22.12\npath\tx\nmod\tx\t(devel)\t\ndep\tgoogle.golang.org/grpc\tv1.60.0\t\n";
         assert!(buildinfo(text).values > 0);
         let db = r#"{"format": 1, "modules": {"std": {"versions": ["go1.22.0", "go1.23.0"],
             "structs": {"net/http.Request": {"Method": [{"from": "go1.22.0", "to": "go1.23.0", "offset": 0}]}}}}}"#;

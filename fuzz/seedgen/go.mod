@@ -1,0 +1,3 @@
+module gosight.dev/fuzz/seedgen
+
+go 1.22

@@ -1,0 +1,43 @@
+//! Fuzz targets for gosight's binary readers: coverage-guided libFuzzer through
+//! `cargo fuzz`, built and run on **stable** Rust.
+//!
+//! | target       | input                                   | entry (`gosight::inspect::fuzzing`) |
+//! |--------------|-----------------------------------------|-------------------------------------|
+//! | `elf`        | a Go executable                         | `elf_and_buildinfo`                 |
+//! | `pclntab`    | a `.gopclntab` table                    | `pclntab`                           |
+//! | `dwarf`      | an object file with DWARF               | `dwarf`                             |
+//! | `buildinfo`  | a `.go.buildinfo` blob, or modinfo text | `buildinfo`                         |
+//! | `offsets_db` | offsets database JSON                   | `offsets_db`                        |
+//!
+//! `fuzz/run.sh [SECONDS]` builds them, runs every target for that long (after the
+//! inputs of `fuzz/regressions/<target>/` and the seeds too big to mutate, once) and
+//! fails on any crash; `fuzz/seed.sh` makes the seed corpora from real Go builds
+//! (`fuzz/seedgen` shrinks megabyte executables to kilobyte ones that still open and
+//! resolve functions). One target by hand:
+//!
+//! ```text
+//! cargo fuzz run elf --sanitizer none fuzz/corpus/elf "$(bash fuzz/seed.sh | tail -1)/elf"
+//! ```
+//!
+//! # Why cargo-fuzz with `--sanitizer none`, and why that is stable
+//!
+//! Nightly is not allowed in this project, and `RUSTC_BOOTSTRAP` would be nightly by
+//! another name. cargo-fuzz 0.13 (`src/project.rs`) passes `-Z` flags only for a
+//! sanitizer (`-Zsanitizer=…`, the default is address), `--build-std`, careful mode
+//! and explicit `-Z` options. With `--sanitizer none` it passes only stable codegen
+//! options: `-Cpasses=sancov-module`, `-Cllvm-args=-sanitizer-coverage-{level=4,
+//! inline-8bit-counters,pc-table,trace-compares,stack-depth}`, `--cfg fuzzing`,
+//! `-Cdebug-assertions` and `-Ccodegen-units=1`; libfuzzer-sys builds libFuzzer with
+//! the C++ compiler. `run.sh` refuses a nightly `rustc` and unsets `RUSTC_BOOTSTRAP`.
+//!
+//! Losing AddressSanitizer costs little here: the readers are safe Rust over a
+//! read-only map, so memory errors cannot happen outside dependencies' `unsafe`; what
+//! the fuzzers look for are panics (slice indexing, `expect`, arithmetic overflow,
+//! which `-Cdebug-assertions` turns on), hangs (`-timeout`) and runaway allocations
+//! (`-rss_limit_mb`). libFuzzer's coverage feedback and compare tracing work without
+//! a sanitizer; they were the reason not to fall back to a plain mutation loop.
+//!
+//! Build time: only the readers and what they call (`gosight`, object, gimli,
+//! iced-x86, flate2, serde_json, …) are optimised; the sidecar's other dependencies
+//! (tokio, the OTLP exporters, aya, clap) are built at opt-level 0 (profile overrides
+//! in `fuzz/Cargo.toml`), which more than halves a cold build.
