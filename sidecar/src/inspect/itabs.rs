@@ -112,16 +112,26 @@ impl Layout {
 pub fn read(bin: &super::GoBinary, offsets: Offsets) -> Result<Vec<Itab>, ItabError> {
     let l = Layout::resolve(offsets)?;
     let md = bin.moduledata_address().ok_or(ItabError::NoModuledata)?;
-    let word = |addr: u64| bin.bytes_at(addr, 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-    let types = word(md + l.types).ok_or(ItabError::Unreadable("moduledata.types"))?;
-    let etypes = word(md + l.etypes).ok_or(ItabError::Unreadable("moduledata.etypes"))?;
-    let links = word(md + l.itablinks).ok_or(ItabError::Unreadable("moduledata.itablinks"))?;
-    let count = word(md + l.itablinks + 8).ok_or(ItabError::Unreadable("moduledata.itablinks"))?.min(MAX_ITABS);
+    // Addresses come from the file: one that overflows is not in it.
+    let word = |addr: Option<u64>| {
+        addr.and_then(|a| bin.bytes_at(a, 8)).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    let types = word(md.checked_add(l.types)).ok_or(ItabError::Unreadable("moduledata.types"))?;
+    let etypes = word(md.checked_add(l.etypes)).ok_or(ItabError::Unreadable("moduledata.etypes"))?;
+    let links_at = md.checked_add(l.itablinks);
+    let links = word(links_at).ok_or(ItabError::Unreadable("moduledata.itablinks"))?;
+    let count = word(links_at.and_then(|a| a.checked_add(8)))
+        .ok_or(ItabError::Unreadable("moduledata.itablinks"))?
+        .min(MAX_ITABS);
     let names = Names { bin, types, etypes, l: &l };
     let mut out = Vec::new();
     for i in 0..count {
-        let Some(itab) = word(links + 8 * i) else { break };
-        let (Some(inter), Some(concrete)) = (word(itab + l.itab_inter), word(itab + l.itab_type)) else { continue };
+        let Some(itab) = word(links.checked_add(8 * i)) else { break };
+        let (Some(inter), Some(concrete)) =
+            (word(itab.checked_add(l.itab_inter)), word(itab.checked_add(l.itab_type)))
+        else {
+            continue;
+        };
         let (Some(interface), Some(concrete)) = (names.interface(inter), names.concrete(concrete)) else { continue };
         out.push(Itab { address: itab, interface, concrete });
     }
@@ -148,10 +158,10 @@ impl Names<'_> {
     /// A `runtime.name`: a flags byte, a uvarint length, the bytes.
     fn name_at(&self, addr: u64) -> Option<String> {
         let mut len: u64 = 0;
-        let mut at = addr + 1;
+        let mut at = addr.checked_add(1)?;
         for shift in (0..35).step_by(7) {
             let b = self.byte(at)?;
-            at += 1;
+            at = at.checked_add(1)?;
             len |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
                 let bytes = self.bin.bytes_at(at, usize::try_from(len).ok()?)?;
@@ -172,8 +182,8 @@ impl Names<'_> {
 
     /// The type's string as reflect prints it (`*http.response`).
     fn short(&self, t: u64) -> Option<String> {
-        let s = self.name_off(self.u32(t + self.l.str)?)?;
-        let extra_star = self.byte(t + self.l.tflag)? & TFLAG_EXTRA_STAR != 0;
+        let s = self.name_off(self.u32(t.checked_add(self.l.str)?)?)?;
+        let extra_star = self.byte(t.checked_add(self.l.tflag)?)? & TFLAG_EXTRA_STAR != 0;
         Some(if extra_star { s.strip_prefix('*').unwrap_or(&s).to_string() } else { s })
     }
 
@@ -189,15 +199,15 @@ impl Names<'_> {
 
     fn interface(&self, t: u64) -> Option<String> {
         let short = self.short(t)?;
-        let path_ptr = self.bin.bytes_at(t + self.l.iface_pkgpath, 8).map(|b| u64::from_le_bytes(b.try_into().expect("8")))?;
+        let path_ptr = self.bin.bytes_at(t.checked_add(self.l.iface_pkgpath)?, 8).map(|b| u64::from_le_bytes(b.try_into().expect("8")))?;
         let path = if path_ptr == 0 { String::new() } else { self.name_at(path_ptr).unwrap_or_default() };
         Some(Self::qualify(&short, &path))
     }
 
     fn concrete(&self, t: u64) -> Option<String> {
         let short = self.short(t)?;
-        let tflag = self.byte(t + self.l.tflag)?;
-        let kind = self.byte(t + self.l.kind)? & KIND_MASK;
+        let tflag = self.byte(t.checked_add(self.l.tflag)?)?;
+        let kind = self.byte(t.checked_add(self.l.kind)?)? & KIND_MASK;
         if tflag & TFLAG_UNCOMMON == 0 {
             return Some(short);
         }
@@ -205,12 +215,14 @@ impl Names<'_> {
         // follows the kind's descriptor. Function, interface, map, array and channel
         // types keep the short name.
         let descriptor_end = match kind {
-            1..=KIND_COMPLEX128 | KIND_STRING | KIND_UNSAFE_POINTER => self.l.ptr_to_this + 4,
-            KIND_POINTER | KIND_SLICE => self.l.ptr_elem + 8,
-            KIND_STRUCT => self.l.struct_fields + 24,
+            1..=KIND_COMPLEX128 | KIND_STRING | KIND_UNSAFE_POINTER => self.l.ptr_to_this.checked_add(4),
+            KIND_POINTER | KIND_SLICE => self.l.ptr_elem.checked_add(8),
+            KIND_STRUCT => self.l.struct_fields.checked_add(24),
             _ => return Some(short),
         };
-        match self.u32(t + descriptor_end + self.l.uncommon_pkgpath).and_then(|o| self.name_off(o)) {
+        let uncommon_pkgpath = descriptor_end
+            .and_then(|end| t.checked_add(end)?.checked_add(self.l.uncommon_pkgpath));
+        match uncommon_pkgpath.and_then(|at| self.u32(at)).and_then(|o| self.name_off(o)) {
             Some(path) => Some(Self::qualify(&short, &path)),
             None => Some(short),
         }
