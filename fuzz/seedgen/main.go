@@ -410,6 +410,14 @@ func miniELF(raw []byte, f *elf.File, pcln *elf.Section, t *pclntab, kept []int,
 		}
 		addProg(addr, raw[off:off+size])
 	}
+	// What the itab reader follows from runtime.firstmoduledata.itablinks.
+	if md != nil {
+		for _, w := range itabWindows(raw, f, md) {
+			if off, ok := fileOffset(f, w[0]); ok && off+w[1]-w[0] <= uint64(len(raw)) {
+				addProg(w[0], raw[off:off+w[1]-w[0]])
+			}
+		}
+	}
 	pclnBlob := addProg(pcln.Addr, pruned)
 	var mdBlob *blob
 	if md != nil {
@@ -425,7 +433,9 @@ func miniELF(raw []byte, f *elf.File, pcln *elf.Section, t *pclntab, kept []int,
 		switch {
 		case s == pcln:
 			blobs[i] = pclnBlob
-		case s.Name == ".go.buildinfo" || s.Name == ".shstrtab" || strings.HasPrefix(s.Name, ".note") ||
+		case mdBlob != nil && s.Addr <= mdAddr && mdAddr < s.Addr+s.Size && s.Type == elf.SHT_PROGBITS:
+			blobs[i], addrs[i] = mdBlob, mdAddr
+		case s.Name == ".go.buildinfo" || s.Name == ".itablink" || s.Name == ".shstrtab" || strings.HasPrefix(s.Name, ".note") ||
 			s.Name == ".go.module" || s.Name == ".interp":
 			data, err := s.Data()
 			if err != nil {
@@ -443,8 +453,6 @@ func miniELF(raw []byte, f *elf.File, pcln *elf.Section, t *pclntab, kept []int,
 			}
 			blobs[i], blobs[int(s.Link)] = &blob{data: symtab}, &blob{data: strtab}
 			symtabInfo = info
-		case mdBlob != nil && s.Addr <= mdAddr && mdAddr < s.Addr+s.Size && s.Type == elf.SHT_PROGBITS:
-			blobs[i], addrs[i] = mdBlob, mdAddr
 		}
 	}
 	for i, s := range f.Sections {
@@ -761,4 +769,138 @@ func dwarfELF(f *elf.File, wanted map[string]bool, compress string) ([]byte, err
 	}
 	file.Write(payload.Bytes())
 	return file.Bytes(), nil
+}
+
+// itabWindows are the address ranges the itab reader (sidecar/src/inspect/itabs.rs)
+// reads for a few itabs: each itab's interface and type words, both type
+// descriptors, and the names they point at. Layouts come from the input's DWARF;
+// none without it.
+func itabWindows(raw []byte, f *elf.File, md []byte) [][2]uint64 {
+	layout := structOffsets(f, map[string][]string{
+		"runtime.moduledata":         {"types", "etypes", "itablinks"},
+		"internal/abi.ITab":          {"Inter", "Type"},
+		"runtime.itab":               {"inter", "_type"},
+		"internal/abi.Type":          {"TFlag", "Kind_", "Str"},
+		"internal/abi.InterfaceType": {"PkgPath"},
+	})
+	if len(layout) == 0 { // stripped: assume Go 1.26's layout, as the fuzz target does
+		layout = map[string]uint64{"runtime.moduledata.types": 296, "runtime.moduledata.etypes": 304,
+			"runtime.moduledata.itablinks": 384, "internal/abi.ITab.Inter": 0, "internal/abi.ITab.Type": 8,
+			"internal/abi.Type.TFlag": 20, "internal/abi.Type.Kind_": 23, "internal/abi.Type.Str": 40,
+			"internal/abi.InterfaceType.PkgPath": 48}
+	}
+	off := func(s, f string) (uint64, bool) { v, ok := layout[s+"."+f]; return v, ok }
+	mdTypes, ok1 := off("runtime.moduledata", "types")
+	mdLinks, ok2 := off("runtime.moduledata", "itablinks")
+	tStr, ok3 := off("internal/abi.Type", "Str")
+	ifacePath, ok4 := off("internal/abi.InterfaceType", "PkgPath")
+	inter, okI := off("internal/abi.ITab", "Inter")
+	typ, okT := off("internal/abi.ITab", "Type")
+	if !okI || !okT {
+		inter, okI = off("runtime.itab", "inter")
+		typ, okT = off("runtime.itab", "_type")
+	}
+	if !ok1 || !ok2 || !ok3 || !ok4 || !okI || !okT || int(mdLinks)+16 > len(md) {
+		return nil
+	}
+	word := func(addr uint64) (uint64, bool) {
+		o, ok := fileOffset(f, addr)
+		if !ok || o+8 > uint64(len(raw)) {
+			return 0, false
+		}
+		return le.Uint64(raw[o:]), true
+	}
+	types := le.Uint64(md[mdTypes:])
+	links, count := le.Uint64(md[mdLinks:]), le.Uint64(md[mdLinks+8:])
+	var out [][2]uint64
+	name := func(at uint64) { out = append(out, [2]uint64{at, at + 128}) }
+	for i := uint64(0); i < min(count, 8); i++ {
+		itab, ok := word(links + 8*i)
+		if !ok {
+			continue
+		}
+		out = append(out, [2]uint64{itab, itab + 16})
+		for j, field := range []uint64{inter, typ} {
+			t, ok := word(itab + field)
+			if !ok {
+				continue
+			}
+			out = append(out, [2]uint64{t, t + 128})
+			if str, ok := word(t + tStr); ok {
+				name(types + str&0xffffffff)
+			}
+			if j == 0 {
+				if p, ok := word(t + ifacePath); ok && p != 0 {
+					name(p)
+				}
+				continue
+			}
+			// Concrete types: the uncommon data's package path follows the
+			// descriptor; keep what any kind's would need.
+			for _, end := range []uint64{48, 56, 80} {
+				if path, ok := word(t + end); ok {
+					name(types + path&0xffffffff)
+				}
+			}
+		}
+	}
+	return coalesce(out)
+}
+
+// coalesce merges overlapping or nearby ranges.
+func coalesce(ranges [][2]uint64) [][2]uint64 {
+	sort.Slice(ranges, func(i, j int) bool { return ranges[i][0] < ranges[j][0] })
+	var out [][2]uint64
+	for _, r := range ranges {
+		if n := len(out); n > 0 && r[0] <= out[n-1][1]+64 {
+			out[n-1][1] = max(out[n-1][1], r[1])
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// structOffsets reads member offsets of the wanted structs ("struct.field" keys)
+// from the DWARF of f; empty without DWARF.
+func structOffsets(f *elf.File, wanted map[string][]string) map[string]uint64 {
+	out := map[string]uint64{}
+	d, err := f.DWARF()
+	if err != nil {
+		return out
+	}
+	r := d.Reader()
+	for len(wanted) > 0 {
+		e, err := r.Next()
+		if err != nil || e == nil {
+			break
+		}
+		if e.Tag != dwarf.TagStructType {
+			if e.Children && e.Tag != dwarf.TagCompileUnit {
+				r.SkipChildren()
+			}
+			continue
+		}
+		name, _ := e.Val(dwarf.AttrName).(string)
+		fields, ok := wanted[name]
+		if !ok {
+			r.SkipChildren()
+			continue
+		}
+		delete(wanted, name)
+		t, err := d.Type(e.Offset)
+		r.SkipChildren()
+		st, ok := t.(*dwarf.StructType)
+		if err != nil || !ok {
+			continue
+		}
+		for _, m := range st.Field {
+			for _, fl := range fields {
+				if m.Name == fl {
+					out[name+"."+fl] = uint64(m.ByteOffset)
+				}
+			}
+		}
+	}
+	return out
 }

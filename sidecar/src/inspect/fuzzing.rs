@@ -170,6 +170,15 @@ pub fn elf_and_buildinfo(data: &[u8]) -> Reached {
     reached.values += bin.symbols_with_prefix("go:itab.").len();
     reached.values += drive_build(&bin.build, &embedded_db());
     let resolver = Resolver::for_binary(&bin, embedded_db());
+    // The itab table, with the binary's own layouts or else Go 1.26's (amd64 and
+    // arm64 alike), so that inputs without DWARF get that far too.
+    if let Some(md) = bin.moduledata_address() {
+        reached.values += usize::from(bin.bytes_at(md, 8).is_some());
+    }
+    let offsets = |s: &str, f: &str| resolver.offset(s, f).or_else(|| go126_layout(s, f));
+    if let Ok(itabs) = super::itabs::read(&bin, &offsets) {
+        reached.values += itabs.len();
+    }
     for probe in ALL_PROBES {
         if let Ok(fields) = resolver.resolve(probe) {
             reached.values += fields.len();
@@ -177,6 +186,26 @@ pub fn elf_and_buildinfo(data: &[u8]) -> Reached {
         let _ = (probe.derive)(&|s, f| resolver.offset(s, f));
     }
     reached
+}
+
+/// The runtime layouts the itab reader needs, as Go 1.26 has them.
+fn go126_layout(strukt: &str, field: &str) -> Option<u64> {
+    Some(match (strukt, field) {
+        ("runtime.moduledata", "types") => 296,
+        ("runtime.moduledata", "etypes") => 304,
+        ("runtime.moduledata", "itablinks") => 384,
+        ("internal/abi.ITab", "Inter") => 0,
+        ("internal/abi.ITab", "Type") => 8,
+        ("internal/abi.Type", "TFlag") => 20,
+        ("internal/abi.Type", "Kind_") => 23,
+        ("internal/abi.Type", "Str") => 40,
+        ("internal/abi.Type", "PtrToThis") => 44,
+        ("internal/abi.PtrType", "Elem") => 48,
+        ("internal/abi.StructType", "Fields") => 56,
+        ("internal/abi.InterfaceType", "PkgPath") => 48,
+        ("internal/abi.UncommonType", "PkgPath") => 0,
+        _ => return None,
+    })
 }
 
 /// Everything that reads build info: module lookups, the module version each
