@@ -101,8 +101,8 @@ log "kubernetes $KUBE_VERSION (go $go_version): ${#staging[@]} staging modules a
     for m in "${staging[@]}"; do echo "	$m => $m $staging_version"; done
     echo ")"
 } >"$WORK/go.mod"
-mkdir -p "$WORK/etcd"
-cat >"$WORK/etcd/main.go" <<'EOF'
+mkdir -p "$WORK/cmd/etcd" "$WORK/bin"
+cat >"$WORK/cmd/etcd/main.go" <<'EOF'
 // etcd server, the same entry point as etcd's own binary.
 package main
 
@@ -138,21 +138,21 @@ ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
 build() { # output package
     local t0=$SECONDS
     log "building $1 (go build -p $JOBS)"
-    CGO_ENABLED=0 go build -p "$JOBS" -trimpath -ldflags "$ldflags" -o "$WORK/$1" "$2" >&2 ||
+    CGO_ENABLED=0 go build -p "$JOBS" -trimpath -ldflags "$ldflags" -o "$WORK/bin/$1" "$2" >&2 ||
         die "building $1 failed"
     log "built $1 in $((SECONDS - t0))s"
 }
-build etcd ./etcd
+build etcd ./cmd/etcd
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build kubectl k8s.io/kubernetes/cmd/kubectl
 
-"$WORK/kube-apiserver" --version >&2 || die "the built kube-apiserver does not run"
-"$WORK/etcd" --version >&2 || die "the built etcd does not run"
-"$WORK/kubectl" version --client >&2 || die "the built kubectl does not run"
+"$WORK/bin/kube-apiserver" --version >&2 || die "the built kube-apiserver does not run"
+"$WORK/bin/etcd" --version >&2 || die "the built etcd does not run"
+"$WORK/bin/kubectl" version --client >&2 || die "the built kubectl does not run"
 
 # Install atomically: each binary appears only when complete.
 for b in "${BINARIES[@]}"; do
-    cp "$WORK/$b" "$DEST/$b.tmp.$$"
+    cp "$WORK/bin/$b" "$DEST/$b.tmp.$$"
     mv -f "$DEST/$b.tmp.$$" "$DEST/$b"
 done
 log "built in $((SECONDS - start))s: $DEST"
