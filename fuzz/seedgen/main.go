@@ -411,8 +411,16 @@ func miniELF(raw []byte, f *elf.File, pcln *elf.Section, t *pclntab, kept []int,
 		addProg(addr, raw[off:off+size])
 	}
 	// What the itab reader follows from runtime.firstmoduledata.itablinks.
+	linkCount := -1 // itablinks entries kept (-1: all)
 	if md != nil {
-		for _, w := range itabWindows(raw, f, md) {
+		windows, mdLinks := itabWindows(raw, f, md)
+		if mdLinks > 0 {
+			// Only the itabs kept: each reader pass stays short.
+			linkCount = int(min(le.Uint64(md[mdLinks+8:]), 8))
+			le.PutUint64(md[mdLinks+8:], uint64(linkCount))
+			le.PutUint64(md[mdLinks+16:], uint64(linkCount))
+		}
+		for _, w := range windows {
 			if off, ok := fileOffset(f, w[0]); ok && off+w[1]-w[0] <= uint64(len(raw)) {
 				addProg(w[0], raw[off:off+w[1]-w[0]])
 			}
@@ -440,6 +448,9 @@ func miniELF(raw []byte, f *elf.File, pcln *elf.Section, t *pclntab, kept []int,
 			data, err := s.Data()
 			if err != nil {
 				return nil, err
+			}
+			if s.Name == ".itablink" && linkCount >= 0 && 8*linkCount <= len(data) {
+				data = data[:8*linkCount]
 			}
 			if s.Flags&elf.SHF_ALLOC != 0 {
 				blobs[i] = addProg(s.Addr, data)
@@ -772,10 +783,10 @@ func dwarfELF(f *elf.File, wanted map[string]bool, compress string) ([]byte, err
 }
 
 // itabWindows are the address ranges the itab reader (sidecar/src/inspect/itabs.rs)
-// reads for a few itabs: each itab's interface and type words, both type
-// descriptors, and the names they point at. Layouts come from the input's DWARF;
-// none without it.
-func itabWindows(raw []byte, f *elf.File, md []byte) [][2]uint64 {
+// reads for the first eight itabs: each itab's interface and type words, both type
+// descriptors, and the names they point at; and where the itablinks slice is in
+// moduledata (0: not found). Layouts come from the input's DWARF, else Go 1.26's.
+func itabWindows(raw []byte, f *elf.File, md []byte) ([][2]uint64, uint64) {
 	layout := structOffsets(f, map[string][]string{
 		"runtime.moduledata":         {"types", "etypes", "itablinks"},
 		"internal/abi.ITab":          {"Inter", "Type"},
@@ -800,8 +811,8 @@ func itabWindows(raw []byte, f *elf.File, md []byte) [][2]uint64 {
 		inter, okI = off("runtime.itab", "inter")
 		typ, okT = off("runtime.itab", "_type")
 	}
-	if !ok1 || !ok2 || !ok3 || !ok4 || !okI || !okT || int(mdLinks)+16 > len(md) {
-		return nil
+	if !ok1 || !ok2 || !ok3 || !ok4 || !okI || !okT || int(mdLinks)+24 > len(md) {
+		return nil, 0
 	}
 	word := func(addr uint64) (uint64, bool) {
 		o, ok := fileOffset(f, addr)
@@ -844,7 +855,7 @@ func itabWindows(raw []byte, f *elf.File, md []byte) [][2]uint64 {
 			}
 		}
 	}
-	return coalesce(out)
+	return coalesce(out), mdLinks
 }
 
 // coalesce merges overlapping or nearby ranges.
