@@ -1,0 +1,161 @@
+//! The HTTPS server: TLS (rustls, reloading certificate) in front of a small
+//! HTTP/1.1 router.
+//!
+//! | path | answers |
+//! |---|---|
+//! | `POST /inject/namespace` | reviews pods of namespaces labelled `gosight.dev/inject: "true"` |
+//! | `POST /inject/pod` | reviews pods that must carry the `gosight.dev/inject: "true"` annotation |
+//! | `GET /healthz` | `ok` (readiness and liveness) |
+//!
+//! A body that is not an AdmissionReview gets 400 with the reason; everything
+//! else about a review answers 200 with `allowed: true` (see [`crate::review`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::SidecarConfig;
+use crate::patch::OptIn;
+use crate::review::{review, Outcome, Reviewed};
+use crate::tls::{server_config, ReloadingCert};
+
+/// Largest request body read (a pod is at most ~1.5 MiB in etcd; its review is
+/// a little more).
+const MAX_BODY: usize = 8 << 20;
+/// A client that has not finished its TLS handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `injector serve` settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "GOSIGHT_INJECTOR_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain served (re-read when it changes).
+    #[arg(long, env = "GOSIGHT_INJECTOR_TLS_CERT", default_value = "/etc/gosight-injector/tls/tls.crt")]
+    pub tls_cert: PathBuf,
+    /// PEM private key of the certificate (re-read when it changes).
+    #[arg(long, env = "GOSIGHT_INJECTOR_TLS_KEY", default_value = "/etc/gosight-injector/tls/tls.key")]
+    pub tls_key: PathBuf,
+    /// How often the certificate files are checked for changes, in seconds.
+    #[arg(long, env = "GOSIGHT_INJECTOR_CERT_RELOAD_SECONDS", default_value_t = 10.0)]
+    pub cert_reload_seconds: f64,
+    #[command(flatten)]
+    pub sidecar: SidecarConfig,
+}
+
+/// Binds, then serves until `shutdown` completes. Logs the address it listens on.
+pub async fn serve(config: ServeConfig, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cert = ReloadingCert::load(&config.tls_cert, &config.tls_key, Arc::clone(&provider))
+        .context("loading the serving certificate")?;
+    let reload = Duration::from_secs_f64(config.cert_reload_seconds.max(0.1));
+    let watcher = cert.watch(reload);
+    let acceptor = TlsAcceptor::from(Arc::new(server_config(cert, provider)?));
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "injector listening (HTTPS)");
+    let sidecar = Arc::new(config.sidecar);
+
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let sidecar = Arc::clone(&sidecar);
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            };
+            let service = hyper::service::service_fn(move |req| handle(req, Arc::clone(&sidecar)));
+            if let Err(e) =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await
+            {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    watcher.abort();
+    tracing::info!("injector stopped");
+    Ok(())
+}
+
+type Reply = Response<Full<Bytes>>;
+
+async fn handle(req: Request<Incoming>, sidecar: Arc<SidecarConfig>) -> Result<Reply, std::convert::Infallible> {
+    let via = match req.uri().path() {
+        "/inject/namespace" => OptIn::Namespace,
+        "/inject/pod" => OptIn::PodAnnotation,
+        "/healthz" if req.method() == Method::GET => return Ok(text(StatusCode::OK, "ok")),
+        _ => return Ok(text(StatusCode::NOT_FOUND, "not found")),
+    };
+    if req.method() != Method::POST {
+        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "use POST"));
+    }
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => return Ok(text(StatusCode::BAD_REQUEST, &format!("cannot read the request body: {e}"))),
+    };
+    Ok(answer(&body, via, &sidecar))
+}
+
+/// The HTTP answer to one review body.
+fn answer(body: &[u8], via: OptIn, sidecar: &SidecarConfig) -> Reply {
+    match review(body, via, sidecar) {
+        Err(malformed) => {
+            tracing::warn!(reason = %malformed, "refused a request (HTTP 400)");
+            text(StatusCode::BAD_REQUEST, &malformed.to_string())
+        }
+        Ok(reviewed) => {
+            log_outcome(&reviewed, via);
+            match serde_json::to_vec(&reviewed.json) {
+                Ok(bytes) => Response::builder()
+                    .status(StatusCode::OK)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(bytes)))
+                    .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response")),
+                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot serialise the response: {e}")),
+            }
+        }
+    }
+}
+
+fn log_outcome(reviewed: &Reviewed, via: OptIn) {
+    let uid = reviewed.json.pointer("/response/uid").and_then(|u| u.as_str()).unwrap_or("");
+    let pod = reviewed.object.as_str();
+    match &reviewed.outcome {
+        Outcome::Injected => tracing::info!(pod, uid, ?via, "sidecar injected"),
+        Outcome::Skipped(reason) => tracing::info!(pod, uid, ?via, reason = reason.as_str(), "not injected"),
+        Outcome::NotApplicable(what) => tracing::debug!(pod, uid, what = what.as_str(), "not a pod CREATE; allowed"),
+        Outcome::InternalError(error) => {
+            tracing::error!(pod, uid, error = error.as_str(), "internal error; pod allowed unchanged")
+        }
+    }
+}
+
+fn text(status: StatusCode, message: &str) -> Reply {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
+    *response.status_mut() = status;
+    response.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
