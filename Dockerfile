@@ -1,0 +1,29 @@
+# syntax=docker/dockerfile:1
+# gosight's image: the `gosight` sidecar and the `injector` webhook, built with the
+# same cargo command CI uses (scripts/test.sh), on the toolchain the workspace
+# pins (rust-version 1.95). The uprobes crate compiles its BPF C with clang at
+# build time, hence clang and the libbpf/kernel headers in the build stage.
+#
+#   docker build -t registry.example.com/gosight:0.1.0 .
+#   docker push registry.example.com/gosight:0.1.0
+
+FROM rust:1.95-bookworm AS build
+# Build-stage tools only (not shipped); Debian point releases move their versions.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends clang libbpf-dev linux-libc-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p gosight -p injector \
+    && install -D -m 0755 target/release/gosight /out/gosight \
+    && install -D -m 0755 target/release/injector /out/injector
+
+# The runtime keeps /bin/sh and tr: the injected sidecar's one-line launcher
+# uses them to name the pod's systemd cgroup for context propagation.
+FROM debian:bookworm-slim
+COPY --from=build /out/gosight /out/injector /usr/local/bin/
+# Non-root by default (the injector runs as is); the injected sidecar sets
+# runAsUser: 0 itself, with only the capabilities its features need.
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/gosight"]
