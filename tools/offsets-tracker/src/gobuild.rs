@@ -98,7 +98,7 @@ impl Builder {
     /// [`Builder::done_with`] after reading what else is needed from the toolchain.
     pub fn std(&self, go: &str) -> Result<Built> {
         let dir = self.std_dir(go);
-        let downloaded = !self.toolchain_dir(go).exists();
+        let downloaded = !self.has_toolchain(go);
         let gocache = dir.join("gocache");
         let result = self.build(&programs::STD, &dir, |src, log| {
             let env = [("GOTOOLCHAIN", go), ("GOCACHE", path_str(&gocache)?)];
@@ -131,7 +131,7 @@ impl Builder {
     /// The packages of the standard-library build with `go`, as [`list_packages`]
     /// sees them; `None` once its toolchain is gone (dropped or never fetched).
     pub fn std_packages(&self, go: &str, packages: &[&str]) -> Option<Vec<Package>> {
-        if !self.toolchain_dir(go).exists() {
+        if !self.has_toolchain(go) {
             return None;
         }
         self.list_packages(&self.std_dir(go).join("src"), go, packages)
@@ -189,6 +189,12 @@ impl Builder {
         steps(&src, &log)?;
         std::fs::rename(dir.join("program.tmp"), &binary).with_context(|| format!("rename to {}", binary.display()))?;
         Ok(Built { binary, cached: false, took: start.elapsed(), downloaded_toolchain: false })
+    }
+
+    /// Whether Go release `go` runs without a download: the machine's own Go, or a
+    /// toolchain module in GOMODCACHE.
+    fn has_toolchain(&self, go: &str) -> bool {
+        go == self.go.version || self.toolchain_dir(go).exists()
     }
 
     fn toolchain_name(&self, go: &str) -> String {
