@@ -74,7 +74,7 @@ pub struct SidecarConfig {
     /// Give the sidecar what kernel-side context propagation needs (NET_ADMIN, the
     /// host's cgroup tree read-only); a pod may turn it off with
     /// gosight.dev/propagation: "off".
-    #[arg(long, env = "GOSIGHT_PROPAGATION", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    #[arg(long, env = "GOSIGHT_SIDECAR_PROPAGATION", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub propagation: bool,
 
     /// The kubelet's cgroup driver (where the pod's cgroup is on the node).
@@ -83,7 +83,7 @@ pub struct SidecarConfig {
 
     /// The node's BPF filesystem, mounted into the sidecar at the same path (maps
     /// shared between the sidecar's probes are pinned there).
-    #[arg(long, env = "GOSIGHT_BPFFS", default_value = "/sys/fs/bpf")]
+    #[arg(long, env = "GOSIGHT_SIDECAR_BPFFS", default_value = "/sys/fs/bpf")]
     pub bpffs: String,
 }
 
