@@ -4,7 +4,7 @@
 //!
 //! | what | why |
 //! |---|---|
-//! | `runAsUser: 0`, `runAsNonRoot: false` | the pinned-map directory on the node's bpffs is root's; gosight reads other users' `/proc/<pid>/exe` |
+//! | `runAsUser: 0`, `runAsGroup: 0`, `runAsNonRoot: false` | the pinned-map directory on the node's bpffs is root's; gosight reads other users' `/proc/<pid>/exe` |
 //! | `CAP_BPF` | load the uprobe programs and create their maps |
 //! | `CAP_PERFMON` | attach uprobes (perf events) and read the apps' memory from BPF |
 //! | `CAP_SYS_PTRACE` | open `/proc/<pid>/exe` and `/proc/<pid>/maps` of the other containers' processes |
@@ -117,6 +117,8 @@ pub fn build(inputs: &SidecarInputs, qos: QosClass) -> Sidecar {
         volume_mounts: Some(mounts),
         security_context: Some(SecurityContext {
             run_as_user: Some(0),
+            // The image's default user is not root; its group would otherwise stay.
+            run_as_group: Some(0),
             run_as_non_root: Some(false),
             privileged: Some(false),
             allow_privilege_escalation: Some(false),

@@ -215,7 +215,7 @@ service.instance.id=$(K8S_NAMESPACE_NAME).$(K8S_POD_NAME).api";
     assert_eq!(env_of(gosight), pairs(&expected));
     assert_eq!(
         gosight["securityContext"],
-        json!({ "runAsUser": 0, "runAsNonRoot": false, "privileged": false, "allowPrivilegeEscalation": false,
+        json!({ "runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": false, "privileged": false, "allowPrivilegeEscalation": false,
                 "readOnlyRootFilesystem": true,
                 "capabilities": { "add": ["BPF", "PERFMON", "SYS_PTRACE", "NET_ADMIN"], "drop": ["ALL"] } })
     );
