@@ -65,9 +65,18 @@ pub fn review(body: &[u8], via: OptIn, config: &SidecarConfig) -> Result<Reviewe
     let (response, outcome) = respond(&request, via, config, base.clone())
         // Building the answer itself failed: allow, unchanged.
         .unwrap_or_else(|error| (base, Outcome::InternalError(error)));
-    let mut json = serde_json::to_value(response.into_review())
-        .map_err(|e| Malformed(format!("cannot serialise the response: {e}")))?;
-    encode_patch(&mut json);
+    let (json, outcome) = match serde_json::to_value(response.into_review()) {
+        Ok(mut json) => {
+            encode_patch(&mut json);
+            (json, outcome)
+        }
+        // Cannot happen with these types; still, the answer is "allowed".
+        Err(e) => (
+            serde_json::json!({ "apiVersion": REVIEW_API_VERSION, "kind": "AdmissionReview",
+                                "response": { "uid": request.uid, "allowed": true } }),
+            Outcome::InternalError(format!("cannot serialise the response: {e}")),
+        ),
+    };
     Ok(Reviewed { json, outcome, object })
 }
 
