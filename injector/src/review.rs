@@ -40,7 +40,8 @@ pub struct Reviewed {
     /// The response `AdmissionReview`.
     pub json: Value,
     pub outcome: Outcome,
-    /// `<namespace>/<name>` of the object (the name may be empty at admission).
+    /// `<namespace>/<name>` of the object (`<namespace>/<generateName>*` when it
+    /// has no name yet).
     pub object: String,
 }
 
@@ -60,7 +61,13 @@ pub fn review(body: &[u8], via: OptIn, config: &SidecarConfig) -> Result<Reviewe
     if request.uid.is_empty() {
         return Err(Malformed("the request has no uid".into()));
     }
-    let object = format!("{}/{}", request.namespace.as_deref().unwrap_or(""), request.name);
+    // A pod named by generateName has no name yet: `<prefix>*` says which.
+    let generate_name = request.object.as_ref().and_then(|o| o.metadata.generate_name.as_deref());
+    let name = match (request.name.as_str(), generate_name) {
+        ("", Some(prefix)) => format!("{prefix}*"),
+        (name, _) => name.to_string(),
+    };
+    let object = format!("{}/{name}", request.namespace.as_deref().unwrap_or(""));
     let base = AdmissionResponse::from(&request);
     let (response, outcome) = respond(&request, via, config, base.clone())
         // Building the answer itself failed: allow, unchanged.

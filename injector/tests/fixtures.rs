@@ -66,6 +66,7 @@ fn namespace_opt_in_deployment_pod_gets_the_sidecar_and_keeps_its_containers() {
     let request = fixture("namespace-deployment-pod.json");
     let reviewed = run(&request, OptIn::Namespace);
     assert_eq!(reviewed.outcome, Outcome::Injected);
+    assert_eq!(reviewed.object, "traced/checkout-7d9f6c5b8-*", "named for the log before it has a name");
     let pod = patched(&request, &reviewed).expect("a patch");
     let original = &request["request"]["object"];
     assert_eq!(pod["spec"]["containers"], original["spec"]["containers"], "the app's containers keep every field");
