@@ -9,7 +9,7 @@
 # The last line of stdout is the directory holding the three binaries; all logs go
 # to stderr. A warm cache answers at once. A cold build compiles the three from
 # source: about 15 minutes on 2 shared cores (kube-apiserver alone ~11 min with
-# `go build -p 1`), most of it CPU; the Go module cache grows by ~1 GiB.
+# `go build -p 1`), most of it CPU; the Go module cache grows by several hundred MiB.
 #
 # How: k8s.io/kubernetes points its staging modules (k8s.io/api, k8s.io/apiserver,
 # ...) at ./staging/src with replace directives, which `go install pkg@version`
