@@ -187,6 +187,8 @@ fn webhook_injects_through_a_real_api_server() {
         "baseline",
         json!({ "gosight.dev/inject": "true", "pod-security.kubernetes.io/enforce": "baseline" }),
     );
+    // The injector's own namespace, even labelled, is never injected.
+    cluster.namespace("gosight-system", json!({ "gosight.dev/inject": "true" }));
     wait_for_webhook(&cluster);
 
     // 1. Namespace opt-in, a Deployment's pod: the sidecar exactly as specified.
@@ -298,12 +300,14 @@ service.instance.id=$(K8S_NAMESPACE_NAME).$(K8S_POD_NAME).api",
 
     // 3. Not injected: an unannotated pod in an unlabelled namespace, a pod opted
     //    out in a labelled one, an annotated pod in a namespace labelled "false",
-    //    and a namespace whose Pod Security level would refuse the sidecar.
+    //    a namespace whose Pod Security level would refuse the sidecar, and the
+    //    injector's own namespace.
     for (namespace, name, annotations) in [
         ("plain", "bystander", json!({})),
         ("traced", "opted-out", json!({ "gosight.dev/inject": "false" })),
         ("never", "asked-anyway", json!({ "gosight.dev/inject": "true" })),
         ("baseline", "restricted-ns", json!({})),
+        ("gosight-system", "own-namespace", json!({ "gosight.dev/inject": "true" })),
     ] {
         let (pod, _) = create_and_read(&cluster, &plain_pod(namespace, name, annotations));
         assert!(sidecar(&pod).is_none(), "{namespace}/{name} must not be injected");
