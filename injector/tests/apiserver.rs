@@ -371,6 +371,44 @@ fn deploy_kustomization_passes_server_dry_run() {
         assert!(out.contains(object), "{object} missing from:\n{out}");
     }
     assert!(!warnings.contains("PodSecurity"), "the injector's Deployment must meet the restricted level: {warnings}");
+    // The certificate route of the README, for real: apply, the Secret from
+    // `injector certs`, the caBundle patched into both webhook entries.
+    cluster.must(&["apply", "-k", deploy.to_str().unwrap()], None);
+    let certs = cluster.dir.path().join("certs");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_injector"))
+        .args(["certs", "--out-dir", certs.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let ca = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().to_string();
+    let (cert, key) = (certs.join("tls.crt"), certs.join("tls.key"));
+    cluster.must(
+        &[
+            "-n",
+            "gosight-system",
+            "create",
+            "secret",
+            "tls",
+            "gosight-injector-tls",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        None,
+    );
+    let patch = format!(
+        "[{{\"op\":\"add\",\"path\":\"/webhooks/0/clientConfig/caBundle\",\"value\":\"{ca}\"}},\
+          {{\"op\":\"add\",\"path\":\"/webhooks/1/clientConfig/caBundle\",\"value\":\"{ca}\"}}]"
+    );
+    cluster.must(&["patch", "mutatingwebhookconfiguration", "gosight-injector", "--type=json", "-p", &patch], None);
+    let config = cluster.get(&["mutatingwebhookconfiguration", "gosight-injector"]);
+    for webhook in config["webhooks"].as_array().unwrap() {
+        assert_eq!(webhook["clientConfig"]["caBundle"], ca.as_str());
+        assert_eq!(webhook["failurePolicy"], "Ignore");
+        assert_eq!(webhook["clientConfig"]["service"]["name"], "gosight-injector");
+    }
+
     // The cert-manager component renders when enabled as the comment says (its
     // CRDs are not installed here, so only client-side).
     let copy = cluster.dir.path().join("deploy");
