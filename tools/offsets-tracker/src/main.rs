@@ -10,7 +10,10 @@
 //!    entry): Go releases as `golang.org/toolchain` versions for this host's
 //!    platform, grpc-go releases from `google.golang.org/grpc/@v/list` (no rc, beta,
 //!    `-dev`, `-pre`), narrowed to a window (`--go-from/--go-to/--grpc-from/--grpc-to`,
-//!    default Go `go1.22.0`.. and grpc `v1.60.0`.. up to the newest);
+//!    default Go `go1.22.0`.. and grpc `v1.60.0`.. up to the newest). The lists leave
+//!    out some published releases (go1.24.12, grpc v1.74.0), so every patch release
+//!    missing below the newest listed one of its minor release is asked for by its
+//!    `@v/<version>.info`;
 //! 2. skips versions the database already measured with every currently tracked
 //!    field (`--force` redoes them);
 //! 3. builds `programs/std` (which uses every tracked standard-library type) with
@@ -54,7 +57,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
-use gosight_offsets_db::Database;
+use gosight_offsets_db::{Database, STD};
 
 use gobuild::{Builder, GoEnv};
 use jobs::Job;
@@ -173,15 +176,19 @@ fn load_db(cli: &Cli) -> Result<Database> {
 }
 
 /// The versions in the windows, as jobs, each with whether the database holds it.
+/// Besides the proxy's lists, patch releases missing from them are asked for one by
+/// one ([`proxy::gaps`]), in the window only.
 fn plan(cli: &Cli, proxy: &Proxy, go: &GoEnv, db: &Database) -> Result<(Vec<Job>, Vec<String>)> {
     let mut jobs = Vec::new();
     let mut lines = Vec::new();
-    let mut add = |what: &str, versions: Vec<String>, make: fn(&str) -> Option<Job>| {
-        let all: Vec<Job> = versions.iter().filter_map(|v| make(v)).collect();
+    let mut add = |what: &str, versions: Vec<String>, unlisted: Vec<String>, make: fn(&str) -> Option<Job>| {
+        let mut all: Vec<Job> = versions.iter().chain(&unlisted).filter_map(|v| make(v)).collect();
+        all.sort();
         let todo: Vec<Job> = all.iter().filter(|j| cli.force || !j.measured_in(db)).cloned().collect();
-        let (first, last) = (versions.first().map_or("-", String::as_str), versions.last().map_or("-", String::as_str));
+        let (first, last) = (all.first().map_or("-", Job::version), all.last().map_or("-", Job::version));
+        let extra = if unlisted.is_empty() { String::new() } else { format!(" ({} not in the proxy's list: {})", unlisted.len(), unlisted.join(", ")) };
         lines.push(format!(
-            "- {what}: {} release(s) in the window ({first} .. {last}), {} already measured, {} to build",
+            "- {what}: {} release(s) in the window ({first} .. {last}){extra}, {} already measured, {} to build",
             all.len(),
             all.len() - todo.len(),
             todo.len()
@@ -189,14 +196,18 @@ fn plan(cli: &Cli, proxy: &Proxy, go: &GoEnv, db: &Database) -> Result<(Vec<Job>
         jobs.extend(todo);
     };
     if cli.only != Some(Only::Grpc) {
+        let (from, to) = (Some(cli.go_from.as_str()), cli.go_to.as_deref());
         let releases = proxy.go_releases(&go.hostos, &go.hostarch)?;
-        let window = proxy::window(gosight_offsets_db::STD, &releases, Some(&cli.go_from), cli.go_to.as_deref())?;
-        add("std (Go)", window, Job::std);
+        let candidates = proxy::window(STD, &proxy::gaps(STD, &releases), from, to)?;
+        let unlisted = proxy.unlisted_go_releases(&candidates, &go.hostos, &go.hostarch)?;
+        add("std (Go)", proxy::window(STD, &releases, from, to)?, unlisted, Job::std);
     }
     if cli.only != Some(Only::Std) {
+        let (from, to) = (Some(cli.grpc_from.as_str()), cli.grpc_to.as_deref());
         let releases = proxy.module_releases(GRPC)?;
-        let window = proxy::window(GRPC, &releases, Some(&cli.grpc_from), cli.grpc_to.as_deref())?;
-        add("grpc", window, Job::grpc);
+        let candidates = proxy::window(GRPC, &proxy::gaps(GRPC, &releases), from, to)?;
+        let unlisted = proxy.unlisted_module_releases(GRPC, &candidates)?;
+        add("grpc", proxy::window(GRPC, &releases, from, to)?, unlisted, Job::grpc);
     }
     Ok((jobs, lines))
 }

@@ -4,6 +4,7 @@
 //! Go releases are listed as versions of the module `golang.org/toolchain`
 //! (`v0.0.1-go1.22.0.linux-amd64`): the very modules `GOTOOLCHAIN=go1.22.0` downloads.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -72,6 +73,48 @@ impl Proxy {
         bail!("GET {url}: {}", last.unwrap_or_default())
     }
 
+    /// Whether `$GOPROXY/<module>/@v/<version>.info` exists (the proxy answers 404,
+    /// 410 or 403 for a version it does not serve).
+    fn has_version(&self, module: &str, version: &str) -> Result<bool> {
+        let url = format!("{}/{module}/@v/{version}.info", self.base);
+        let mut last = None;
+        for attempt in 0..3 {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_secs(2 << attempt));
+            }
+            match self.http.get(&url).send() {
+                Ok(resp) if resp.status().is_success() => return Ok(true),
+                Ok(resp) if [403, 404, 410].contains(&resp.status().as_u16()) => return Ok(false),
+                Ok(resp) => last = Some(format!("HTTP {}", resp.status())),
+                Err(e) => last = Some(e.to_string()),
+            }
+        }
+        bail!("GET {url}: {}", last.unwrap_or_default())
+    }
+
+    /// The releases of [`gaps`] in `candidates` that the proxy serves although its
+    /// list leaves them out (e.g. go1.24.12, grpc v1.74.0).
+    pub fn unlisted_go_releases(&self, candidates: &[String], goos: &str, goarch: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for v in candidates {
+            if self.has_version(TOOLCHAIN, &format!("v0.0.1-{v}.{goos}-{goarch}"))? {
+                out.push(v.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Like [`Proxy::unlisted_go_releases`], for a module's releases.
+    pub fn unlisted_module_releases(&self, module: &str, candidates: &[String]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for v in candidates {
+            if self.has_version(module, v)? {
+                out.push(v.clone());
+            }
+        }
+        Ok(out)
+    }
+
     /// Go releases (`go1.22.0`, no rc/beta) with a toolchain for `goos`-`goarch`, ascending.
     pub fn go_releases(&self, goos: &str, goarch: &str) -> Result<Vec<String>> {
         Ok(go_releases(&self.list(TOOLCHAIN)?, goos, goarch))
@@ -110,6 +153,37 @@ pub fn module_releases(module: &str, list: &str) -> Vec<String> {
     out.sort();
     out.dedup_by(|a, b| a.0 == b.0);
     out.into_iter().map(|(_, v)| v).collect()
+}
+
+/// `(major, minor, patch)` of a release: `go1.22.3`, `v1.60.1`.
+fn numbers(v: &str) -> Option<(u64, u64, u64)> {
+    let rest = v.strip_prefix("go").or_else(|| v.strip_prefix('v'))?;
+    let mut parts = rest.split('.').map(|n| n.parse::<u64>().ok());
+    let out = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(out)
+}
+
+/// Patch releases missing from a list: for each minor release listed, every patch
+/// number below its highest listed one that is not listed (`go1.24.12` between
+/// `go1.24.11` and `go1.24.13`), ascending. The module proxy's lists are known to
+/// leave out published versions; these are the ones worth asking for one by one.
+pub fn gaps(module: &str, listed: &[String]) -> Vec<String> {
+    let prefix = if module == STD { "go" } else { "v" };
+    let have: BTreeSet<(u64, u64, u64)> = listed.iter().filter_map(|v| numbers(v)).collect();
+    let mut newest: BTreeMap<(u64, u64), u64> = BTreeMap::new();
+    for (major, minor, patch) in &have {
+        let n = newest.entry((*major, *minor)).or_default();
+        *n = (*n).max(*patch);
+    }
+    let mut out = Vec::new();
+    for ((major, minor), top) in newest {
+        for patch in 0..top {
+            if !have.contains(&(major, minor, patch)) {
+                out.push(format!("{prefix}{major}.{minor}.{patch}"));
+            }
+        }
+    }
+    out
 }
 
 /// The versions of `module` in `from..=to` (either end open when `None`). The
@@ -155,6 +229,17 @@ mod tests {
     fn module_list_skips_prereleases() {
         let list = "v1.61.0\nv1.60.1\nv1.79.0-dev\nv1.60.0\nv1.10.0\nv1.62.0-pre\nv1.70.0-rc.1\n";
         assert_eq!(module_releases(GRPC, list), ["v1.10.0", "v1.60.0", "v1.60.1", "v1.61.0"]);
+    }
+
+    #[test]
+    fn gaps_are_missing_patches_below_the_newest_of_a_minor() {
+        let go: Vec<String> = ["go1.20", "go1.24.11", "go1.24.13", "go1.25.0", "go1.25.3"].map(String::from).to_vec();
+        assert_eq!(
+            gaps(STD, &go),
+            ["go1.24.0", "go1.24.1", "go1.24.2", "go1.24.3", "go1.24.4", "go1.24.5", "go1.24.6", "go1.24.7", "go1.24.8", "go1.24.9", "go1.24.10", "go1.24.12", "go1.25.1", "go1.25.2"]
+        );
+        let grpc: Vec<String> = ["v1.69.0", "v1.69.2", "v1.69.4", "v1.70.0"].map(String::from).to_vec();
+        assert_eq!(gaps(GRPC, &grpc), ["v1.69.1", "v1.69.3"]);
     }
 
     #[test]
