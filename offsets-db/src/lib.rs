@@ -50,10 +50,9 @@ pub enum Coverage {
     /// Not built (a pre-release, a pseudo-version, a skipped release), but it sorts
     /// between measured versions; a field is known when both sides agree.
     Between,
-    /// A patch release newer than the newest measured one of the same minor release:
-    /// that release's layout is used (patch releases do not move struct fields).
-    NewerPatch { newest: String },
-    /// The database says nothing about this version.
+    /// The database says nothing about this version — including patch releases newer
+    /// than the newest measured one: patch releases do move fields (go1.26.11 moved
+    /// `net/http.response.status` from 120 to 128), so they are never extrapolated.
     Uncovered,
 }
 
@@ -138,15 +137,13 @@ impl Database {
         let (Some(m), Some(key)) = (self.modules.get(module), Key::parse(module, version)) else {
             return Coverage::Uncovered;
         };
-        let (Some((first, _)), Some((last, last_text))) = (m.versions.first(), m.versions.last()) else {
+        let (Some((first, _)), Some((last, _))) = (m.versions.first(), m.versions.last()) else {
             return Coverage::Uncovered;
         };
         if m.versions.iter().any(|(k, _)| *k == key) {
             Coverage::Measured
         } else if key > *first && key < *last {
             Coverage::Between
-        } else if key > *last && key.is_release() && key.major_minor() == last.major_minor() {
-            Coverage::NewerPatch { newest: last_text.clone() }
         } else {
             Coverage::Uncovered
         }
@@ -155,13 +152,11 @@ impl Database {
     /// The value of `strukt.field` in `version` of `module`, if the database knows it:
     /// a measured version gets its measurement; a version between measured ones gets
     /// the value of the range around it (none if it falls where the value changed);
-    /// a newer patch of the newest measured minor release gets that release's value;
-    /// anything else — `(devel)`, older or newer minor releases — gets `None`.
+    /// anything else — `(devel)`, older or newer releases — gets `None`.
     pub fn lookup(&self, module: &str, version: &str, strukt: &str, field: &str) -> Option<Value> {
         let m = self.modules.get(module)?;
         let key = match self.coverage(module, version) {
             Coverage::Measured | Coverage::Between => Key::parse(module, version)?,
-            Coverage::NewerPatch { .. } => m.versions.last()?.0.clone(),
             Coverage::Uncovered => return None,
         };
         let ranges = m.structs.get(strukt)?.get(field)?;

@@ -6,8 +6,11 @@
 //! and the decoders name error types by it. The symbol table names itabs
 //! (`go:itab.*net.OpError,error`), but stripped binaries have no symbol table, so
 //! this reads what the runtime itself reads: `runtime.firstmoduledata.itablinks`, each
-//! itab's interface and type descriptors, and their names in the type section. The
-//! layouts of those runtime structs come from the resolver like any probe field.
+//! itab's interface and type descriptors, and their names in the type section. Up to
+//! Go 1.26 the itabs are listed by `moduledata.itablinks`; from Go 1.27 they lie one
+//! after another in the type section, at `types + itaboffset` for `itabsize` bytes,
+//! each as long as its interface has methods. The layouts of those runtime structs
+//! come from the resolver like any probe field.
 
 use gosight_uprobes::{std_field, FieldSpec};
 
@@ -15,7 +18,11 @@ use gosight_uprobes::{std_field, FieldSpec};
 pub const FIELDS: &[FieldSpec] = &[
     std_field("moduledata_types", "runtime.moduledata", "types", true),
     std_field("moduledata_etypes", "runtime.moduledata", "etypes", true),
-    std_field("moduledata_itablinks", "runtime.moduledata", "itablinks", true),
+    std_field("moduledata_itablinks", "runtime.moduledata", "itablinks", false),
+    std_field("moduledata_itaboffset", "runtime.moduledata", "itaboffset", false),
+    std_field("moduledata_itabsize", "runtime.moduledata", "itabsize", false),
+    std_field("itab_fun", "internal/abi.ITab", "Fun", false),
+    std_field("interfacetype_methods", "internal/abi.InterfaceType", "Methods", true),
     std_field("itab_inter", "internal/abi.ITab", "Inter", false),
     std_field("itab_type", "internal/abi.ITab", "Type", false),
     std_field("itab_inter_go122", "runtime.itab", "inter", false),
@@ -68,10 +75,20 @@ const TFLAG_EXTRA_STAR: u8 = 1 << 1;
 /// More itabs than any real binary has; a corrupt length stops here.
 const MAX_ITABS: u64 = 1 << 20;
 
+/// Where the linker put the itabs.
+enum ItabList {
+    /// `moduledata.itablinks`, a `[]*itab` (Go up to 1.26).
+    Links(u64),
+    /// `moduledata.itaboffset` and `itabsize`: itabs in a row in the type section
+    /// (Go 1.27+); an itab is `fun` + 8 bytes, plus 8 per interface method after
+    /// the first.
+    Inline { offset: u64, size: u64, fun: u64, methods: u64 },
+}
+
 struct Layout {
     types: u64,
     etypes: u64,
-    itablinks: u64,
+    itabs: ItabList,
     itab_inter: u64,
     itab_type: u64,
     tflag: u64,
@@ -93,7 +110,15 @@ impl Layout {
         Ok(Layout {
             types: need("runtime.moduledata", "types", "runtime.moduledata.types")?,
             etypes: need("runtime.moduledata", "etypes", "runtime.moduledata.etypes")?,
-            itablinks: need("runtime.moduledata", "itablinks", "runtime.moduledata.itablinks")?,
+            itabs: match offsets("runtime.moduledata", "itablinks") {
+                Some(links) => ItabList::Links(links),
+                None => ItabList::Inline {
+                    offset: need("runtime.moduledata", "itaboffset", "runtime.moduledata.itablinks or itaboffset")?,
+                    size: need("runtime.moduledata", "itabsize", "runtime.moduledata.itabsize")?,
+                    fun: need("internal/abi.ITab", "Fun", "internal/abi.ITab.Fun")?,
+                    methods: need("internal/abi.InterfaceType", "Methods", "internal/abi.InterfaceType.Methods")?,
+                },
+            },
             itab_inter: either(("internal/abi.ITab", "Inter"), ("runtime.itab", "inter"), "itab interface")?,
             itab_type: either(("internal/abi.ITab", "Type"), ("runtime.itab", "_type"), "itab type")?,
             tflag: need("internal/abi.Type", "TFlag", "internal/abi.Type.TFlag")?,
@@ -118,22 +143,48 @@ pub fn read(bin: &super::GoBinary, offsets: Offsets) -> Result<Vec<Itab>, ItabEr
     };
     let types = word(md.checked_add(l.types)).ok_or(ItabError::Unreadable("moduledata.types"))?;
     let etypes = word(md.checked_add(l.etypes)).ok_or(ItabError::Unreadable("moduledata.etypes"))?;
-    let links_at = md.checked_add(l.itablinks);
-    let links = word(links_at).ok_or(ItabError::Unreadable("moduledata.itablinks"))?;
-    let count = word(links_at.and_then(|a| a.checked_add(8)))
-        .ok_or(ItabError::Unreadable("moduledata.itablinks"))?
-        .min(MAX_ITABS);
     let names = Names { bin, types, etypes, l: &l };
     let mut out = Vec::new();
-    for i in 0..count {
-        let Some(itab) = word(links.checked_add(8 * i)) else { break };
-        let (Some(inter), Some(concrete)) =
-            (word(itab.checked_add(l.itab_inter)), word(itab.checked_add(l.itab_type)))
-        else {
-            continue;
-        };
-        let (Some(interface), Some(concrete)) = (names.interface(inter), names.concrete(concrete)) else { continue };
-        out.push(Itab { address: itab, interface, concrete });
+    let mut add = |itab: u64| -> Option<u64> {
+        let inter = word(itab.checked_add(l.itab_inter))?;
+        let concrete = word(itab.checked_add(l.itab_type))?;
+        if let (Some(interface), Some(concrete)) = (names.interface(inter), names.concrete(concrete)) {
+            out.push(Itab { address: itab, interface, concrete });
+        }
+        Some(inter)
+    };
+    match l.itabs {
+        ItabList::Links(field) => {
+            let links_at = md.checked_add(field);
+            let links = word(links_at).ok_or(ItabError::Unreadable("moduledata.itablinks"))?;
+            let count = word(links_at.and_then(|a| a.checked_add(8)))
+                .ok_or(ItabError::Unreadable("moduledata.itablinks"))?
+                .min(MAX_ITABS);
+            for i in 0..count {
+                let Some(itab) = word(links.checked_add(8 * i)) else { break };
+                add(itab);
+            }
+        }
+        ItabList::Inline { offset, size, fun, methods } => {
+            let start = word(md.checked_add(offset))
+                .and_then(|o| types.checked_add(o))
+                .ok_or(ItabError::Unreadable("moduledata.itaboffset"))?;
+            let size = word(md.checked_add(size)).ok_or(ItabError::Unreadable("moduledata.itabsize"))?;
+            let end = start.checked_add(size).ok_or(ItabError::Unreadable("moduledata.itabsize"))?;
+            let mut at = start;
+            for _ in 0..MAX_ITABS {
+                if at >= end {
+                    break;
+                }
+                let Some(inter) = add(at) else { break };
+                // Fun[0] == 0 marks an itab for a type that does not implement the
+                // interface: no method slots beyond the first.
+                let first_fun = word(at.checked_add(fun)).unwrap_or(0);
+                let n = if first_fun == 0 { 1 } else { word(inter.checked_add(methods + 8)).unwrap_or(1).max(1) };
+                let Some(next) = n.checked_mul(8).and_then(|m| at.checked_add(fun + m)) else { break };
+                at = next;
+            }
+        }
     }
     Ok(out)
 }
@@ -236,12 +287,12 @@ mod tests {
     use crate::inspect::GoBinary;
     use crate::offsets::dwarf::struct_fields;
 
-    /// On Go 1.22, 1.24 and 1.26, PIE and not, the table read through the runtime's own
+    /// On Go 1.22, 1.24, 1.26 and 1.27 (itabs inline in the type section), PIE and not, the table read through the runtime's own
     /// structures names every itab the symbol table names, at the same address, and a
     /// stripped build reads the same pairs.
     #[test]
     fn itab_table_matches_the_symbol_table_and_survives_stripping() {
-        for toolchain in [Some("go1.22.12"), Some("go1.24.13"), None] {
+        for toolchain in [Some("go1.22.12"), Some("go1.24.13"), None, Some("go1.27.4")] {
             for pie in [false, true] {
                 let base = |ld: Option<&str>| {
                     let mut b = Build::new("httpprog");
@@ -264,7 +315,13 @@ mod tests {
                 let offsets = |s: &str, f: &str| dwarf.offset(s, f);
                 let table = read(&full, &offsets).unwrap();
                 let symbols = full.symbols_with_prefix("go:itab.");
-                assert!(symbols.len() > 20, "{toolchain:?}: {} itab symbols", symbols.len());
+                // Go 1.27 names no itab symbols (they are part of the type section);
+                // the pairs every net/http program has must still be there.
+                assert!(symbols.len() > 20 || toolchain == Some("go1.27.4"), "{toolchain:?}: {} itab symbols", symbols.len());
+                assert!(table.len() > 100, "{toolchain:?}: {} itabs", table.len());
+                for (concrete, interface) in [("*net.OpError", "error"), ("*context.valueCtx", "context.Context"), ("*net.TCPAddr", "net.Addr"), ("*errors.errorString", "error")] {
+                    assert!(table.iter().any(|i| i.concrete == concrete && i.interface == interface), "{toolchain:?}: no {concrete},{interface}");
+                }
                 // Anonymous and generic types print differently in symbols; named ones
                 // are what probes and error.type need.
                 for (name, addr) in symbols.iter().filter(|(n, _)| !n.contains(['{', '[', ' '])) {

@@ -38,8 +38,8 @@ impl DatabaseSource {
         DatabaseSource { db, versions }
     }
 
-    /// One line per module version this binary needs that the database only
-    /// approximates or does not cover (for the log), given the structs in use.
+    /// One line per module version this binary needs that the database does not
+    /// cover (for the log), given the structs in use.
     pub fn coverage_notes<'a>(&self, structs: impl IntoIterator<Item = &'a str>) -> Vec<String> {
         let mut notes = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
@@ -51,10 +51,11 @@ impl DatabaseSource {
             let Some(version) = lv.version else { continue };
             match self.db.coverage(&lv.module, &version) {
                 Coverage::Measured | Coverage::Between => {}
-                Coverage::NewerPatch { newest } => {
-                    notes.push(format!("{}: newer than the offsets database, using {newest}'s layout", lv.display))
+                Coverage::Uncovered => {
+                    let newest = self.db.versions(&lv.module).last().map(|v| v.to_string());
+                    let hint = newest.map(|n| format!(" (newest known: {n}; run offsets-tracker or lay a newer file over it with --offsets-db)")).unwrap_or_default();
+                    notes.push(format!("{}: not in the offsets database{hint}", lv.display))
                 }
-                Coverage::Uncovered => notes.push(format!("{}: not in the offsets database", lv.display)),
             }
         }
         notes
