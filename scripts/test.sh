@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests and the end-to-end tests (real Go apps, real
-# uprobes, a real OpenTelemetry Collector). Installs what it needs first.
+# uprobes, a real OpenTelemetry Collector, a real kube-apiserver for the injector),
+# then the fuzz targets for a bounded time. Installs what it needs first.
 # Run as root (uprobes need it). With CI=true a missing prerequisite fails loudly.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -11,6 +12,10 @@ export GOSIGHT_CACHE_DIR=${GOSIGHT_CACHE_DIR:-$HOME/.cache/gosight}
 bash scripts/install-deps.sh
 GOSIGHT_OTELCOL=$(bash scripts/install-collector.sh | tail -1)
 export GOSIGHT_OTELCOL
+# A real kube-apiserver, etcd and kubectl for the injector's integration tests
+# (built from the Go module proxy once, cached).
+GOSIGHT_KUBE_DIR=$(bash scripts/install-kube.sh | tail -1)
+export GOSIGHT_KUBE_DIR
 cargo build --release -p gosight
 export GOSIGHT_BIN=$PWD/target/release/gosight
 
@@ -20,6 +25,10 @@ trap 'rm -f "$out"' EXIT
 set +e
 cargo test --workspace --release -- --test-threads=1 "$@" 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
+# Fuzz targets for the binary readers, bounded: no input may panic them.
+if [[ $# -eq 0 ]]; then
+    bash fuzz/run.sh "${GOSIGHT_FUZZ_SECS:-30}" || status=1
+fi
 set -e
 # One closing line over every test binary (cargo prints one per binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
