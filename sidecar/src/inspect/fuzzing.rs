@@ -441,19 +441,23 @@ mod tests {
     use super::*;
     use crate::inspect::testutil::{build_fixture, Build};
 
+    type Entry = fn(&[u8]) -> Reached;
+
+    /// Each fuzz target's name and entry.
+    const ENTRIES: [(&str, Entry); 5] = [
+        ("elf", elf_and_buildinfo),
+        ("pclntab", pclntab),
+        ("dwarf", dwarf),
+        ("buildinfo", buildinfo),
+        ("offsets_db", offsets_db),
+    ];
+
     /// Inputs the fuzzers once crashed on (`fuzz/regressions/<target>/`) and a few
     /// degenerate ones: no panic.
     #[test]
     fn regressions_and_degenerate_inputs() {
-        let entries: [(&str, fn(&[u8]) -> Reached); 5] = [
-            ("elf", elf_and_buildinfo),
-            ("pclntab", pclntab),
-            ("dwarf", dwarf),
-            ("buildinfo", buildinfo),
-            ("offsets_db", offsets_db),
-        ];
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/regressions");
-        for (target, entry) in entries {
+        for (target, entry) in ENTRIES {
             for input in [
                 &b""[..],
                 b"\x7fELF",
@@ -494,14 +498,7 @@ mod tests {
     #[ignore]
     fn seed_report() {
         let root = std::env::var("GOSIGHT_FUZZ_SEEDS").expect("GOSIGHT_FUZZ_SEEDS");
-        let entries: [(&str, fn(&[u8]) -> Reached); 5] = [
-            ("elf", elf_and_buildinfo),
-            ("pclntab", pclntab),
-            ("dwarf", dwarf),
-            ("buildinfo", buildinfo),
-            ("offsets_db", offsets_db),
-        ];
-        for (target, entry) in entries {
+        for (target, entry) in ENTRIES {
             let Ok(dir) = std::fs::read_dir(format!("{root}/{target}")) else {
                 continue;
             };
