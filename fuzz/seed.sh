@@ -5,9 +5,9 @@
 # that run.sh runs once.
 #
 # Builds tests/go-apps/httpserver (plain, -s -w, PIE, GOARCH=arm64, and with Go 1.22
-# when that toolchain is already in the module cache) and, when its modules are at
-# hand, the gRPC test server; then fuzz/seedgen turns each into small seeds (see
-# fuzz/seedgen/main.go) and a few hand-written inputs are added. Nothing is
+# and 1.27 when those toolchains are already in the module cache) and, when its
+# modules are at hand, the gRPC test server; then fuzz/seedgen turns each into small
+# seeds (see fuzz/seedgen/main.go) and a few hand-written inputs are added. Nothing is
 # committed: the corpus is cached under $GOSIGHT_CACHE_DIR/fuzz-corpus (default
 # ~/.cache/gosight) and rebuilt only when its sources, this script or the Go
 # toolchain change.
@@ -20,7 +20,7 @@ command -v go >/dev/null || { echo "seed.sh: go not found (install Go or run scr
 cache=${GOSIGHT_CACHE_DIR:-$HOME/.cache/gosight}/fuzz-corpus
 key=$( {
     go version
-    cat fuzz/seed.sh fuzz/seedgen/main.go
+    cat fuzz/seed.sh fuzz/seedgen/main.go offsets-db/offsets.json
     cat tests/go-apps/httpserver/*.go tests/go-apps/httpserver/go.mod
     find tests/go-apps/grpc -name '*.go' -o -name go.mod -o -name go.sum | sort | xargs cat
     grep -rh 'const [A-Z_]*: &str\|_field(' uprobes
@@ -60,10 +60,13 @@ build http-sw "$app" -ldflags='-s -w'
 build http-pie-sw "$app" -buildmode=pie -ldflags='-s -w'
 CGO_ENABLED=0 GOARCH=arm64 build http-arm64 "$app"
 CGO_ENABLED=0 GOARCH=arm64 build http-arm64-sw "$app" -ldflags='-s -w'
-# An older toolchain (textStart set in the pclntab header): only if already cached.
-if GOTOOLCHAIN=go1.22.12 GOPROXY=off go version >/dev/null 2>&1; then
-    GOTOOLCHAIN=go1.22.12 GOPROXY=off build http-go1.22 "$app"
-fi
+# Other toolchains, only if already in the module cache: Go 1.22 (textStart set in
+# the pclntab header) and Go 1.27 (itabs inline in the type section).
+for toolchain in go1.22.12 go1.27.4; do
+    if GOTOOLCHAIN=$toolchain GOPROXY=off go version >/dev/null 2>&1; then
+        GOTOOLCHAIN=$toolchain GOPROXY=off build "http-${toolchain%.*}" "$app"
+    fi
+done
 # gRPC: build info with dependencies, gRPC functions and structs. Only from the
 # module cache (GOPROXY=off), so it never waits for the network.
 GOPROXY=off GOFLAGS=-mod=mod build grpc-server tests/go-apps/grpc/server

@@ -413,13 +413,12 @@ func miniELF(raw []byte, f *elf.File, pcln *elf.Section, t *pclntab, kept []int,
 	// What the itab reader follows from runtime.firstmoduledata.itablinks.
 	linkCount := -1 // itablinks entries kept (-1: all)
 	if md != nil {
-		windows, mdLinks := itabWindows(raw, f, md)
-		if mdLinks > 0 {
-			// Only the itabs kept: each reader pass stays short.
-			linkCount = int(min(le.Uint64(md[mdLinks+8:]), 8))
-			le.PutUint64(md[mdLinks+8:], uint64(linkCount))
-			le.PutUint64(md[mdLinks+16:], uint64(linkCount))
+		windows, patches, links := itabWindows(raw, f, md)
+		// Only the itabs kept: each reader pass stays short.
+		for at, v := range patches {
+			le.PutUint64(md[at:], v)
 		}
+		linkCount = links
 		for _, w := range windows {
 			if off, ok := fileOffset(f, w[0]); ok && off+w[1]-w[0] <= uint64(len(raw)) {
 				addProg(w[0], raw[off:off+w[1]-w[0]])
@@ -783,16 +782,19 @@ func dwarfELF(f *elf.File, wanted map[string]bool, compress string) ([]byte, err
 }
 
 // itabWindows are the address ranges the itab reader (sidecar/src/inspect/itabs.rs)
-// reads for the first eight itabs: each itab's interface and type words, both type
-// descriptors, and the names they point at; and where the itablinks slice is in
-// moduledata (0: not found). Layouts come from the input's DWARF, else Go 1.26's.
-func itabWindows(raw []byte, f *elf.File, md []byte) ([][2]uint64, uint64) {
+// reads for the first eight itabs: each itab, both type descriptors and the names
+// they point at. Up to Go 1.26 the itabs are listed by moduledata.itablinks; from
+// Go 1.27 they lie in a row at types+itaboffset. So that the reader stops after
+// those eight, it also returns the moduledata words to patch (offset in md →
+// value) and how many .itablink entries to keep (-1: not listed that way).
+// Layouts come from the input's DWARF, else Go 1.26's.
+func itabWindows(raw []byte, f *elf.File, md []byte) ([][2]uint64, map[int]uint64, int) {
 	layout := structOffsets(f, map[string][]string{
-		"runtime.moduledata":         {"types", "etypes", "itablinks"},
-		"internal/abi.ITab":          {"Inter", "Type"},
+		"runtime.moduledata":         {"types", "etypes", "itablinks", "itaboffset", "itabsize"},
+		"internal/abi.ITab":          {"Inter", "Type", "Fun"},
 		"runtime.itab":               {"inter", "_type"},
 		"internal/abi.Type":          {"TFlag", "Kind_", "Str"},
-		"internal/abi.InterfaceType": {"PkgPath"},
+		"internal/abi.InterfaceType": {"PkgPath", "Methods"},
 	})
 	if len(layout) == 0 { // stripped: assume Go 1.26's layout, as the fuzz target does
 		layout = map[string]uint64{"runtime.moduledata.types": 296, "runtime.moduledata.etypes": 304,
@@ -801,8 +803,8 @@ func itabWindows(raw []byte, f *elf.File, md []byte) ([][2]uint64, uint64) {
 			"internal/abi.InterfaceType.PkgPath": 48}
 	}
 	off := func(s, f string) (uint64, bool) { v, ok := layout[s+"."+f]; return v, ok }
+	inMD := func(o uint64) bool { return int(o)+8 <= len(md) }
 	mdTypes, ok1 := off("runtime.moduledata", "types")
-	mdLinks, ok2 := off("runtime.moduledata", "itablinks")
 	tStr, ok3 := off("internal/abi.Type", "Str")
 	ifacePath, ok4 := off("internal/abi.InterfaceType", "PkgPath")
 	inter, okI := off("internal/abi.ITab", "Inter")
@@ -811,8 +813,8 @@ func itabWindows(raw []byte, f *elf.File, md []byte) ([][2]uint64, uint64) {
 		inter, okI = off("runtime.itab", "inter")
 		typ, okT = off("runtime.itab", "_type")
 	}
-	if !ok1 || !ok2 || !ok3 || !ok4 || !okI || !okT || int(mdLinks)+24 > len(md) {
-		return nil, 0
+	if !ok1 || !ok3 || !ok4 || !okI || !okT || !inMD(mdTypes) {
+		return nil, nil, -1
 	}
 	word := func(addr uint64) (uint64, bool) {
 		o, ok := fileOffset(f, addr)
@@ -822,17 +824,12 @@ func itabWindows(raw []byte, f *elf.File, md []byte) ([][2]uint64, uint64) {
 		return le.Uint64(raw[o:]), true
 	}
 	types := le.Uint64(md[mdTypes:])
-	links, count := le.Uint64(md[mdLinks:]), le.Uint64(md[mdLinks+8:])
 	var out [][2]uint64
 	name := func(at uint64) { out = append(out, [2]uint64{at, at + 128}) }
-	for i := uint64(0); i < min(count, 8); i++ {
-		itab, ok := word(links + 8*i)
-		if !ok {
-			continue
-		}
-		out = append(out, [2]uint64{itab, itab + 16})
+	// One itab's interface and type, and their names.
+	itab := func(at uint64) {
 		for j, field := range []uint64{inter, typ} {
-			t, ok := word(itab + field)
+			t, ok := word(at + field)
 			if !ok {
 				continue
 			}
@@ -855,7 +852,45 @@ func itabWindows(raw []byte, f *elf.File, md []byte) ([][2]uint64, uint64) {
 			}
 		}
 	}
-	return coalesce(out), mdLinks
+	patches := map[int]uint64{}
+	if mdLinks, ok := off("runtime.moduledata", "itablinks"); ok && inMD(mdLinks+16) {
+		links, count := le.Uint64(md[mdLinks:]), min(le.Uint64(md[mdLinks+8:]), 8)
+		for i := uint64(0); i < count; i++ {
+			if at, ok := word(links + 8*i); ok {
+				out = append(out, [2]uint64{at, at + 16})
+				itab(at)
+			}
+		}
+		patches[int(mdLinks+8)], patches[int(mdLinks+16)] = count, count
+		return coalesce(out), patches, int(count)
+	}
+	mdOffset, ok5 := off("runtime.moduledata", "itaboffset")
+	mdSize, ok6 := off("runtime.moduledata", "itabsize")
+	fun, ok7 := off("internal/abi.ITab", "Fun")
+	methods, ok8 := off("internal/abi.InterfaceType", "Methods")
+	if !ok5 || !ok6 || !ok7 || !ok8 || !inMD(mdOffset) || !inMD(mdSize) {
+		return nil, nil, -1
+	}
+	start := types + le.Uint64(md[mdOffset:])
+	end := start + le.Uint64(md[mdSize:])
+	at := start
+	for i := 0; i < 8 && at < end; i++ {
+		iface, ok := word(at + inter)
+		if !ok {
+			break
+		}
+		n := uint64(1) // Fun[0] == 0: the type does not implement it, one slot
+		if fun0, _ := word(at + fun); fun0 != 0 {
+			if m, ok := word(iface + methods + 8); ok && m > 0 {
+				n = m
+			}
+		}
+		out = append(out, [2]uint64{at, at + fun + 8*n})
+		itab(at)
+		at += fun + 8*n
+	}
+	patches[int(mdSize)] = at - start
+	return coalesce(out), patches, -1
 }
 
 // coalesce merges overlapping or nearby ranges.

@@ -170,13 +170,17 @@ pub fn elf_and_buildinfo(data: &[u8]) -> Reached {
     reached.values += bin.symbols_with_prefix("go:itab.").len();
     reached.values += drive_build(&bin.build, &embedded_db());
     let resolver = Resolver::for_binary(&bin, embedded_db());
-    // The itab table, with the binary's own layouts or else Go 1.26's (amd64 and
-    // arm64 alike), so that inputs without DWARF get that far too.
+    // The itab table, with the binary's own layouts (DWARF, or the database for its
+    // Go version) or else Go 1.26's; then with Go 1.27's alone (itabs inline in the
+    // type section), so that inputs without DWARF reach both ways of listing them.
     if let Some(md) = bin.moduledata_address() {
         reached.values += usize::from(bin.bytes_at(md, 8).is_some());
     }
     let offsets = |s: &str, f: &str| resolver.offset(s, f).or_else(|| go126_layout(s, f));
     if let Ok(itabs) = super::itabs::read(&bin, &offsets) {
+        reached.values += itabs.len();
+    }
+    if let Ok(itabs) = super::itabs::read(&bin, &go127_layout) {
         reached.values += itabs.len();
     }
     for probe in ALL_PROBES {
@@ -205,6 +209,19 @@ fn go126_layout(strukt: &str, field: &str) -> Option<u64> {
         ("internal/abi.InterfaceType", "PkgPath") => 48,
         ("internal/abi.UncommonType", "PkgPath") => 0,
         _ => return None,
+    })
+}
+
+/// The runtime layouts the itab reader needs, as Go 1.27 has them (no itablinks).
+fn go127_layout(strukt: &str, field: &str) -> Option<u64> {
+    Some(match (strukt, field) {
+        ("runtime.moduledata", "etypes") => 312,
+        ("runtime.moduledata", "itaboffset") => 320,
+        ("runtime.moduledata", "itabsize") => 328,
+        ("runtime.moduledata", "itablinks") => return None,
+        ("internal/abi.ITab", "Fun") => 24,
+        ("internal/abi.InterfaceType", "Methods") => 56,
+        _ => return go126_layout(strukt, field),
     })
 }
 
