@@ -44,7 +44,7 @@ bin_dir=$target_dir/$triple/release
 echo "fuzz: seeds and build took $((SECONDS - start)) s" >&2
 
 # Longest input libFuzzer makes or keeps, per target (the seeds fit).
-declare -A max_len=([elf]=65536 [pclntab]=32768 [dwarf]=32768 [buildinfo]=4096 [offsets_db]=16384)
+declare -A max_len=([elf]=65536 [pclntab]=32768 [dwarf]=32768 [buildinfo]=4096 [offsets_db]=32768)
 # Inputs run once, unmutated (whole executables, whole tables).
 declare -A once=([elf]="$seeds/full" [pclntab]="$seeds/pclntab-full" [dwarf]="$seeds/full")
 
