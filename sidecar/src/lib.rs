@@ -23,6 +23,7 @@
 pub mod attach;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod discover;
 pub mod export;
 pub mod inspect;
