@@ -26,6 +26,7 @@ pub mod context_propagation;
 pub mod net_http_client;
 #[path = "net_http_server/mod.rs"]
 pub mod net_http_server;
+pub mod socket;
 
 pub use loader::{load, AttachedProbe, ProbeError};
 pub use ring::EventReader;
