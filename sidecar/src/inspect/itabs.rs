@@ -180,8 +180,10 @@ pub fn read(bin: &super::GoBinary, offsets: Offsets) -> Result<Vec<Itab>, ItabEr
                 // Fun[0] == 0 marks an itab for a type that does not implement the
                 // interface: no method slots beyond the first.
                 let first_fun = word(at.checked_add(fun)).unwrap_or(0);
-                let n = if first_fun == 0 { 1 } else { word(inter.checked_add(methods + 8)).unwrap_or(1).max(1) };
-                let Some(next) = n.checked_mul(8).and_then(|m| at.checked_add(fun + m)) else { break };
+                let count_at = methods.checked_add(8).and_then(|m| inter.checked_add(m));
+                let n = if first_fun == 0 { 1 } else { word(count_at).unwrap_or(1).max(1) };
+                let next = n.checked_mul(8).and_then(|m| m.checked_add(fun)).and_then(|len| at.checked_add(len));
+                let Some(next) = next else { break };
                 at = next;
             }
         }
