@@ -287,7 +287,7 @@ impl<'data> Pclntab<'data> {
                 let (min_pc, max_pc, text) = (word(20)?, word(21)?, word(22)?);
                 if text.checked_add(first) == Some(min_pc) && text.checked_add(end) == Some(max_pc)
                 {
-                    return Some((address + at as u64, text));
+                    return Some((address.checked_add(at as u64)?, text));
                 }
             }
         }
@@ -313,7 +313,11 @@ fn locate_table<'data>(obj: &object::File<'data>) -> Result<Pclntab<'data>, Faul
             if magic != MAGIC_GO120 && magic != MAGIC_GO118 && !MAGIC_OLD.contains(&magic) {
                 continue;
             }
-            match Pclntab::parse(&data[at..], address + at as u64) {
+            // A segment whose address range wraps around holds no table.
+            let Some(table_address) = address.checked_add(at as u64) else {
+                break;
+            };
+            match Pclntab::parse(&data[at..], table_address) {
                 Ok(table) => return Ok(table),
                 Err(fault @ Fault::Unsupported(_)) => old = old.or(Some(fault)),
                 Err(Fault::Malformed(_)) => {}
