@@ -425,7 +425,10 @@ func miniELF(raw []byte, f *elf.File, pcln *elf.Section, t *pclntab, kept []int,
 			}
 		}
 	}
-	pclnBlob := addProg(pcln.Addr, pruned)
+	// The table 16 bytes into its segment, as in real binaries (it follows .rodata),
+	// so that finding it by magic computes an address from a non-zero offset.
+	const pclnPad = 16
+	pclnBlob := addProg(pcln.Addr-pclnPad, append(make([]byte, pclnPad), pruned...))
 	var mdBlob *blob
 	if md != nil {
 		mdBlob = addProg(mdAddr, md)
@@ -520,8 +523,12 @@ func miniELF(raw []byte, f *elf.File, pcln *elf.Section, t *pclntab, kept []int,
 		sh := append([]byte(nil), raw[at:at+shdr]...)
 		le.PutUint32(sh[8:], uint32(uint64(s.Flags)&^uint64(elf.SHF_COMPRESSED)))
 		if b := blobs[i]; b != nil {
-			le.PutUint64(sh[24:], b.offset)
-			le.PutUint64(sh[32:], uint64(len(b.data)))
+			skip := uint64(0)
+			if b == pclnBlob {
+				skip = pclnPad
+			}
+			le.PutUint64(sh[24:], b.offset+skip)
+			le.PutUint64(sh[32:], uint64(len(b.data))-skip)
 			if a, ok := addrs[i]; ok {
 				le.PutUint64(sh[16:], a)
 			}
