@@ -3,3 +3,4 @@
 //! Go spans.
 
 pub mod metrics;
+pub mod table;

@@ -1,0 +1,187 @@
+//! Live TCP connections per process, from the socket probe's OPEN and CLOSE
+//! records, and the network facts they add to Go spans.
+//!
+//! A span is joined to the connection its request travelled on:
+//! - server spans (HTTP and gRPC) and gRPC client spans know the peer's socket
+//!   address from Go's own structs (`Request.RemoteAddr`, the stream's peer): the
+//!   connection of that process with that remote address confirms it;
+//! - an HTTP client span knows only `server.address` (maybe a host name) and
+//!   `server.port`: the process's client connections to that port that were open
+//!   during the span (and to that IP, when `server.address` is one) must all agree
+//!   on the peer address, else nothing is added.
+//!
+//! A span that matches nothing (the socket probe is off, or the connection was
+//! opened before gosight attached) keeps what Go told us and gains nothing.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+
+use gosight_uprobes::socket::{ConnEvent, ConnKind, ConnRole};
+use opentelemetry::KeyValue;
+
+/// How long a closed connection stays joinable (spans end after their connection
+/// closes when the server closes first).
+const CLOSED_GRACE_NS: u64 = 30_000_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Conn {
+    id: u64,
+    role: ConnRole,
+    local: SocketAddr,
+    remote: SocketAddr,
+    open_ns: u64,
+    close_ns: Option<u64>,
+}
+
+/// Connections by pid.
+#[derive(Debug, Default)]
+pub struct ConnectionTable {
+    by_pid: Mutex<HashMap<u32, Vec<Conn>>>,
+}
+
+/// The attributes a joined connection adds to a span.
+pub fn network_attributes(remote: SocketAddr) -> [KeyValue; 4] {
+    [
+        KeyValue::new("network.peer.address", remote.ip().to_string()),
+        KeyValue::new("network.peer.port", i64::from(remote.port())),
+        KeyValue::new("network.transport", "tcp"),
+        KeyValue::new("network.type", if remote.is_ipv4() { "ipv4" } else { "ipv6" }),
+    ]
+}
+
+fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    let canon = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    canon(a) == canon(b)
+}
+
+impl ConnectionTable {
+    /// Applies one record; `now_ns` (monotonic) drives the purge of closed ones.
+    pub fn apply(&self, e: &ConnEvent, now_ns: u64) {
+        let mut map = self.by_pid.lock().expect("connection table lock");
+        let conns = map.entry(e.pid).or_default();
+        match e.kind {
+            ConnKind::Open => {
+                if !conns.iter().any(|c| c.id == e.id) {
+                    conns.push(Conn { id: e.id, role: e.role, local: e.local, remote: e.remote, open_ns: e.open_ns, close_ns: None });
+                }
+            }
+            ConnKind::Close => match conns.iter_mut().find(|c| c.id == e.id) {
+                Some(c) => c.close_ns = Some(e.close_ns),
+                None => conns.push(Conn {
+                    id: e.id,
+                    role: e.role,
+                    local: e.local,
+                    remote: e.remote,
+                    open_ns: e.open_ns,
+                    close_ns: Some(e.close_ns),
+                }),
+            },
+        }
+        conns.retain(|c| c.close_ns.is_none_or(|t| now_ns.saturating_sub(t) < CLOSED_GRACE_NS));
+        if conns.is_empty() {
+            map.remove(&e.pid);
+        }
+    }
+
+    /// Forgets a process (it exited).
+    pub fn forget(&self, pid: u32) {
+        self.by_pid.lock().expect("connection table lock").remove(&pid);
+    }
+
+    /// Live connections (for tests and the log).
+    pub fn len(&self) -> usize {
+        self.by_pid.lock().expect("connection table lock").values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The remote address of `pid`'s connection with remote `peer` in `role`, if
+    /// the probe saw it.
+    pub fn confirm(&self, pid: u32, role: ConnRole, peer: SocketAddr) -> Option<SocketAddr> {
+        let map = self.by_pid.lock().expect("connection table lock");
+        map.get(&pid)?
+            .iter()
+            .find(|c| c.role == role && c.remote.port() == peer.port() && same_ip(c.remote.ip(), peer.ip()))
+            .map(|c| c.remote)
+    }
+
+    /// The peer of an HTTP client span: `pid`'s client connections to `port` (and
+    /// `ip`, if known) open during `[start_ns, end_ns]`, when they all agree.
+    pub fn client_peer(&self, pid: u32, ip: Option<IpAddr>, port: u16, start_ns: u64, end_ns: u64) -> Option<SocketAddr> {
+        let map = self.by_pid.lock().expect("connection table lock");
+        let mut found: Option<SocketAddr> = None;
+        for c in map.get(&pid)? {
+            let overlaps = c.open_ns <= end_ns && c.close_ns.is_none_or(|t| t >= start_ns);
+            if c.role != ConnRole::Client || c.remote.port() != port || !overlaps {
+                continue;
+            }
+            if ip.is_some_and(|ip| !same_ip(ip, c.remote.ip())) {
+                continue;
+            }
+            match found {
+                None => found = Some(c.remote),
+                Some(f) if same_ip(f.ip(), c.remote.ip()) => {}
+                Some(_) => return None,
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(kind: ConnKind, id: u64, role: ConnRole, remote: &str, open_ns: u64, close_ns: u64) -> ConnEvent {
+        ConnEvent {
+            kind,
+            id,
+            pid: 42,
+            comm: "app".into(),
+            role,
+            local: "127.0.0.1:8080".parse().unwrap(),
+            remote: remote.parse().unwrap(),
+            open_ns,
+            close_ns,
+            bytes_sent: 0,
+            bytes_received: 0,
+            srtt_us: 0,
+            failed: false,
+        }
+    }
+
+    #[test]
+    fn spans_join_the_connection_they_used() {
+        let t = ConnectionTable::default();
+        t.apply(&ev(ConnKind::Open, 1, ConnRole::Server, "127.0.0.1:50000", 100, 0), 100);
+        t.apply(&ev(ConnKind::Open, 2, ConnRole::Client, "[::1]:9000", 200, 0), 200);
+        t.apply(&ev(ConnKind::Open, 3, ConnRole::Client, "10.0.0.7:9000", 200, 0), 200);
+        t.apply(&ev(ConnKind::Open, 4, ConnRole::Client, "10.0.0.8:5432", 200, 0), 200);
+        // Server span: RemoteAddr confirmed; v4-mapped spelling matches too.
+        assert_eq!(t.confirm(42, ConnRole::Server, "127.0.0.1:50000".parse().unwrap()), Some("127.0.0.1:50000".parse().unwrap()));
+        assert_eq!(t.confirm(42, ConnRole::Server, "[::ffff:127.0.0.1]:50000".parse().unwrap()).map(|a| a.port()), Some(50000));
+        assert_eq!(t.confirm(42, ConnRole::Server, "127.0.0.1:50001".parse().unwrap()), None);
+        assert_eq!(t.confirm(7, ConnRole::Server, "127.0.0.1:50000".parse().unwrap()), None);
+        // Client span to port 9000 by name: two candidates disagree → nothing.
+        assert_eq!(t.client_peer(42, None, 9000, 300, 400), None);
+        // ... by IP: the one.
+        assert_eq!(t.client_peer(42, Some("10.0.0.7".parse().unwrap()), 9000, 300, 400), Some("10.0.0.7:9000".parse().unwrap()));
+        assert_eq!(t.client_peer(42, None, 5432, 300, 400), Some("10.0.0.8:5432".parse().unwrap()));
+        // Not open during the span.
+        assert_eq!(t.client_peer(42, None, 5432, 50, 150), None);
+        // Closed connections stay joinable for a while, then go.
+        t.apply(&ev(ConnKind::Close, 4, ConnRole::Client, "10.0.0.8:5432", 200, 500), 500);
+        assert_eq!(t.client_peer(42, None, 5432, 300, 600), Some("10.0.0.8:5432".parse().unwrap()));
+        assert_eq!(t.client_peer(42, None, 5432, 600, 700), None, "closed before the span");
+        t.apply(&ev(ConnKind::Open, 5, ConnRole::Client, "10.0.0.9:1", 500 + CLOSED_GRACE_NS, 0), 500 + CLOSED_GRACE_NS);
+        assert_eq!(t.len(), 4, "the closed one was purged");
+        let attrs = network_attributes("[::1]:9000".parse().unwrap());
+        assert_eq!(attrs[3].value.as_str(), "ipv6");
+    }
+}
