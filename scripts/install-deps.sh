@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing gosight needs on a Debian machine, skipping
-# whatever is already there: clang + libbpf headers (the BPF programs are C), and
+# whatever is already there: clang + libbpf headers (the BPF programs are C), curl,
+# wrk, iproute2 and python3 (the tests drive servers and network namespaces), and
 # checks for Go and Rust. Safe to run repeatedly.
 set -euo pipefail
 log() { printf 'install-deps: %s\n' "$*" >&2; }
@@ -11,6 +12,8 @@ command -v clang >/dev/null 2>&1 || need+=(clang)
 [[ -f /usr/include/linux/bpf.h ]] || need+=(linux-libc-dev)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if ((${#need[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         log "missing packages ${need[*]}: run as root or install them"; exit 1

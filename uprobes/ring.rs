@@ -25,6 +25,9 @@ impl EventReader {
     /// Waits for events and hands each decoded one to `f`; returns after draining.
     pub async fn next_batch(&mut self, mut f: impl FnMut(Event)) -> io::Result<usize> {
         let mut guard = self.fd.readable_mut().await?;
+        // Clear first: a record committed while we drain signals again, instead of
+        // its wake-up being cleared after the drain missed it.
+        guard.clear_ready();
         let rb = guard.get_inner_mut();
         let mut n = 0;
         while let Some(item) = rb.next() {
@@ -36,7 +39,6 @@ impl EventReader {
                 None => self.malformed += 1,
             }
         }
-        guard.clear_ready();
         Ok(n)
     }
 
