@@ -207,7 +207,6 @@ pub enum Event {
     GrpcClient(grpc_client::GrpcClientEvent),
 }
 
-/// Every probe this crate ships.
 /// Every per-target probe this crate ships.
 pub static ALL_PROBES: &[&ProbeSpec] =
     &[&net_http_server::SPEC, &net_http_client::SPEC, &grpc_server::SPEC, &grpc_client::SPEC];

@@ -30,6 +30,8 @@ pub struct Shared {
     pub propagate: bool,
     /// Field offsets for binaries without DWARF.
     pub offsets_db: std::sync::Arc<gosight_offsets_db::Database>,
+    /// The pod's live TCP connections (None: the socket probe is off).
+    pub connections: Option<std::sync::Arc<crate::connections::table::ConnectionTable>>,
 }
 
 /// Go type names of `error` values by runtime itab address, for `error.type`.
@@ -112,6 +114,8 @@ impl Session {
                         exporter: exporter.clone(),
                         export: export.clone(),
                         errors: errors.clone(),
+                        connections: shared.connections.clone(),
+                        pid,
                     };
                     let task = tokio::spawn(run_events(reader, sink, pid));
                     probes.push(RunningProbe { attached, task, reported_lost: 0 });
@@ -163,17 +167,22 @@ struct EventSink {
     exporter: Exporter,
     export: TargetHandle,
     errors: std::sync::Arc<ErrorTypes>,
+    connections: Option<std::sync::Arc<crate::connections::table::ConnectionTable>>,
+    pid: u32,
 }
 
 impl EventSink {
     fn handle(&self, ev: Event) {
-        let span = match ev {
-            Event::HttpServer(e) => self.factory.http_server(&e),
-            Event::HttpClient(e) => self.factory.http_client(&e, self.errors.name(e.error_itab)),
-            Event::GrpcServer(e) => self.factory.grpc_server(&e),
-            Event::GrpcClient(e) => self.factory.grpc_client(&e),
+        let span = match &ev {
+            Event::HttpServer(e) => self.factory.http_server(e),
+            Event::HttpClient(e) => self.factory.http_client(e, self.errors.name(e.error_itab)),
+            Event::GrpcServer(e) => self.factory.grpc_server(e),
+            Event::GrpcClient(e) => self.factory.grpc_client(e),
         };
-        if let Some(span) = span {
+        if let Some(mut span) = span {
+            if let Some(table) = &self.connections {
+                crate::connections::enrich::enrich(table, self.pid, &ev, &mut span);
+            }
             self.exporter.submit(&self.export, span);
         }
     }

@@ -50,6 +50,11 @@ pub struct Config {
     #[arg(long, env = "GOSIGHT_PROPAGATION_CGROUP")]
     pub propagation_cgroup: Option<PathBuf>,
 
+    /// Watch every TCP connection of gosight's network namespace (the pod) with the
+    /// kernel socket probe: connection metrics, and network facts on the spans.
+    #[arg(long, env = "GOSIGHT_SOCKET_PROBE", default_value = "on", value_parser = parse_on_off)]
+    pub socket_probe: bool,
+
     /// Offsets database file laid over the embedded one (a ConfigMap mount in
     /// Kubernetes): it extends it, or replaces it when it says `"replace": true`.
     #[arg(long, env = "GOSIGHT_OFFSETS_DB")]

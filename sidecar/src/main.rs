@@ -8,6 +8,7 @@ use clap::Parser;
 use gosight::attach::{Session, Shared};
 use gosight::clock::Clock;
 use gosight::config::{log_filter, sampling_from, Config};
+use gosight::connections::Connections;
 use gosight::propagation::Propagation;
 use gosight::discover::{Change, Selector, Watcher};
 use gosight::export::{ExportConfig, Exporter};
@@ -63,6 +64,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Default::default()
     });
     let propagation = Propagation::start(&config);
+    let mut connections = if config.socket_probe {
+        Connections::start()
+    } else {
+        tracing::info!("socket probe off (GOSIGHT_SOCKET_PROBE=off)");
+        None
+    };
     let shared = Shared {
         factory: SpanFactory::new(clock),
         exporter: exporter.clone(),
@@ -70,6 +77,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         sampling,
         propagate: propagation.inserting(),
         offsets_db: gosight::offsets::database::load(config.offsets_db.as_deref()),
+        connections: connections.as_ref().map(Connections::table),
     };
 
     let mut watcher = Watcher::new(config.proc_root.clone(), selector);
@@ -108,6 +116,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         if last_report.elapsed() >= Duration::from_secs(10) {
             sessions.values_mut().for_each(Session::report_lost);
             propagation.check();
+            if let Some(c) = connections.as_mut() {
+                c.check();
+            }
             last_report = Instant::now();
         }
     }
@@ -115,6 +126,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     sessions.clear();
     propagation.report();
     drop(propagation);
+    if let Some(c) = connections {
+        c.shutdown();
+    }
     exporter.shutdown(config.shutdown_timeout).await;
     Ok(())
 }

@@ -1,6 +1,177 @@
 //! The kernel socket probe's half in the sidecar: every TCP connection of the pod
-//! (Go or not), turned into connection metrics and into the network facts of the
-//! Go spans.
+//! (Go or not) — turned into connection metrics ([`metrics`]) and into the network
+//! facts of the Go spans ([`table`], [`enrich`]).
+//!
+//! One socket probe per gosight, scoped to gosight's own network namespace (in a
+//! pod: the pod's). Records lost in the kernel (ring buffer or connection map full)
+//! are counted there and reported here, never dropped silently.
 
+pub mod enrich;
 pub mod metrics;
 pub mod table;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gosight_uprobes::socket::{ConnEvent, ConnKind, ConnRole, SocketCounters, SocketProbe};
+use opentelemetry_sdk::Resource;
+use tokio::task::JoinHandle;
+
+use metrics::{ClosedConnection, ConnectionMetrics, MetricsExporter, Role};
+use table::ConnectionTable;
+
+/// The running socket probe, its reader task and the metrics it feeds.
+pub struct Connections {
+    probe: SocketProbe,
+    table: Arc<ConnectionTable>,
+    metrics: Option<Arc<ConnectionMetrics>>,
+    task: JoinHandle<()>,
+    reported: SocketCounters,
+}
+
+/// CLOCK_MONOTONIC in ns (the clock of the probe's records).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: plain syscall writing into a valid struct.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
+impl Connections {
+    /// Starts the probe for gosight's own network namespace and the metrics
+    /// exporter; `None` (with one log line saying why) when either cannot run —
+    /// spans are traced regardless.
+    pub fn start() -> Option<Connections> {
+        let env = |k: &str| std::env::var(k).ok();
+        let kind = match MetricsExporter::from_env(&env) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!("connection metrics off: {e}");
+                MetricsExporter::None
+            }
+        };
+        let netns = match gosight_uprobes::socket::own_netns_ino() {
+            Ok(ino) => ino,
+            Err(e) => {
+                tracing::warn!("socket probe off: cannot read gosight's network namespace: {e}");
+                return None;
+            }
+        };
+        let mut probe = match SocketProbe::start(netns) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("socket probe off: {e}");
+                return None;
+            }
+        };
+        if !probe.counts_bytes() {
+            tracing::warn!("socket probe: this kernel has no sock_send_length/sock_recv_length tracepoints (6.3+): bytes are not counted");
+        }
+        let reader = match probe.take_events() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("socket probe off: event buffer: {e}");
+                return None;
+            }
+        };
+        let resource = Resource::builder()
+            .with_attribute(opentelemetry::KeyValue::new("telemetry.distro.name", "gosight"))
+            .with_attribute(opentelemetry::KeyValue::new("telemetry.distro.version", env!("CARGO_PKG_VERSION")))
+            .build();
+        let metrics = match ConnectionMetrics::start(kind, resource) {
+            Ok(m) => m.map(Arc::new),
+            Err(e) => {
+                tracing::warn!("connection metrics off: {e:#}");
+                None
+            }
+        };
+        let table = Arc::new(ConnectionTable::default());
+        let task = tokio::spawn(read_events(reader, table.clone(), metrics.clone()));
+        tracing::info!(
+            netns,
+            metrics = ?kind,
+            "socket probe attached: TCP connections of this network namespace (tracepoints inet_sock_set_state, sock_send_length, sock_recv_length, tcp_destroy_sock)"
+        );
+        Some(Connections { probe, table, metrics, task, reported: SocketCounters::default() })
+    }
+
+    /// The live connections, for joining spans.
+    pub fn table(&self) -> Arc<ConnectionTable> {
+        self.table.clone()
+    }
+
+    /// Logs loss counted in the kernel since the last call.
+    pub fn check(&mut self) {
+        let c = self.probe.counters();
+        if c.lost_records > self.reported.lost_records || c.untracked > self.reported.untracked {
+            tracing::warn!(
+                lost_records = c.lost_records,
+                untracked = c.untracked,
+                "socket probe: connection records lost (ring buffer or connection map full); counted, not silent"
+            );
+        }
+        self.reported = c;
+    }
+
+    /// The final line: what the probe saw and lost, then a last metrics export.
+    pub fn shutdown(self) {
+        let c = self.probe.counters();
+        tracing::info!(
+            tracked = c.tracked,
+            closed = c.closed,
+            failed_connects = c.failed_connects,
+            lost_records = c.lost_records,
+            lost_open = c.lost_open,
+            untracked = c.untracked,
+            other_netns = c.other_netns,
+            "socket probe totals"
+        );
+        self.task.abort();
+        if let Some(m) = &self.metrics {
+            m.shutdown();
+        }
+    }
+}
+
+async fn read_events(
+    mut reader: gosight_uprobes::socket::ConnEventReader,
+    table: Arc<ConnectionTable>,
+    metrics: Option<Arc<ConnectionMetrics>>,
+) {
+    loop {
+        let now = monotonic_ns();
+        let res = reader.next_batch(|e| {
+            table.apply(&e, now);
+            if let (ConnKind::Close, Some(m)) = (e.kind, &metrics) {
+                if let Some(c) = closed(&e) {
+                    m.record(&c);
+                }
+            }
+        });
+        if let Err(e) = res.await {
+            tracing::warn!("socket probe reader stopped: {e}");
+            return;
+        }
+    }
+}
+
+/// A CLOSE record as metrics see it; none for a connection no process touched.
+fn closed(e: &ConnEvent) -> Option<ClosedConnection> {
+    if e.pid == 0 {
+        return None;
+    }
+    Some(ClosedConnection {
+        pid: e.pid,
+        command: e.comm.clone(),
+        role: match e.role {
+            ConnRole::Client => Role::Client,
+            ConnRole::Server => Role::Server,
+        },
+        local: e.local,
+        remote: e.remote,
+        bytes_sent: e.bytes_sent,
+        bytes_received: e.bytes_received,
+        duration: Duration::from_nanos(e.close_ns.saturating_sub(e.open_ns)),
+        srtt: Duration::from_micros(u64::from(e.srtt_us)),
+    })
+}

@@ -37,6 +37,7 @@ pub struct Collector {
     pub grpc_endpoint: String,
     pub http_endpoint: String,
     pub traces_file: PathBuf,
+    pub metrics_file: PathBuf,
     _child: Child,
     _dir: PathBuf,
 }
@@ -54,12 +55,14 @@ impl Collector {
             .env("HTTP_ENDPOINT", format!("127.0.0.1:{http}"))
             .env("OUTPUT_FILE", &traces_file)
             .env("METRICS_FILE", dir.join("metrics.jsonl"));
+        let metrics_file = dir.join("metrics.jsonl");
         let child = Child::spawn("otelcol", cmd, &dir);
         child.wait_for_log("Everything is ready", Duration::from_secs(30));
         Collector {
             grpc_endpoint: format!("http://127.0.0.1:{grpc}"),
             http_endpoint: format!("http://127.0.0.1:{http}"),
             traces_file,
+            metrics_file,
             _child: child,
             _dir: dir,
         }
@@ -82,6 +85,85 @@ impl Collector {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+impl Collector {
+    /// The latest value of every metric series received so far (cumulative
+    /// temporality: the newest point of a series is its total).
+    pub fn metric_points(&self) -> Vec<MetricPoint> {
+        let text = std::fs::read_to_string(&self.metrics_file).unwrap_or_default();
+        let mut latest: Vec<MetricPoint> = Vec::new();
+        for v in text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+            for p in parse_metrics(&v) {
+                let key = |q: &MetricPoint| (q.name.clone(), format!("{:?}", sorted(&q.attrs)));
+                match latest.iter_mut().find(|q| key(q) == key(&p)) {
+                    Some(q) => *q = p,
+                    None => latest.push(p),
+                }
+            }
+        }
+        latest
+    }
+}
+
+fn sorted(m: &HashMap<String, Value>) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = m.iter().map(|(k, x)| (k.clone(), x.to_string())).collect();
+    v.sort();
+    v
+}
+
+/// One data point of a sum (value) or histogram (count and sum).
+#[derive(Debug, Clone)]
+pub struct MetricPoint {
+    pub name: String,
+    pub attrs: HashMap<String, Value>,
+    pub resource: HashMap<String, Value>,
+    /// A sum's value, or a histogram's count.
+    pub value: f64,
+    /// A histogram's sum.
+    pub sum: f64,
+}
+
+impl MetricPoint {
+    pub fn attr_str(&self, k: &str) -> Option<&str> {
+        self.attrs.get(k).and_then(Value::as_str)
+    }
+    pub fn attr_int(&self, k: &str) -> Option<i64> {
+        self.attrs.get(k).and_then(Value::as_i64)
+    }
+}
+
+fn number(v: Option<&Value>) -> f64 {
+    match v {
+        Some(Value::String(s)) => s.parse().unwrap_or(0.0),
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+        _ => 0.0,
+    }
+}
+
+fn parse_metrics(v: &Value) -> Vec<MetricPoint> {
+    let mut out = Vec::new();
+    for rm in v.get("resourceMetrics").and_then(Value::as_array).into_iter().flatten() {
+        let resource = attributes(&rm["resource"]["attributes"]);
+        for sm in rm.get("scopeMetrics").and_then(Value::as_array).into_iter().flatten() {
+            for m in sm.get("metrics").and_then(Value::as_array).into_iter().flatten() {
+                let name = m["name"].as_str().unwrap_or_default().to_string();
+                for (kind, value_key) in [("sum", "asInt"), ("gauge", "asInt"), ("histogram", "count")] {
+                    for p in m[kind]["dataPoints"].as_array().into_iter().flatten() {
+                        let value = if p.get(value_key).is_some() { number(p.get(value_key)) } else { number(p.get("asDouble")) };
+                        out.push(MetricPoint {
+                            name: name.clone(),
+                            attrs: attributes(&p["attributes"]),
+                            resource: resource.clone(),
+                            value,
+                            sum: number(p.get("sum")),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// One span, flattened with its resource.
