@@ -66,8 +66,9 @@ def start_go_app(binary, work, name, procs, args=()):
     return p, wait_for(work / f"{name}.log", "listening on").split()[-1]
 
 
-def wrk(url, seconds, connections):
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+def wrk(url, seconds, connections, headers=()):
+    extra = [x for h in headers for x in ("-H", h)]
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *extra, url],
                          check=True, capture_output=True, text=True).stdout
     reqs = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
