@@ -27,7 +27,7 @@ cargo test --workspace --release -- --test-threads=1 "$@" 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
 # Fuzz targets for the binary readers, bounded: no input may panic them.
 if [[ $# -eq 0 ]]; then
-    bash fuzz/run.sh "${GOSIGHT_FUZZ_SECS:-30}" || status=1
+    GOSIGHT_FUZZ_TARGET_DIR=$GOSIGHT_CACHE_DIR/fuzz-target bash fuzz/run.sh "${GOSIGHT_FUZZ_SECS:-30}" || status=1
 fi
 set -e
 # One closing line over every test binary (cargo prints one per binary).
