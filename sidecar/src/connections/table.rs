@@ -20,9 +20,12 @@ use std::sync::Mutex;
 use gosight_uprobes::socket::{ConnEvent, ConnKind, ConnRole};
 use opentelemetry::KeyValue;
 
-/// How long a closed connection stays joinable (spans end after their connection
-/// closes when the server closes first).
-const CLOSED_GRACE_NS: u64 = 30_000_000_000;
+/// How long a closed connection stays joinable (a span's record can be read a
+/// little after its connection's CLOSE record).
+const CLOSED_GRACE_NS: u64 = 5_000_000_000;
+/// Closed connections are purged at most this often (not per record: under
+/// connection churn the table holds tens of thousands of recently closed ones).
+const PURGE_EVERY_NS: u64 = 500_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Conn {
@@ -34,10 +37,16 @@ struct Conn {
     close_ns: Option<u64>,
 }
 
-/// Connections by pid.
+/// Connections by pid, then by the probe's connection id.
 #[derive(Debug, Default)]
 pub struct ConnectionTable {
-    by_pid: Mutex<HashMap<u32, Vec<Conn>>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_pid: HashMap<u32, HashMap<u64, Conn>>,
+    last_purge_ns: u64,
 }
 
 /// The attributes a joined connection adds to a span.
@@ -61,40 +70,31 @@ fn same_ip(a: IpAddr, b: IpAddr) -> bool {
 impl ConnectionTable {
     /// Applies one record; `now_ns` (monotonic) drives the purge of closed ones.
     pub fn apply(&self, e: &ConnEvent, now_ns: u64) {
-        let mut map = self.by_pid.lock().expect("connection table lock");
-        let conns = map.entry(e.pid).or_default();
-        match e.kind {
-            ConnKind::Open => {
-                if !conns.iter().any(|c| c.id == e.id) {
-                    conns.push(Conn { id: e.id, role: e.role, local: e.local, remote: e.remote, open_ns: e.open_ns, close_ns: None });
-                }
-            }
-            ConnKind::Close => match conns.iter_mut().find(|c| c.id == e.id) {
-                Some(c) => c.close_ns = Some(e.close_ns),
-                None => conns.push(Conn {
-                    id: e.id,
-                    role: e.role,
-                    local: e.local,
-                    remote: e.remote,
-                    open_ns: e.open_ns,
-                    close_ns: Some(e.close_ns),
-                }),
-            },
+        let mut inner = self.inner.lock().expect("connection table lock");
+        let conns = inner.by_pid.entry(e.pid).or_default();
+        let conn = conns.entry(e.id).or_insert_with(|| Conn {
+            id: e.id,
+            role: e.role,
+            local: e.local,
+            remote: e.remote,
+            open_ns: e.open_ns,
+            close_ns: None,
+        });
+        if e.kind == ConnKind::Close {
+            conn.close_ns = Some(e.close_ns);
         }
-        conns.retain(|c| c.close_ns.is_none_or(|t| now_ns.saturating_sub(t) < CLOSED_GRACE_NS));
-        if conns.is_empty() {
-            map.remove(&e.pid);
+        if now_ns.saturating_sub(inner.last_purge_ns) >= PURGE_EVERY_NS {
+            inner.last_purge_ns = now_ns;
+            inner.by_pid.retain(|_, conns| {
+                conns.retain(|_, c| c.close_ns.is_none_or(|t| now_ns.saturating_sub(t) < CLOSED_GRACE_NS));
+                !conns.is_empty()
+            });
         }
     }
 
-    /// Forgets a process (it exited).
-    pub fn forget(&self, pid: u32) {
-        self.by_pid.lock().expect("connection table lock").remove(&pid);
-    }
-
-    /// Live connections (for tests and the log).
+    /// Connections held, live and recently closed.
     pub fn len(&self) -> usize {
-        self.by_pid.lock().expect("connection table lock").values().map(Vec::len).sum()
+        self.inner.lock().expect("connection table lock").by_pid.values().map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -104,9 +104,11 @@ impl ConnectionTable {
     /// The remote address of `pid`'s connection with remote `peer` in `role`, if
     /// the probe saw it.
     pub fn confirm(&self, pid: u32, role: ConnRole, peer: SocketAddr) -> Option<SocketAddr> {
-        let map = self.by_pid.lock().expect("connection table lock");
-        map.get(&pid)?
-            .iter()
+        let inner = self.inner.lock().expect("connection table lock");
+        inner
+            .by_pid
+            .get(&pid)?
+            .values()
             .find(|c| c.role == role && c.remote.port() == peer.port() && same_ip(c.remote.ip(), peer.ip()))
             .map(|c| c.remote)
     }
@@ -114,9 +116,9 @@ impl ConnectionTable {
     /// The peer of an HTTP client span: `pid`'s client connections to `port` (and
     /// `ip`, if known) open during `[start_ns, end_ns]`, when they all agree.
     pub fn client_peer(&self, pid: u32, ip: Option<IpAddr>, port: u16, start_ns: u64, end_ns: u64) -> Option<SocketAddr> {
-        let map = self.by_pid.lock().expect("connection table lock");
+        let inner = self.inner.lock().expect("connection table lock");
         let mut found: Option<SocketAddr> = None;
-        for c in map.get(&pid)? {
+        for c in inner.by_pid.get(&pid)?.values() {
             let overlaps = c.open_ns <= end_ns && c.close_ns.is_none_or(|t| t >= start_ns);
             if c.role != ConnRole::Client || c.remote.port() != port || !overlaps {
                 continue;
@@ -179,7 +181,7 @@ mod tests {
         t.apply(&ev(ConnKind::Close, 4, ConnRole::Client, "10.0.0.8:5432", 200, 500), 500);
         assert_eq!(t.client_peer(42, None, 5432, 300, 600), Some("10.0.0.8:5432".parse().unwrap()));
         assert_eq!(t.client_peer(42, None, 5432, 600, 700), None, "closed before the span");
-        t.apply(&ev(ConnKind::Open, 5, ConnRole::Client, "10.0.0.9:1", 500 + CLOSED_GRACE_NS, 0), 500 + CLOSED_GRACE_NS);
+        t.apply(&ev(ConnKind::Open, 5, ConnRole::Client, "10.0.0.9:1", 500 + CLOSED_GRACE_NS, 0), 500 + CLOSED_GRACE_NS + PURGE_EVERY_NS);
         assert_eq!(t.len(), 4, "the closed one was purged");
         let attrs = network_attributes("[::1]:9000".parse().unwrap());
         assert_eq!(attrs[3].value.as_str(), "ipv6");
