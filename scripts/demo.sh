@@ -23,7 +23,8 @@ for _ in $(seq 100); do grep -q 'listening on' "$work/app.log" && break; sleep 0
 addr=$(awk '/listening on/ {print $3}' "$work/app.log")
 echo "demo: Go server pid $app on $addr" >&2
 
-OTEL_TRACES_EXPORTER=${OTEL_TRACES_EXPORTER:-console} OTEL_BSP_SCHEDULE_DELAY=${OTEL_BSP_SCHEDULE_DELAY:-500} \
+OTEL_TRACES_EXPORTER=${OTEL_TRACES_EXPORTER:-console} OTEL_METRICS_EXPORTER=${OTEL_METRICS_EXPORTER:-none} \
+    OTEL_BSP_SCHEDULE_DELAY=${OTEL_BSP_SCHEDULE_DELAY:-500} \
     ./target/release/gosight --pid "$app" 2>"$work/gosight.log" &
 gs=$!
 for _ in $(seq 200); do grep -q 'probe attached' "$work/gosight.log" && break; sleep 0.1; done

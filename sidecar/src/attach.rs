@@ -179,11 +179,19 @@ impl EventSink {
             Event::GrpcServer(e) => self.factory.grpc_server(e),
             Event::GrpcClient(e) => self.factory.grpc_client(e),
         };
-        if let Some(mut span) = span {
-            if let Some(table) = &self.connections {
-                crate::connections::enrich::enrich(table, self.pid, &ev, &mut span);
+        let Some(mut span) = span else { return };
+        match &self.connections {
+            Some(table) if !crate::connections::enrich::enrich(table, self.pid, &ev, &mut span) => {
+                // The connection's record may not have been read yet: one more try
+                // shortly, then the span goes out either way.
+                let (table, exporter, export, pid) = (table.clone(), self.exporter.clone(), self.export.clone(), self.pid);
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    crate::connections::enrich::enrich(&table, pid, &ev, &mut span);
+                    exporter.submit(&export, span);
+                });
             }
-            self.exporter.submit(&self.export, span);
+            _ => self.exporter.submit(&self.export, span),
         }
     }
 }

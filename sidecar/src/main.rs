@@ -124,6 +124,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     sessions.clear();
+    // Spans waiting a moment for their connection's record (connections::enrich)
+    // are submitted within 50 ms: let them in before the exporter flushes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     propagation.report();
     drop(propagation);
     if let Some(c) = connections {

@@ -10,8 +10,10 @@ use opentelemetry_sdk::trace::SpanData;
 
 use super::table::{network_attributes, ConnectionTable};
 
-/// Joins `event`'s span of process `pid` to its connection, if the table knows it.
-pub fn enrich(table: &ConnectionTable, pid: u32, event: &Event, span: &mut SpanData) {
+/// Joins `event`'s span of process `pid` to its connection, if the table knows it;
+/// false when it does not (yet: the connection's OPEN record travels through another
+/// ring buffer and may be read a moment after the span's record).
+pub fn enrich(table: &ConnectionTable, pid: u32, event: &Event, span: &mut SpanData) -> bool {
     let remote = match event {
         Event::HttpServer(e) => e.remote_addr.parse::<SocketAddr>().ok().and_then(|a| table.confirm(pid, ConnRole::Server, a)),
         Event::GrpcServer(e) => e.peer.and_then(|a| table.confirm(pid, ConnRole::Server, a)),
@@ -22,8 +24,12 @@ pub fn enrich(table: &ConnectionTable, pid: u32, event: &Event, span: &mut SpanD
             port.and_then(|p| table.client_peer(pid, ip, p, e.start_ns, e.end_ns))
         }
     };
-    if let Some(r) = remote {
-        span.attributes.extend(network_attributes(r));
+    match remote {
+        Some(r) => {
+            span.attributes.extend(network_attributes(r));
+            true
+        }
+        None => false,
     }
 }
 
