@@ -137,13 +137,14 @@ impl Layout {
 pub fn read(bin: &super::GoBinary, offsets: Offsets) -> Result<Vec<Itab>, ItabError> {
     let l = Layout::resolve(offsets)?;
     let md = bin.moduledata_address().ok_or(ItabError::NoModuledata)?;
+    let image = bin.image();
     // Addresses come from the file: one that overflows is not in it.
     let word = |addr: Option<u64>| {
-        addr.and_then(|a| bin.bytes_at(a, 8)).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        addr.and_then(|a| image.bytes_at(a, 8)).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
     };
     let types = word(md.checked_add(l.types)).ok_or(ItabError::Unreadable("moduledata.types"))?;
     let etypes = word(md.checked_add(l.etypes)).ok_or(ItabError::Unreadable("moduledata.etypes"))?;
-    let names = Names { bin, types, etypes, l: &l };
+    let names = Names { image: &image, types, etypes, l: &l };
     let mut out = Vec::new();
     let mut add = |itab: u64| -> Option<u64> {
         let inter = word(itab.checked_add(l.itab_inter))?;
@@ -193,7 +194,7 @@ pub fn read(bin: &super::GoBinary, offsets: Offsets) -> Result<Vec<Itab>, ItabEr
 
 /// Type names out of the type section.
 struct Names<'a> {
-    bin: &'a super::GoBinary,
+    image: &'a super::FileImage<'a>,
     types: u64,
     etypes: u64,
     l: &'a Layout,
@@ -201,11 +202,11 @@ struct Names<'a> {
 
 impl Names<'_> {
     fn byte(&self, addr: u64) -> Option<u8> {
-        self.bin.bytes_at(addr, 1).map(|b| b[0])
+        self.image.bytes_at(addr, 1).map(|b| b[0])
     }
 
     fn u32(&self, addr: u64) -> Option<u32> {
-        self.bin.bytes_at(addr, 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+        self.image.bytes_at(addr, 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
     }
 
     /// A `runtime.name`: a flags byte, a uvarint length, the bytes.
@@ -217,7 +218,7 @@ impl Names<'_> {
             at = at.checked_add(1)?;
             len |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
-                let bytes = self.bin.bytes_at(at, usize::try_from(len).ok()?)?;
+                let bytes = self.image.bytes_at(at, usize::try_from(len).ok()?)?;
                 return String::from_utf8(bytes.to_vec()).ok();
             }
         }
@@ -252,7 +253,7 @@ impl Names<'_> {
 
     fn interface(&self, t: u64) -> Option<String> {
         let short = self.short(t)?;
-        let path_ptr = self.bin.bytes_at(t.checked_add(self.l.iface_pkgpath)?, 8).map(|b| u64::from_le_bytes(b.try_into().expect("8")))?;
+        let path_ptr = self.image.bytes_at(t.checked_add(self.l.iface_pkgpath)?, 8).map(|b| u64::from_le_bytes(b.try_into().expect("8")))?;
         let path = if path_ptr == 0 { String::new() } else { self.name_at(path_ptr).unwrap_or_default() };
         Some(Self::qualify(&short, &path))
     }

@@ -15,6 +15,7 @@ pub(crate) mod testutil;
 
 pub use buildinfo::{BuildInfo, GoVersion, Module};
 pub use returns::return_offsets;
+pub use symbols::FileImage;
 
 use std::path::PathBuf;
 

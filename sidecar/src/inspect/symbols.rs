@@ -151,15 +151,16 @@ impl GoBinary {
         })
     }
 
+    /// The file's bytes by virtual address: its address map is read once, so many
+    /// small reads (the itab table) do not parse the ELF headers each time.
+    pub fn image(&self) -> FileImage<'_> {
+        FileImage { data: &self.map, regions: regions(&self.object()) }
+    }
+
     /// `len` file-backed bytes at virtual address `addr` (`None` if they are not all
-    /// in the file, e.g. `.bss`).
+    /// in the file, e.g. `.bss`). For many reads, use [`GoBinary::image`].
     pub fn bytes_at(&self, addr: u64, len: usize) -> Option<&[u8]> {
-        let (offset, available) = file_offset(&self.object(), addr)?;
-        if (len as u64) > available {
-            return None;
-        }
-        let start = usize::try_from(offset).ok()?;
-        self.map.get(start..start.checked_add(len)?)
+        self.image().bytes_at(addr, len)
     }
 
     /// Every defined `.symtab` symbol whose name starts with `prefix`, with its
@@ -302,28 +303,49 @@ fn locate_in_symtab(obj: &object::File<'_>, names: &[&str]) -> Vec<Option<Locate
     found
 }
 
-/// File offset of virtual address `addr`, and how many file-backed bytes follow it in
-/// the same PT_LOAD segment (or, lacking program headers, section).
-fn file_offset(obj: &object::File<'_>, addr: u64) -> Option<(u64, u64)> {
-    for seg in obj.segments() {
+/// The file-backed address ranges of a binary: (address, file offset, file size) of
+/// each PT_LOAD segment, then of each section (for files without program headers),
+/// searched in that order.
+fn regions(obj: &object::File<'_>) -> Vec<(u64, u64, u64)> {
+    let segments = obj.segments().map(|seg| {
         let (offset, filesz) = seg.file_range();
-        let start = seg.address();
-        if addr >= start && addr - start < filesz {
-            let delta = addr - start;
-            return Some((offset.checked_add(delta)?, filesz - delta));
+        (seg.address(), offset, filesz)
+    });
+    let sections = obj
+        .sections()
+        .filter_map(|section| section.file_range().map(|(offset, filesz)| (section.address(), offset, filesz)));
+    segments.chain(sections).collect()
+}
+
+/// File offset of virtual address `addr`, and how many file-backed bytes follow it in
+/// the same region (see [`regions`]).
+fn offset_in(regions: &[(u64, u64, u64)], addr: u64) -> Option<(u64, u64)> {
+    let &(start, offset, filesz) = regions.iter().find(|&&(start, _, filesz)| addr >= start && addr - start < filesz)?;
+    let delta = addr - start;
+    Some((offset.checked_add(delta)?, filesz - delta))
+}
+
+fn file_offset(obj: &object::File<'_>, addr: u64) -> Option<(u64, u64)> {
+    offset_in(&regions(obj), addr)
+}
+
+/// A binary's file-backed bytes by virtual address ([`GoBinary::image`]).
+pub struct FileImage<'a> {
+    data: &'a [u8],
+    regions: Vec<(u64, u64, u64)>,
+}
+
+impl<'a> FileImage<'a> {
+    /// `len` file-backed bytes at virtual address `addr` (`None` if they are not all
+    /// in the file, e.g. `.bss`).
+    pub fn bytes_at(&self, addr: u64, len: usize) -> Option<&'a [u8]> {
+        let (offset, available) = offset_in(&self.regions, addr)?;
+        if (len as u64) > available {
+            return None;
         }
+        let start = usize::try_from(offset).ok()?;
+        self.data.get(start..start.checked_add(len)?)
     }
-    for section in obj.sections() {
-        let Some((offset, filesz)) = section.file_range() else {
-            continue;
-        };
-        let start = section.address();
-        if addr >= start && addr - start < filesz {
-            let delta = addr - start;
-            return Some((offset.checked_add(delta)?, filesz - delta));
-        }
-    }
-    None
 }
 
 #[cfg(test)]
