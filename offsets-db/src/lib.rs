@@ -103,8 +103,8 @@ impl Database {
         }
         for (name, m) in top.modules {
             let base = self.modules.entry(name.clone()).or_default();
-            let mut values = base.expand();
-            for (field, per_version) in m.expand() {
+            let mut values = base.expand(&name);
+            for (field, per_version) in m.expand(&name) {
                 values.entry(field).or_default().extend(per_version);
             }
             let mut versions: BTreeMap<Key, String> = base.versions.drain(..).collect();
@@ -173,7 +173,7 @@ impl Database {
         let key = Key::parse(module, version)
             .ok_or_else(|| FormatError::Version { module: module.into(), version: version.into() })?;
         let m = self.modules.entry(module.to_string()).or_default();
-        let mut values = m.expand();
+        let mut values = m.expand(module);
         for per_version in values.values_mut() {
             per_version.remove(&key);
         }
@@ -195,7 +195,7 @@ impl Database {
             if versions.is_empty() {
                 continue;
             }
-            let mut values = m.expand();
+            let mut values = m.expand(name);
             for per_version in values.values_mut() {
                 per_version.retain(|k, _| versions.iter().any(|(vk, _)| vk == k));
             }
@@ -208,14 +208,14 @@ impl Database {
 type Values = BTreeMap<(String, String), BTreeMap<Key, Value>>;
 
 impl Module {
-    /// Per field, the value at each measured version.
-    fn expand(&self) -> Values {
+    /// Per field, the value at each measured version (`module` says how versions parse).
+    fn expand(&self, module: &str) -> Values {
         let mut out = Values::new();
         for (s, fields) in &self.structs {
             for (f, ranges) in fields {
                 let per_version = out.entry((s.clone(), f.clone())).or_default();
                 for r in ranges {
-                    let (Some(from), Some(to)) = (Key::parse_any(&r.from), Key::parse_any(&r.to)) else { continue };
+                    let (Some(from), Some(to)) = (Key::parse(module, &r.from), Key::parse(module, &r.to)) else { continue };
                     for (k, _) in self.versions.iter().filter(|(k, _)| from <= *k && *k <= to) {
                         per_version.insert(k.clone(), r.value);
                     }
@@ -249,13 +249,6 @@ impl Module {
             }
         }
         Module { versions, structs }
-    }
-}
-
-impl Key {
-    /// Parses either kind of version (Go release or module semver).
-    fn parse_any(v: &str) -> Option<Key> {
-        Key::parse(if v.starts_with("go") { STD } else { "" }, v)
     }
 }
 

@@ -27,10 +27,6 @@ impl Key {
         }
     }
 
-    pub fn major_minor(&self) -> (u64, u64) {
-        (self.0.major, self.0.minor)
-    }
-
     pub fn is_release(&self) -> bool {
         self.0.pre.is_empty()
     }

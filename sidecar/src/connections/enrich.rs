@@ -9,6 +9,7 @@ use gosight_uprobes::Event;
 use opentelemetry_sdk::trace::SpanData;
 
 use super::table::{network_attributes, ConnectionTable};
+use crate::spans::split_host_port;
 
 /// Joins `event`'s span of process `pid` to its connection, if the table knows it;
 /// false when it does not (yet: the connection's OPEN record travels through another
@@ -19,7 +20,7 @@ pub fn enrich(table: &ConnectionTable, pid: u32, event: &Event, span: &mut SpanD
         Event::GrpcServer(e) => e.peer.and_then(|a| table.confirm(pid, ConnRole::Server, a)),
         Event::GrpcClient(e) => e.peer.and_then(|a| table.confirm(pid, ConnRole::Client, a)),
         Event::HttpClient(e) => {
-            let (host, port) = split_host_port(&e.host, &e.scheme);
+            let (host, port) = host_and_port(&e.host, &e.scheme);
             let ip = host.parse::<IpAddr>().ok();
             port.and_then(|p| table.client_peer(pid, ip, p, e.start_ns, e.end_ns))
         }
@@ -34,21 +35,14 @@ pub fn enrich(table: &ConnectionTable, pid: u32, event: &Event, span: &mut SpanD
 }
 
 /// `host[:port]` or `[v6][:port]` of a URL, with the scheme's default port.
-fn split_host_port<'a>(hostport: &'a str, scheme: &str) -> (&'a str, Option<u16>) {
+fn host_and_port<'a>(hostport: &'a str, scheme: &str) -> (&'a str, Option<u16>) {
+    let (host, port) = split_host_port(hostport).unwrap_or(("", None));
     let default = match scheme {
         "https" => Some(443),
         "http" => Some(80),
         _ => None,
     };
-    if let Some(rest) = hostport.strip_prefix('[') {
-        if let Some((host, after)) = rest.split_once(']') {
-            return (host, after.strip_prefix(':').and_then(|p| p.parse().ok()).or(default));
-        }
-    }
-    match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (h, p.parse().ok()),
-        _ => (hostport, default),
-    }
+    (host, port.or(default))
 }
 
 #[cfg(test)]
@@ -57,9 +51,9 @@ mod tests {
 
     #[test]
     fn url_hosts() {
-        assert_eq!(split_host_port("127.0.0.1:8080", "http"), ("127.0.0.1", Some(8080)));
-        assert_eq!(split_host_port("[::1]:9", "http"), ("::1", Some(9)));
-        assert_eq!(split_host_port("[::1]", "https"), ("::1", Some(443)));
-        assert_eq!(split_host_port("example.com", "http"), ("example.com", Some(80)));
+        assert_eq!(host_and_port("127.0.0.1:8080", "http"), ("127.0.0.1", Some(8080)));
+        assert_eq!(host_and_port("[::1]:9", "http"), ("::1", Some(9)));
+        assert_eq!(host_and_port("[::1]", "https"), ("::1", Some(443)));
+        assert_eq!(host_and_port("example.com", "http"), ("example.com", Some(80)));
     }
 }

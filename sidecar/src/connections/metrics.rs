@@ -30,7 +30,7 @@ use opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicRead
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::Resource;
 
-use crate::export::OtlpProtocol;
+use crate::export::{parse_protocol, OtlpProtocol};
 
 /// Which end of the connection the process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,12 +75,12 @@ impl MetricsExporter {
         let kind = env("OTEL_METRICS_EXPORTER").unwrap_or_default();
         Ok(match kind.trim() {
             "" | "otlp" => {
-                let proto = env("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL").or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"));
-                MetricsExporter::Otlp(match proto.as_deref().map(str::trim) {
-                    None | Some("") | Some("http/protobuf") => OtlpProtocol::HttpProtobuf,
-                    Some("http/json") => OtlpProtocol::HttpJson,
-                    Some("grpc") => OtlpProtocol::Grpc,
-                    Some(other) => bail!("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL={other}: expected grpc, http/protobuf or http/json"),
+                let var = ["OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"]
+                    .into_iter()
+                    .find_map(|k| env(k).filter(|v| !v.trim().is_empty()).map(|v| (k, v)));
+                MetricsExporter::Otlp(match var {
+                    Some((k, v)) => parse_protocol(k, &v)?,
+                    None => OtlpProtocol::HttpProtobuf,
                 })
             }
             "console" => MetricsExporter::Console,

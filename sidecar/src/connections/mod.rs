@@ -17,6 +17,7 @@ use gosight_uprobes::socket::{ConnEvent, ConnKind, ConnRole, SocketCounters, Soc
 use opentelemetry_sdk::Resource;
 use tokio::task::JoinHandle;
 
+use crate::clock::monotonic_ns;
 use metrics::{ClosedConnection, ConnectionMetrics, MetricsExporter, Role};
 use table::ConnectionTable;
 
@@ -27,14 +28,6 @@ pub struct Connections {
     metrics: Option<Arc<ConnectionMetrics>>,
     task: JoinHandle<()>,
     reported: SocketCounters,
-}
-
-/// CLOCK_MONOTONIC in ns (the clock of the probe's records).
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: plain syscall writing into a valid struct.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
 }
 
 impl Connections {

@@ -266,7 +266,7 @@ fn parse_exporter(raw: &str) -> anyhow::Result<ExporterKind> {
     })
 }
 
-fn parse_protocol(var: &str, raw: &str) -> anyhow::Result<OtlpProtocol> {
+pub(crate) fn parse_protocol(var: &str, raw: &str) -> anyhow::Result<OtlpProtocol> {
     Ok(match raw.trim().to_ascii_lowercase().as_str() {
         "grpc" => OtlpProtocol::Grpc,
         "http/protobuf" => OtlpProtocol::HttpProtobuf,

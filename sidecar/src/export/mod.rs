@@ -39,6 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use config::{BatchConfig, ExportConfig, ExporterKind, OtlpConfig, OtlpProtocol};
+pub(crate) use config::parse_protocol;
 
 use batch::{Control, Shared};
 use sink::Sink;
