@@ -111,7 +111,11 @@ pub fn load(spec: &'static ProbeSpec, inputs: &ProbeInputs) -> Result<AttachedPr
     for (name, path) in &pins {
         loader.map_pin_path(name, path.as_path());
     }
-    let mut ebpf = loader.load(spec.object).map_err(|source| ProbeError::Load { probe, source })?;
+    let mut ebpf = match &inputs.pin_dir {
+        Some(dir) => crate::bpffs::while_pinned(dir, || loader.load(spec.object)),
+        None => loader.load(spec.object),
+    }
+    .map_err(|source| ProbeError::Load { probe, source })?;
 
     let pid = NonZeroU32::new(inputs.pid).expect("pid 0 is never a target");
     let mut attach_points = 0;

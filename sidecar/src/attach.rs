@@ -130,6 +130,11 @@ impl Session {
         Ok(Session { pid, probes, export, exporter: exporter.clone() })
     }
 
+    /// Names of the probes attached to this target.
+    pub fn probe_names(&self) -> Vec<&'static str> {
+        self.probes.iter().map(|p| p.attached.spec.name).collect()
+    }
+
     /// Logs events lost in the kernel (ring buffer full) since the last call.
     pub fn report_lost(&mut self) {
         for p in &mut self.probes {

@@ -50,6 +50,12 @@ pub struct Config {
     #[arg(long, env = "GOSIGHT_PROPAGATION_CGROUP")]
     pub propagation_cgroup: Option<PathBuf>,
 
+    /// How enrolled sockets are handled: `auto` (the start-up self-check tries
+    /// sk_msg alone, then with a pass-through stream verdict, and keeps the first
+    /// that behaves), `plain` or `verdict` (that one only, still checked).
+    #[arg(long, env = "GOSIGHT_PROPAGATION_MODE", default_value = "auto", value_parser = ["auto", "plain", "verdict"])]
+    pub propagation_mode: String,
+
     /// Watch every TCP connection of gosight's network namespace (the pod) with the
     /// kernel socket probe: connection metrics, and network facts on the spans.
     #[arg(long, env = "GOSIGHT_SOCKET_PROBE", default_value = "on", value_parser = parse_on_off)]

@@ -63,7 +63,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("{e}; using parentbased_always_on");
         Default::default()
     });
-    let propagation = Propagation::start(&config);
+    let mut propagation = Propagation::start(&config);
     let mut connections = if config.socket_probe {
         Connections::start()
     } else {
@@ -101,12 +101,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
                     tracing::info!(pid = p.pid, exe = %p.exe.display(), go = %target.binary.build.go_version, "target found");
                     match Session::start(&target, &shared) {
                         Ok(s) => {
+                            propagation.register(p.pid, &s.probe_names());
                             sessions.insert(p.pid, s);
                         }
                         Err(e) => tracing::warn!(pid = p.pid, exe = %p.exe.display(), "not tracing: {e}"),
                     }
                 }
                 Change::Exited(p) => {
+                    propagation.unregister(p.pid);
                     if sessions.remove(&p.pid).is_some() {
                         tracing::info!(pid = p.pid, exe = %p.exe.display(), "target exited; probes released");
                     }

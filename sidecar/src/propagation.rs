@@ -1,15 +1,20 @@
 //! Trace context across processes: the bpffs directory where probes share maps
 //! (in-process parenting and the hand-off of outgoing headers need it), and the
-//! in-kernel `traceparent` inserter for outgoing plaintext HTTP/1 requests.
+//! in-kernel `traceparent` inserter for the traced processes' outgoing requests.
 //!
-//! The mechanism is chosen once at start-up and said in one log line, with why.
-//! gosight never writes into an app's memory; on this path it does not need to, so
-//! kernel lockdown (which refuses `bpf_probe_write_user`) does not matter.
+//! The mechanism is chosen once at start-up by a self-check on a connection of
+//! gosight's own, and said in one log line with the outcome. gosight never writes
+//! into an app's memory, so kernel lockdown (which refuses `bpf_probe_write_user`)
+//! does not matter. Only the sockets of registered targets are touched.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use gosight_uprobes::bpffs::PinDir;
-use gosight_uprobes::context_propagation::{default_cgroup, KernelPropagation};
+use gosight_uprobes::context_propagation::selfcheck::{self, CheckError};
+use gosight_uprobes::context_propagation::{
+    default_cgroup, KernelPropagation, Mode, TARGET_GRPC_CLIENT, TARGET_HTTP_CLIENT,
+};
 
 use crate::config::Config;
 
@@ -17,7 +22,8 @@ use crate::config::Config;
 pub struct Propagation {
     pin_dir: Option<PinDir>,
     inserter: Option<KernelPropagation>,
-    warned_sockets: std::cell::Cell<u64>,
+    /// Per target, connections held by another program already warned about.
+    warned_held: HashMap<u32, u64>,
 }
 
 /// The kernel lockdown mode, if securityfs shows it (`none`, `integrity`, ...);
@@ -36,10 +42,52 @@ fn lockdown_mode() -> Option<String> {
     Some(text[start..end].to_string())
 }
 
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+}
+
 /// The cgroup whose connections are watched: the configured one, else the pod
 /// (parent of gosight's own cgroup), else the cgroup root.
 fn target_cgroup(config: &Config) -> Option<PathBuf> {
     config.propagation_cgroup.clone().or_else(default_cgroup)
+}
+
+/// The outcome of choosing a mode: the mode and what the self-check said.
+struct Chosen {
+    mode: Mode,
+    self_check: &'static str,
+    note: String,
+}
+
+/// Runs the self-check in the modes `wanted` allows, switching to the verdict
+/// mode when needed. Err: why no mode behaves.
+fn choose_mode(kp: &mut KernelPropagation, wanted: &str) -> Result<Chosen, String> {
+    let mut note = String::new();
+    if wanted != "verdict" {
+        match selfcheck::run(kp) {
+            Ok(()) => return Ok(Chosen { mode: Mode::Plain, self_check: "passed", note }),
+            Err(CheckError::NotEnrolled(why)) => {
+                // Nothing could be checked: use the mode that is right on every
+                // kernel we know (the verdict costs little), and say so.
+                if wanted == "plain" {
+                    return Ok(Chosen { mode: Mode::Plain, self_check: "skipped", note: why });
+                }
+                kp.add_stream_verdict().map_err(|e| e.to_string())?;
+                return Ok(Chosen { mode: Mode::Verdict, self_check: "skipped", note: why });
+            }
+            Err(CheckError::Failed(why)) if wanted == "plain" => return Err(format!("sk_msg alone: {why}")),
+            Err(CheckError::Failed(why)) => note = format!("sk_msg alone failed: {why}"),
+        }
+    }
+    kp.add_stream_verdict().map_err(|e| format!("{}: {e}", Mode::Verdict.describe()))?;
+    match selfcheck::run(kp) {
+        Ok(()) => Ok(Chosen { mode: Mode::Verdict, self_check: "passed", note }),
+        Err(CheckError::NotEnrolled(why)) => Ok(Chosen { mode: Mode::Verdict, self_check: "skipped", note: why }),
+        Err(CheckError::Failed(why)) => {
+            let also = if note.is_empty() { String::new() } else { format!("; {note}") };
+            Err(format!("{}: {why}{also}", Mode::Verdict.describe()))
+        }
+    }
 }
 
 impl Propagation {
@@ -51,37 +99,59 @@ impl Propagation {
                 None
             }
         };
+        let inserter = if !config.propagation {
+            tracing::info!("context propagation: off (GOSIGHT_PROPAGATION=off / --propagation off)");
+            None
+        } else {
+            pin_dir.as_ref().and_then(|dir| Self::start_inserter(config, dir))
+        };
+        Propagation { pin_dir, inserter, warned_held: HashMap::new() }
+    }
+
+    fn start_inserter(config: &Config, dir: &PinDir) -> Option<KernelPropagation> {
         let lockdown = lockdown_mode().unwrap_or_else(|| "unknown".into());
-        let inserter = match (&pin_dir, config.propagation) {
-            (_, false) => {
-                tracing::info!("context propagation: off (GOSIGHT_PROPAGATION=off / --propagation off)");
+        let kernel = kernel_release();
+        let Some(cg) = target_cgroup(config) else {
+            tracing::warn!("context propagation: off: no cgroup v2 hierarchy found");
+            return None;
+        };
+        let mut kp = match KernelPropagation::start(&dir.path, &cg) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(kernel = %kernel, "context propagation: off: {e}");
+                return None;
+            }
+        };
+        match choose_mode(&mut kp, &config.propagation_mode) {
+            Ok(chosen) => {
+                let splice = if chosen.mode == Mode::Verdict {
+                    "; splice(2) from an enrolled socket does not work in this mode, so only connections carrying \
+                     net/http or gRPC stay enrolled"
+                } else {
+                    ""
+                };
+                tracing::info!(
+                    cgroup = %cg.display(),
+                    lockdown = %lockdown,
+                    kernel = %kernel,
+                    mode = %format!("\"{}\"", chosen.mode.describe()),
+                    self_check = chosen.self_check,
+                    "context propagation: in-kernel traceparent insertion into the traced processes' outgoing plaintext \
+                     HTTP/1 requests and h2c (gRPC) HEADERS frames; the apps' memory is never written, so kernel lockdown \
+                     does not stop it; other processes' sockets are never touched{}{splice}",
+                    if chosen.note.is_empty() { String::new() } else { format!(" ({})", chosen.note) },
+                );
+                Some(kp)
+            }
+            Err(why) => {
+                tracing::warn!(
+                    kernel = %kernel,
+                    "context propagation: off: self-check failed: an enrolled socket misbehaves on this kernel ({why}); \
+                     spans are still exported, without traceparent on outgoing requests"
+                );
                 None
             }
-            (None, true) => None,
-            (Some(dir), true) => match target_cgroup(config) {
-                None => {
-                    tracing::warn!("context propagation: off: no cgroup v2 hierarchy found");
-                    None
-                }
-                Some(cg) => match KernelPropagation::start(&dir.path, &cg) {
-                    Ok(p) => {
-                        tracing::info!(
-                            cgroup = %cg.display(),
-                            lockdown = %lockdown,
-                            "context propagation: in-kernel traceparent insertion into outgoing plaintext HTTP/1 requests and h2c (gRPC) \
-                             HEADERS frames (sockops + sk_msg); the apps' memory is never written, so kernel lockdown \
-                             does not stop it; TLS traffic is left alone"
-                        );
-                        Some(p)
-                    }
-                    Err(e) => {
-                        tracing::warn!("context propagation: off: {e}");
-                        None
-                    }
-                },
-            },
-        };
-        Propagation { pin_dir, inserter, warned_sockets: std::cell::Cell::new(0) }
+        }
     }
 
     pub fn pin_dir(&self) -> Option<PathBuf> {
@@ -93,38 +163,78 @@ impl Propagation {
         self.inserter.is_some()
     }
 
-    /// Warns (again only when it grows) when connections could not be tracked: a
-    /// socket already in another program's socket map (another gosight on the same
-    /// cgroup tree) gets no header from this one.
-    pub fn check(&self) {
-        let Some(p) = &self.inserter else { return };
-        let failed = p.counters().socket_add_failed;
-        if failed > self.warned_sockets.get() {
-            tracing::warn!(
-                sockets = failed,
-                "connections not tracked for context propagation: their sockets are held by another \
-                 sockops/sk_msg program (another gosight watching the same cgroup?); they get no traceparent"
-            );
-            self.warned_sockets.set(failed);
+    /// Starts propagation for a target whose probes in `probes` attached.
+    pub fn register(&mut self, pid: u32, probes: &[&str]) {
+        let Some(kp) = self.inserter.as_mut() else { return };
+        let mut flags = 0;
+        if probes.contains(&"net_http_client") {
+            flags |= TARGET_HTTP_CLIENT;
+        }
+        if probes.contains(&"grpc_client") {
+            flags |= TARGET_GRPC_CLIENT;
+        }
+        if flags == 0 {
+            return;
+        }
+        match kp.register(pid, flags) {
+            Ok(existing) => tracing::info!(
+                pid,
+                existing_enrolled = existing.enrolled,
+                existing_busy = existing.busy,
+                existing_unreachable = existing.unreachable,
+                "context propagation: target registered"
+            ),
+            Err(e) => tracing::warn!(pid, "context propagation: target not registered, it gets no traceparent: {e}"),
         }
     }
 
-    /// Logs what the inserter did.
-    pub fn report(&self) {
-        if let Some(p) = &self.inserter {
-            let c = p.counters();
-            tracing::info!(
-                inserted = c.inserted,
-                insert_failed = c.insert_failed,
-                not_plaintext_http1 = c.not_request,
-                stale = c.stale,
-                h2_inserted = c.h2_inserted,
-                h2_skipped = c.h2_skipped,
-                h2_lost_connections = c.h2_lost,
-                sockets = c.sockets_added,
-                socket_add_failed = c.socket_add_failed,
-                "context propagation totals"
+    /// Ends propagation for a target that exited; logs its counters.
+    pub fn unregister(&mut self, pid: u32) {
+        let Some(kp) = self.inserter.as_mut() else { return };
+        if !kp.targets().contains(&pid) {
+            return;
+        }
+        let c = kp.unregister(pid);
+        self.warned_held.remove(&pid);
+        tracing::info!("context propagation for target pid={pid} {}", c.fields());
+    }
+
+    /// Says (again only when it grows) which targets' connections are held by
+    /// another program's socket map: this instance stands down for them.
+    pub fn check(&mut self) {
+        let Some(kp) = &self.inserter else { return };
+        for pid in kp.targets() {
+            let held = kp.target_counters(pid).held_by_other();
+            let warned = self.warned_held.entry(pid).or_insert(0);
+            if held > *warned {
+                tracing::warn!(
+                    pid,
+                    connections = held,
+                    "context propagation stood down for these connections: their sockets are held by another \
+                     program's socket map (another gosight tracing the same process?), which propagates instead"
+                );
+                *warned = held;
+            }
+        }
+    }
+
+    /// Logs what the inserter did: per target, then in all.
+    pub fn report(&mut self) {
+        self.check();
+        let Some(kp) = self.inserter.as_mut() else { return };
+        for pid in kp.targets() {
+            let c = kp.unregister(pid);
+            tracing::info!("context propagation for target pid={pid} {}", c.fields());
+        }
+        let totals = kp.totals();
+        let sum = kp.sum_over_targets();
+        if totals.enrolled() != sum.enrolled() {
+            tracing::warn!(
+                enrolled = totals.enrolled(),
+                over_targets = sum.enrolled(),
+                "context propagation: the socket count differs from the sum over targets"
             );
         }
+        tracing::info!("context propagation totals {} mode=\"{}\"", totals.fields(), kp.mode().describe());
     }
 }

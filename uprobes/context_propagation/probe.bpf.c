@@ -1,51 +1,45 @@
-/* gosight — W3C trace context into outgoing requests, in the kernel:
- * plaintext HTTP/1 requests and HTTP/2 (h2c, gRPC) HEADERS frames.
+/* gosight — W3C trace context into outgoing requests, in the kernel: plaintext
+ * HTTP/1 requests (http1.h) and HTTP/2 (h2c, gRPC) HEADERS frames (h2.h), on the
+ * connections of the processes gosight traces and no others (sock_state.h).
  *
  * The app's memory is never written (bpf_probe_write_user is refused on kernels in
  * lockdown, and a bad write can crash the app). Instead:
- *  - sockops (on the pod's cgroup) puts every actively established TCP socket into
- *    `sockets`, a SOCKHASH;
- *  - sk_msg on that map sees each message as it is sent. The net/http client probe
- *    leaves a `pending_headers` entry for the goroutine that is about to write a
- *    request (its connection's write loop); sk_msg finds the sending goroutine from
- *    the task's TLS (g at fsbase-8 on amd64), and when it has a pending header and
- *    the message starts with an HTTP/1 request line, opens a gap after that line
- *    with bpf_msg_push_data and writes "traceparent: ...\r\n" into it.
- * Bodies are never touched: only the first message after the request was handed to
- * the write loop is considered, and only right after its request line. One object
- * serves every target; the cost for a message without a pending header is one map
- * lookup.
- *
- * HTTP/2: a connection whose first message is the client preface is followed frame
- * by frame from then on (per-connection state: bytes left of the current frame, or
- * a frame header split between messages). When a HEADERS frame (END_HEADERS, not
- * padded) of a stream that the gRPC client probe left a field for goes out, the
- * 69-byte literal-without-indexing `traceparent` field is appended to its header
- * block and the frame length fixed up. Literal-without-indexing leaves both peers'
- * HPACK tables untouched. If the walk ever loses the frame boundaries (too many
- * frames in one message), that connection gets nothing more: never a guess.
+ *  - tag_connect (tp_btf sock:inet_sock_set_state) marks the sockets a target
+ *    connect()s; enrol_existing (iter/tcp) marks and enrols the idle connections a
+ *    target had before gosight attached;
+ *  - enrol_sockets (sockops on the watched cgroup) puts marked sockets into
+ *    `sockets`, a SOCKHASH, when they are established, and takes out again those
+ *    whose first message shows neither net/http nor gRPC (TLS, database protocols);
+ *  - insert_traceparent (sk_msg on that map) sees each message as it is sent. The
+ *    net/http client probe leaves a `pending_headers` entry for the goroutine about
+ *    to write a request (its connection's write loop); sk_msg finds the sending
+ *    goroutine from the task's TLS (g at fsbase-8 on amd64), and when the message
+ *    starts with an HTTP/1 request line, opens a gap after that line with
+ *    bpf_msg_push_data and writes "traceparent: ...\r\n" into it;
+ *  - pass_stream (SK_SKB stream verdict, attached only when the start-up self-check
+ *    shows the kernel needs it) passes every arrival unchanged: with it the kernel
+ *    accounts received bytes through the socket's psock, so FIONREAD and epoll stay
+ *    right on kernels whose sockmap FIONREAD reports only psock-queued bytes.
+ * One object serves every target; a message without a pending header costs one
+ * storage lookup and one map lookup.
  */
 #include "go_types.h"
 #include "shared_maps.h"
-#include "probe_stats.h"
+#include "sock_state.h"
+#include "http1.h"
+#include "h2.h"
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Offset of the goroutine pointer from the thread pointer (fs base): -8 for Go on
  * linux/amd64. */
 volatile const s64 g_tls_offset = -8;
-/* A pending header older than this is stale (its request never reached a socket we
- * see, e.g. a connection opened before gosight attached) and is dropped. */
-volatile const u64 pending_ttl_ns = 2000000000ULL;
-
-struct thread_struct {
-	unsigned long fsbase;
-} __attribute__((preserve_access_index));
-
-struct task_struct {
-	struct thread_struct thread;
-} __attribute__((preserve_access_index));
+/* gosight's pid namespace (device and inode of /proc/self/ns/pid): target pids are
+ * the ones gosight sees. */
+volatile const u64 pidns_dev = 0;
+volatile const u64 pidns_ino = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
@@ -54,87 +48,29 @@ struct {
 	__type(value, u32); /* a socket fd, as the kernel wants it */
 } sockets SEC(".maps");
 
-/* Counters: 0 sockets added, 1 add failures, 2 headers inserted, 3 insert failures,
- * 4 pending dropped (message was not a request line), 5 stale pending dropped. */
+/* Socket inodes of targets' connections that existed before gosight attached, by
+ * inode, to their target's pid; filled by the sidecar before it runs the iterator. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 10);
-	__type(key, u32);
-	__type(value, u64);
-} counters SEC(".maps");
-
-#define C_H2_LOST 8     /* connections whose frame boundaries were lost */
-
-/* A connection, by its addresses as sk_msg and sockops both see them. */
-struct conn_key {
-	u32 rip[4];
-	u32 lip[4];
-	u32 rport; /* network order */
-	u32 lport; /* host order */
-};
-
-#define KIND_HTTP1 1
-#define KIND_H2 2
-#define H2_PREFACE_LEN 24
-#define H2_FRAME_HDR 9
-#define H2_MAX_FRAME 16384
-#define H2_MAX_FRAMES 1024 /* frames followed in one message */
-
-struct conn_state {
-	u32 skip;          /* bytes of the current frame still to come */
-	u8 kind;
-	u8 lost;
-	u8 partial_len;    /* bytes of a frame header seen at the end of the last message */
-	u8 _pad;
-	u8 partial[8];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
-	__type(key, struct conn_key);
-	__type(value, struct conn_state);
-} conns SEC(".maps");
+	__type(key, u64);
+	__type(value, u32);
+} existing_inodes SEC(".maps");
 
-#define C_H2_INSERTED 6
-#define C_H2_SKIPPED 7  /* a pending field that could not go in (frame split, size) */
-#define C_SOCK_ADDED 0
-#define C_SOCK_ADD_FAILED 1
-#define C_INSERTED 2
-#define C_INSERT_FAILED 3
-#define C_NOT_REQUEST 4
-#define C_STALE 5
+struct bpf_iter_meta;
 
-SEC("sockops")
-int track_sockets(struct bpf_sock_ops *skops)
-{
-	if (skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB)
-		return 1;
-	if (skops->family != 2 /* AF_INET */ && skops->family != 10 /* AF_INET6 */)
-		return 1;
-	/* A new connection may reuse an old one's addresses: forget its state. */
-	struct conn_key ck = { .rport = skops->remote_port, .lport = skops->local_port };
-	if (skops->family == 2) {
-		ck.rip[0] = skops->remote_ip4;
-		ck.lip[0] = skops->local_ip4;
-	} else {
-		ck.rip[0] = skops->remote_ip6[0];
-		ck.rip[1] = skops->remote_ip6[1];
-		ck.rip[2] = skops->remote_ip6[2];
-		ck.rip[3] = skops->remote_ip6[3];
-		ck.lip[0] = skops->local_ip6[0];
-		ck.lip[1] = skops->local_ip6[1];
-		ck.lip[2] = skops->local_ip6[2];
-		ck.lip[3] = skops->local_ip6[3];
-	}
-	bpf_map_delete_elem(&conns, &ck);
-	u64 cookie = bpf_get_socket_cookie(skops);
-	if (bpf_sock_hash_update(skops, &sockets, &cookie, BPF_NOEXIST) == 0)
-		count_in(&counters, C_SOCK_ADDED);
-	else
-		count_in(&counters, C_SOCK_ADD_FAILED);
-	return 1;
-}
+struct bpf_iter__tcp {
+	struct bpf_iter_meta *meta;
+	struct sock_common *sk_common;
+} __attribute__((preserve_access_index));
+
+struct thread_struct {
+	unsigned long fsbase;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	struct thread_struct thread;
+} __attribute__((preserve_access_index));
 
 static __always_inline u64 current_goroutine(void)
 {
@@ -147,338 +83,294 @@ static __always_inline u64 current_goroutine(void)
 	return g;
 }
 
-#define SCAN_MAX 16384
-#define CHUNK 64
-
-struct scan {
-	u64 data;   /* start of the (pulled, linear) message */
-	u32 n;      /* bytes to scan */
-	u32 found;  /* index just past the first CRLF, 0 = none yet */
-	char prev;  /* last byte of the previous chunk */
-};
-
-/* One 64-byte chunk per bpf_loop step: copied out, then scanned unrolled. */
-static long scan_chunk(u64 idx, void *ctx)
+static __always_inline void reset_state(struct sock_state *st, u32 pid)
 {
-	struct scan *s = ctx;
-	u32 off = idx * CHUNK;
-	if (off >= s->n || off >= SCAN_MAX)
-		return 1;
-	u32 len = s->n - off;
-	char chunk[CHUNK] = {};
-	if (len >= CHUNK) {
-		len = CHUNK;
-		if (bpf_probe_read_kernel(chunk, CHUNK, (void *)(s->data + off)))
-			return 1;
-	} else {
-		len &= CHUNK - 1;
-		if (len == 0 || bpf_probe_read_kernel(chunk, len, (void *)(s->data + off)))
-			return 1;
-	}
-	char prev = s->prev;
-#pragma unroll
-	for (u32 j = 0; j < CHUNK; j++) {
-		if (j < len && chunk[j] == '\n' && prev == '\r') {
-			s->found = off + j + 1;
-			return 1;
-		}
-		prev = chunk[j];
-	}
-	s->prev = prev;
+	__builtin_memset(st, 0, sizeof(*st));
+	st->pid = pid;
+	st->phase = PHASE_TAGGED;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tag_connect, struct sock *sk, int oldstate, int newstate)
+{
+	if (oldstate != TCP_CLOSE || newstate != TCP_SYN_SENT)
+		return 0;
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	struct bpf_pidns_info ns = {};
+	if (bpf_get_ns_current_pid_tgid(pidns_dev, pidns_ino, &ns, sizeof(ns)))
+		return 0;
+	u32 pid = ns.tgid;
+	if (!bpf_map_lookup_elem(&targets, &pid))
+		return 0;
+	struct sock_state *st = bpf_sk_storage_get(&sock_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (st)
+		reset_state(st, pid);
 	return 0;
 }
 
-/* Index just past the first CRLF in the first SCAN_MAX bytes, or 0. */
-static __always_inline u32 end_of_first_line(struct sk_msg_md *msg)
+SEC("iter/tcp")
+int enrol_existing(struct bpf_iter__tcp *ctx)
 {
-	u32 n = msg->size < SCAN_MAX ? msg->size : SCAN_MAX;
-	if (n < 2 || bpf_msg_pull_data(msg, 0, n, 0))
+	struct sock_common *skc = ctx->sk_common;
+	if (!skc)
 		return 0;
-	void *data = msg->data, *end = msg->data_end;
-	if (data + n > end)
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
 		return 0;
-	struct scan s = { .data = (u64)data, .n = n };
-	bpf_loop(SCAN_MAX / CHUNK, scan_chunk, &s, 0);
-	return s.found;
-}
-
-/* Whether the message starts like an HTTP/1 request: an upper-case method token
- * followed by a space, then '/' (origin form) or a scheme (absolute form) or '*'. */
-static __always_inline int starts_with_request_line(struct sk_msg_md *msg)
-{
-	if (msg->size < 16 || bpf_msg_pull_data(msg, 0, 16, 0))
+	struct sock *sk = (struct sock *)tp;
+	u64 ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+	if (!ino)
 		return 0;
-	u8 *data = msg->data, *end = msg->data_end;
-	if (data + 16 > end)
+	u32 *owner = bpf_map_lookup_elem(&existing_inodes, &ino);
+	if (!owner)
 		return 0;
-	int i;
-	for (i = 0; i < 8; i++) {
-		u8 c = data[i];
-		if (c == ' ')
-			break;
-		if (c < 'A' || c > 'Z')
-			return 0;
+	u32 pid = *owner;
+	bpf_map_delete_elem(&existing_inodes, &ino);
+	/* Only an idle connection joins: nothing unread, nothing unacknowledged. A busy
+	 * one could have bytes queued that the socket map would reorder. */
+	if (tp->rcv_nxt != tp->copied_seq || tp->snd_una != tp->write_seq) {
+		count_for(pid, C_EXISTING_BUSY);
+		return 0;
 	}
-	if (i < 3 || i == 8)
+	struct sock_state *st = bpf_sk_storage_get(&sock_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st)
 		return 0;
-	u8 next = data[i + 1 < 16 ? i + 1 : 15];
-	return next == '/' || next == '*' || (next >= 'a' && next <= 'z');
-}
-
-static __always_inline int insert_at(struct sk_msg_md *msg, u32 pos, struct pending_header *p)
-{
-	if (pos > SCAN_MAX)
-		return -1;
-	if (bpf_msg_push_data(msg, pos, TP_HEADER_LEN, 0))
-		return -1;
-	/* The gap holds uninitialised memory until it is filled: make it linear and
-	 * write it, or take it out again. */
-	if (bpf_msg_pull_data(msg, pos, pos + TP_HEADER_LEN, 0) == 0) {
-		u8 *data = msg->data, *end = msg->data_end;
-		if (data + TP_HEADER_LEN <= end) {
-			__builtin_memcpy(data, p->line, TP_HEADER_LEN);
-			/* Small messages are linearised whole: the gap would otherwise split
-			 * the request into three TCP segments. */
-			if (msg->size <= 2048)
-				bpf_msg_pull_data(msg, 0, msg->size, 0);
-			return 0;
-		}
-	}
-	bpf_msg_pop_data(msg, pos, TP_HEADER_LEN, 0);
-	return -1;
-}
-
-static __always_inline void conn_key_of(struct sk_msg_md *msg, struct conn_key *ck)
-{
-	ck->rport = msg->remote_port;
-	ck->lport = msg->local_port;
-	if (msg->family == 2) {
-		ck->rip[0] = msg->remote_ip4;
-		ck->lip[0] = msg->local_ip4;
+	if (st->phase == PHASE_ENROLLED || st->phase == PHASE_KEPT)
+		return 0; /* already ours */
+	reset_state(st, pid);
+	st->existing = 1;
+	u64 cookie = bpf_get_socket_cookie(sk);
+	long rc = bpf_map_update_elem(&sockets, &cookie, sk, BPF_NOEXIST);
+	if (rc == 0) {
+		st->phase = PHASE_ENROLLED;
+		count_for(pid, C_ENROLLED);
+		count_for(pid, C_EXISTING_ENROLLED);
+	} else if (rc == -16 /* EBUSY: another program's socket map */) {
+		st->phase = PHASE_HELD;
+		count_for(pid, C_HELD);
 	} else {
-		ck->rip[0] = msg->remote_ip6[0];
-		ck->rip[1] = msg->remote_ip6[1];
-		ck->rip[2] = msg->remote_ip6[2];
-		ck->rip[3] = msg->remote_ip6[3];
-		ck->lip[0] = msg->local_ip6[0];
-		ck->lip[1] = msg->local_ip6[1];
-		ck->lip[2] = msg->local_ip6[2];
-		ck->lip[3] = msg->local_ip6[3];
+		st->phase = 0;
+		count_for(pid, C_ADD_FAILED);
 	}
-}
-
-static __always_inline int starts_with_h2_preface(struct sk_msg_md *msg)
-{
-	if (msg->size < H2_PREFACE_LEN || bpf_msg_pull_data(msg, 0, H2_PREFACE_LEN, 0))
-		return 0;
-	u8 *d = msg->data, *end = msg->data_end;
-	if (d + H2_PREFACE_LEN > end)
-		return 0;
-	/* "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" */
-	return d[0] == 'P' && d[1] == 'R' && d[2] == 'I' && d[3] == ' ' && d[4] == '*' && d[5] == ' ' &&
-	       d[6] == 'H' && d[7] == 'T' && d[8] == 'T' && d[9] == 'P' && d[10] == '/' && d[11] == '2' &&
-	       d[12] == '.' && d[13] == '0' && d[14] == '\r' && d[15] == '\n' && d[16] == '\r' &&
-	       d[17] == '\n' && d[18] == 'S' && d[19] == 'M' && d[20] == '\r' && d[21] == '\n' &&
-	       d[22] == '\r' && d[23] == '\n';
-}
-
-struct h2_walk {
-	struct sk_msg_md *msg;
-	struct conn_state *st;
-	u64 g;
-	u32 tgid;
-	u32 o;      /* offset of the next frame header in this message */
-	u32 done;
-};
-
-/* Appends the field to the HEADERS frame whose header is at `o` and whose block
- * ends at `end_of_block`; fixes the frame length. 0 on success. */
-static __always_inline int h2_append(struct sk_msg_md *msg, u32 o, u32 len, struct h2_pending *p)
-{
-	u32 pos = o + H2_FRAME_HDR + len;
-	if (bpf_msg_push_data(msg, pos, H2_TP_FIELD_LEN, 0))
-		return -1;
-	if (bpf_msg_pull_data(msg, pos, pos + H2_TP_FIELD_LEN, 0) == 0) {
-		u8 *data = msg->data, *end = msg->data_end;
-		if (data + H2_TP_FIELD_LEN <= end) {
-			__builtin_memcpy(data, p->field.bytes, H2_TP_FIELD_LEN);
-			if (bpf_msg_pull_data(msg, o, o + 3, 0) == 0) {
-				u8 *h = msg->data, *hend = msg->data_end;
-				if (h + 3 <= hend) {
-					u32 nl = len + H2_TP_FIELD_LEN;
-					h[0] = nl >> 16;
-					h[1] = nl >> 8;
-					h[2] = nl;
-					return 0;
-				}
-			}
-		}
-	}
-	bpf_msg_pop_data(msg, pos, H2_TP_FIELD_LEN, 0);
-	return -1;
-}
-
-/* One frame per step: read its header, maybe append to it, move past it. */
-static long h2_step(u64 idx, void *ctx)
-{
-	struct h2_walk *w = ctx;
-	struct sk_msg_md *msg = w->msg;
-	u32 size = msg->size;
-	u32 o = w->o;
-	if (o >= size) {
-		w->st->skip = o - size;
-		w->done = 1;
-		return 1;
-	}
-	if (o + H2_FRAME_HDR > size) {
-		/* The header continues in the next message: keep what we have. */
-		u32 have = size - o;
-		if (have > 8 || bpf_msg_pull_data(msg, o, size, 0))
-			return 1;
-		u8 *d = msg->data, *end = msg->data_end;
-		if (d + 8 > end) {
-			/* copy byte by byte within bounds */
-			for (int i = 0; i < 8; i++) {
-				if (i >= have || d + i + 1 > end)
-					break;
-				w->st->partial[i] = d[i];
-			}
-		} else {
-			__builtin_memcpy(w->st->partial, d, 8);
-		}
-		w->st->partial_len = have;
-		w->st->skip = 0;
-		w->done = 1;
-		return 1;
-	}
-	if (bpf_msg_pull_data(msg, o, o + H2_FRAME_HDR, 0))
-		return 1;
-	u8 *h = msg->data, *end = msg->data_end;
-	if (h + H2_FRAME_HDR > end)
-		return 1;
-	u32 len = ((u32)h[0] << 16) | ((u32)h[1] << 8) | h[2];
-	u8 type = h[3], flags = h[4];
-	u32 sid = (((u32)h[5] & 0x7f) << 24) | ((u32)h[6] << 16) | ((u32)h[7] << 8) | h[8];
-	if (type == 1 && (sid & 1)) {
-		struct h2_key key = { .tgid = w->tgid, .stream_id = sid, .g = w->g };
-		struct h2_pending *p = bpf_map_lookup_elem(&pending_h2, &key);
-		if (p) {
-			int ok = (flags & 0x4) && !(flags & 0x8) && len + H2_TP_FIELD_LEN <= H2_MAX_FRAME &&
-				 o + H2_FRAME_HDR + len <= size && bpf_ktime_get_ns() - p->created_ns <= pending_ttl_ns;
-			if (ok && h2_append(msg, o, len, p) == 0) {
-				len += H2_TP_FIELD_LEN;
-				count_in(&counters, C_H2_INSERTED);
-			} else {
-				count_in(&counters, C_H2_SKIPPED);
-			}
-			bpf_map_delete_elem(&pending_h2, &key);
-		}
-	}
-	w->o = o + H2_FRAME_HDR + len;
 	return 0;
 }
 
-/* Follows the frames of one message on an HTTP/2 connection. */
-static __always_inline void h2_message(struct sk_msg_md *msg, struct conn_state *st, u64 g, u32 tgid)
+static __always_inline int on_established(struct bpf_sock_ops *skops)
 {
-	if (st->lost)
-		return;
-	u32 o = st->skip;
-	if (st->partial_len) {
-		/* Finish the frame header split at the end of the last message. */
-		u32 need = H2_FRAME_HDR - st->partial_len;
-		if (need > H2_FRAME_HDR || msg->size < need || bpf_msg_pull_data(msg, 0, need, 0)) {
-			st->lost = 1;
-			count_in(&counters, C_H2_LOST);
-			return;
-		}
-		u8 hdr[H2_FRAME_HDR] = {};
-		u8 *d = msg->data, *end = msg->data_end;
-		for (int i = 0; i < H2_FRAME_HDR; i++) {
-			if (i < st->partial_len) {
-				hdr[i] = st->partial[i & 7];
-			} else {
-				u32 j = i - st->partial_len;
-				if (d + j + 1 > end) {
-					st->lost = 1;
-					count_in(&counters, C_H2_LOST);
-					return;
-				}
-				hdr[i] = d[j];
-			}
-		}
-		u32 len = ((u32)hdr[0] << 16) | ((u32)hdr[1] << 8) | hdr[2];
-		o = need + len;
-		st->partial_len = 0;
+	struct bpf_sock *sk = skops->sk;
+	if (!sk)
+		return 1;
+	struct sock_state *st = bpf_sk_storage_get(&sock_state, sk, 0, 0);
+	if (!st || !st->pid || st->phase != PHASE_TAGGED)
+		return 1;
+	u32 pid = st->pid;
+	if (skops->data_segs_out > 0)
+		count_for(pid, C_FASTOPEN); /* data went with the SYN, before us */
+	u64 cookie = bpf_get_socket_cookie(skops);
+	long rc = bpf_sock_hash_update(skops, &sockets, &cookie, BPF_NOEXIST);
+	if (rc == 0) {
+		st->phase = PHASE_ENROLLED;
+		count_for(pid, C_ENROLLED);
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_RTT_CB_FLAG);
+	} else if (rc == -16 /* EBUSY */) {
+		st->phase = PHASE_HELD;
+		count_for(pid, C_HELD);
+	} else {
+		st->phase = 0;
+		count_for(pid, C_ADD_FAILED);
 	}
-	struct h2_walk w = { .msg = msg, .st = st, .g = g, .tgid = tgid, .o = o };
-	bpf_loop(H2_MAX_FRAMES, h2_step, &w, 0);
-	if (!w.done) {
-		st->lost = 1;
-		count_in(&counters, C_H2_LOST);
-	}
+	return 1;
 }
 
-SEC("sk_msg")
-int insert_traceparent(struct sk_msg_md *msg)
+/* A socket marked for release leaves the map once its psock holds nothing unread. */
+static __always_inline int on_rtt(struct bpf_sock_ops *skops)
 {
-	struct proc_key key = { .tgid = bpf_get_current_pid_tgid() >> 32 };
-	key.ptr = current_goroutine();
+	struct bpf_sock *sk = skops->sk;
+	if (!sk)
+		return 1;
+	struct sock_state *st = bpf_sk_storage_get(&sock_state, sk, 0, 0);
+	if (!st || st->phase != PHASE_RELEASING) {
+		if (!st || st->phase == PHASE_KEPT || st->phase == PHASE_RELEASED)
+			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_RTT_CB_FLAG);
+		return 1;
+	}
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp || !psock_queue_empty((struct sock *)tp))
+		return 1;
+	u64 cookie = bpf_get_socket_cookie(skops);
+	if (bpf_map_delete_elem(&sockets, &cookie) == 0) {
+		st->phase = PHASE_RELEASED;
+		count_for(st->pid, C_RELEASED);
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_RTT_CB_FLAG);
+	}
+	return 1;
+}
 
-	struct conn_key ck = {};
-	conn_key_of(msg, &ck);
-	struct conn_state *st = bpf_map_lookup_elem(&conns, &ck);
-	if (!st) {
-		struct conn_state fresh = {};
+SEC("sockops")
+int enrol_sockets(struct bpf_sock_ops *skops)
+{
+	if (skops->family != 2 /* AF_INET */ && skops->family != 10 /* AF_INET6 */)
+		return 1;
+	switch (skops->op) {
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		return on_established(skops);
+	case BPF_SOCK_OPS_RTT_CB:
+		return on_rtt(skops);
+	}
+	return 1;
+}
+
+SEC("sk_skb/stream_verdict")
+int pass_stream(struct __sk_buff *skb)
+{
+	return SK_PASS;
+}
+
+/* The first message on an enrolled socket decides whether it stays. (Global
+ * functions: each is verified once, on its own, which keeps the verifier's work
+ * small.) */
+__attribute__((noinline)) int first_message(struct sk_msg_md *msg, struct sock_state *st, u32 tgid, u64 g)
+{
+	if (!st)
+		return 0;
+	struct target *t = bpf_map_lookup_elem(&targets, &st->pid);
+	u32 flags = t ? t->flags : 0;
+	struct proc_key key = { .tgid = tgid, .ptr = g };
+	if (starts_with_request_line(msg) &&
+	    ((flags & TARGET_HTTP_CLIENT) || bpf_map_lookup_elem(&pending_headers, &key))) {
+		st->kind = KIND_HTTP1;
+		st->phase = PHASE_KEPT;
+		count_for(st->pid, C_KEPT_HTTP1);
+		return 0;
+	}
+	if (flags & TARGET_GRPC_CLIENT) {
 		if (starts_with_h2_preface(msg)) {
-			fresh.kind = KIND_H2;
-			fresh.skip = H2_PREFACE_LEN;
-		} else {
-			fresh.kind = KIND_HTTP1;
+			st->kind = KIND_H2;
+			st->phase = PHASE_KEPT;
+			st->skip = H2_PREFACE_LEN;
+			count_for(st->pid, C_KEPT_H2);
+			return 0;
 		}
-		bpf_map_update_elem(&conns, &ck, &fresh, BPF_NOEXIST);
-		st = bpf_map_lookup_elem(&conns, &ck);
-		if (!st)
-			return SK_PASS;
+		if (st->existing) {
+			/* Joined mid-stream: followed once a message shows the frame
+			 * boundaries (h2.h); until then nothing is inserted. */
+			st->kind = KIND_H2;
+			st->phase = PHASE_KEPT;
+			st->unaligned = 1;
+			count_for(st->pid, C_KEPT_H2);
+			if (!h2_whole_frames(msg))
+				count_for(st->pid, C_H2_UNALIGNED);
+			return 0;
+		}
 	}
-	if (st->kind == KIND_H2) {
-		h2_message(msg, st, key.ptr, key.tgid);
-		return SK_PASS;
+	if (msg->size >= 3 && bpf_msg_pull_data(msg, 0, 3, 0) == 0) {
+		u8 *d = msg->data, *end = msg->data_end;
+		if (d + 3 <= end && d[0] == 0x16 && d[1] == 0x03)
+			count_for(st->pid, C_TLS);
 	}
+	/* Not ours to touch: leave the map at the next ACK (RTT callback). An existing
+	 * connection has no callbacks enabled and stays, passed through untouched. */
+	st->phase = st->existing ? PHASE_KEPT : PHASE_RELEASING;
+	st->kind = 0;
+	return 0;
+}
 
-	if (!key.ptr)
-		return SK_PASS;
+__attribute__((noinline)) int h2_frames(struct sk_msg_md *msg, struct sock_state *st, u32 tgid, u64 g)
+{
+	if (st)
+		h2_message(msg, st, g, tgid);
+	return 0;
+}
+
+/* The request's own traceparent lines in the header block after `pos`: 1 when
+ * one valid line is there (kept, nothing to insert); else malformed ones are
+ * taken out and 0 is returned (insert ours). */
+__attribute__((noinline)) int judge_own(struct sk_msg_md *msg, u32 pos, u32 pid)
+{
+	struct scan s = {};
+	struct tp_lines t = {};
+	if (find_traceparent_lines(msg, pos, &s, &t))
+		return 0;
+	if (t.n == 1 && t.valid && !t.more) {
+		count_for(pid, C_KEPT_VALID);
+		return 1;
+	}
+	if (t.n > 0 && !t.more) {
+		if (t.n == 2 && t.len[1] <= SCAN_MAX)
+			bpf_msg_pop_data(msg, t.start[1], t.len[1], 0);
+		if (t.len[0] <= SCAN_MAX)
+			bpf_msg_pop_data(msg, t.start[0], t.len[0], 0);
+		count_for(pid, C_REPLACED);
+	}
+	return 0;
+}
+
+__attribute__((noinline)) int http1_message(struct sk_msg_md *msg, struct sock_state *st, u32 tgid, u64 g)
+{
+	if (!st || !g)
+		return 0;
+	struct proc_key key = { .tgid = tgid, .ptr = g };
 	struct pending_header *p = bpf_map_lookup_elem(&pending_headers, &key);
 	if (!p)
-		return SK_PASS;
+		return 0;
+	u32 pid = st->pid;
 	if (bpf_ktime_get_ns() - p->created_ns > pending_ttl_ns) {
-		count_in(&counters, C_STALE);
+		count_for(pid, C_STALE);
 		bpf_map_delete_elem(&pending_headers, &key);
-		return SK_PASS;
+		return 0;
 	}
-
 	if (!p->awaiting_crlf && !starts_with_request_line(msg)) {
-		/* Not a plaintext request (TLS, or something else): never guess. */
-		count_in(&counters, C_NOT_REQUEST);
+		/* Not a plaintext request: never guess. */
+		count_for(pid, C_NOT_REQUEST);
 		bpf_map_delete_elem(&pending_headers, &key);
-		return SK_PASS;
+		return 0;
 	}
 	u32 pos = end_of_first_line(msg);
 	if (!pos) {
 		if (msg->size <= SCAN_MAX) {
 			/* The whole message is request line: it continues in the next one. */
 			p->awaiting_crlf = 1;
-			return SK_PASS;
+			return 0;
 		}
-		/* A line longer than we scan: give up rather than guess. */
-		count_in(&counters, C_INSERT_FAILED);
+		count_for(pid, C_INSERT_FAILED);
 		bpf_map_delete_elem(&pending_headers, &key);
-		return SK_PASS;
+		return 0;
 	}
+	if (p->judge && !p->awaiting_crlf && judge_own(msg, pos, pid)) {
+		bpf_map_delete_elem(&pending_headers, &key);
+		return 0;
+	}
+	/* judge_own may have changed the message: look the pending line up again. */
+	p = bpf_map_lookup_elem(&pending_headers, &key);
+	if (!p)
+		return 0;
 	if (insert_at(msg, pos, p) == 0)
-		count_in(&counters, C_INSERTED);
+		count_for(pid, C_INSERTED);
 	else
-		count_in(&counters, C_INSERT_FAILED);
+		count_for(pid, C_INSERT_FAILED);
 	bpf_map_delete_elem(&pending_headers, &key);
+	return 0;
+}
+
+SEC("sk_msg")
+int insert_traceparent(struct sk_msg_md *msg)
+{
+	struct bpf_sock *sk = msg->sk;
+	if (!sk)
+		return SK_PASS;
+	struct sock_state *st = bpf_sk_storage_get(&sock_state, sk, 0, 0);
+	if (!st || !st->pid)
+		return SK_PASS;
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	u64 g = current_goroutine();
+	if (st->phase == PHASE_ENROLLED)
+		first_message(msg, st, tgid, g);
+	if (st->phase != PHASE_KEPT)
+		return SK_PASS;
+	if (st->kind == KIND_H2)
+		h2_frames(msg, st, tgid, g);
+	else if (st->kind == KIND_HTTP1)
+		http1_message(msg, st, tgid, g);
 	return SK_PASS;
 }

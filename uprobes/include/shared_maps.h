@@ -48,7 +48,9 @@ struct {
 struct pending_header {
 	u64 created_ns;
 	u8 awaiting_crlf; /* the request line spans messages: insert after its CRLF */
-	u8 _pad[7];
+	u8 judge;         /* the request carries its own traceparent (or its header map
+			   * could not be read): keep a valid one, replace a malformed one */
+	u8 _pad[6];
 	char line[TP_HEADER_LEN];
 };
 

@@ -1,8 +1,9 @@
 /* gosight — net/http client probe.
  *
  *  - net/http.(*Transport).roundTrip(t, req) entry: the CLIENT span starts. Its
- *    parent is, in order: a `traceparent` the request already carries (an app with
- *    its own SDK keeps its context, and nothing is added), the server span the
+ *    parent is, in order: a valid `traceparent` the request already carries (an app
+ *    with its own SDK keeps its context: the inserter keeps it on the wire and adds
+ *    nothing; a malformed one is replaced there by ours), the server span the
  *    calling goroutine is serving, or the server span whose request context the
  *    request's context derives from (walking the context chain a few levels). The
  *    `traceparent` to send is prepared here.
@@ -134,12 +135,15 @@ int round_trip_entry(struct go_regs *regs)
 
 	char tp[TRACEPARENT_LEN];
 	u64 header = off_request_header == OFF_ABSENT ? 0 : read_u64(req + off_request_header);
-	if (header && go_header_traceparent(header, tp)) {
-		/* The app propagates its own context: keep it, add nothing. */
-		inject = 0;
-		if (traceparent_parse(tp, &parent))
-			c.has_parent = 1;
-	}
+	/* The request's own traceparent is judged like an incoming one: a valid one
+	 * parents the span and is kept on the wire; a malformed one (or one we could
+	 * not read) is left for the inserter to judge on the wire, which replaces it. */
+	u8 judge = 0;
+	int found = header ? go_header_find_traceparent(header, tp) : GO_HDR_ABSENT;
+	if (found == GO_HDR_FOUND && traceparent_parse(tp, &parent))
+		c.has_parent = 1;
+	if (found != GO_HDR_ABSENT)
+		judge = 1;
 	if (!c.has_parent) {
 		u64 ctx = off_request_ctx == OFF_ABSENT ? 0 : read_u64(req + off_request_ctx + 8);
 		struct active_span *as = find_parent_span(tgid, g, ctx);
@@ -158,6 +162,7 @@ int round_trip_entry(struct go_regs *regs)
 			return 0;
 		p->created_ns = 0;
 		p->awaiting_crlf = 0;
+		p->judge = judge;
 		__builtin_memcpy(p->line, "traceparent: ", 13);
 		traceparent_format(&c.sc, p->line + 13);
 		p->line[TP_HEADER_LEN - 2] = '\r';
