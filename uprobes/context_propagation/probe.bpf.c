@@ -236,33 +236,33 @@ __attribute__((noinline)) int first_message(struct sk_msg_md *msg, struct sock_s
 		return 0;
 	struct target *t = bpf_map_lookup_elem(&targets, &st->pid);
 	u32 flags = t ? t->flags : 0;
+	int preface = starts_with_h2_preface(msg);
+	if (preface && (flags & TARGET_GRPC_CLIENT)) {
+		st->kind = KIND_H2;
+		st->phase = PHASE_KEPT;
+		st->skip = H2_PREFACE_LEN;
+		count_for(st->pid, C_KEPT_H2);
+		return 0;
+	}
+	/* "PRI * HTTP/2.0" would pass for a request line: never treated as one. */
 	struct proc_key key = { .tgid = tgid, .ptr = g };
-	if (starts_with_request_line(msg) &&
+	if (!preface && starts_with_request_line(msg) &&
 	    ((flags & TARGET_HTTP_CLIENT) || bpf_map_lookup_elem(&pending_headers, &key))) {
 		st->kind = KIND_HTTP1;
 		st->phase = PHASE_KEPT;
 		count_for(st->pid, C_KEPT_HTTP1);
 		return 0;
 	}
-	if (flags & TARGET_GRPC_CLIENT) {
-		if (starts_with_h2_preface(msg)) {
-			st->kind = KIND_H2;
-			st->phase = PHASE_KEPT;
-			st->skip = H2_PREFACE_LEN;
-			count_for(st->pid, C_KEPT_H2);
-			return 0;
-		}
-		if (st->existing) {
-			/* Joined mid-stream: followed once a message shows the frame
-			 * boundaries (h2.h); until then nothing is inserted. */
-			st->kind = KIND_H2;
-			st->phase = PHASE_KEPT;
-			st->unaligned = 1;
-			count_for(st->pid, C_KEPT_H2);
-			if (!h2_whole_frames(msg))
-				count_for(st->pid, C_H2_UNALIGNED);
-			return 0;
-		}
+	if (st->existing && (flags & TARGET_GRPC_CLIENT)) {
+		/* Joined mid-stream: followed once a message shows the frame boundaries
+		 * (h2.h); until then nothing is inserted. */
+		st->kind = KIND_H2;
+		st->phase = PHASE_KEPT;
+		st->unaligned = 1;
+		count_for(st->pid, C_KEPT_H2);
+		if (!h2_whole_frames(msg))
+			count_for(st->pid, C_H2_UNALIGNED);
+		return 0;
 	}
 	if (msg->size >= 3 && bpf_msg_pull_data(msg, 0, 3, 0) == 0) {
 		u8 *d = msg->data, *end = msg->data_end;
