@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing gosight needs on a Debian machine, skipping
 # whatever is already there: clang + libbpf headers (the BPF programs are C), curl,
-# wrk, iproute2 and python3 (the tests drive servers and network namespaces), and
-# checks for Go and Rust. Safe to run repeatedly.
+# wrk, iproute2 and python3 (the tests drive servers and network namespaces), nginx
+# (a non-Go neighbour the tests run with their own config; Debian's nginx service is
+# kept from starting and left disabled), and checks for Go and Rust. Safe to run
+# repeatedly.
 set -euo pipefail
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 
@@ -14,13 +16,23 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
 if ((${#need[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         log "missing packages ${need[*]}: run as root or install them"; exit 1
     fi
     log "installing ${need[*]}"
     apt-get update -qq >&2
+    # No service may start during the install (Debian's nginx would take port 80).
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+    if [[ " ${need[*]} " == *" nginx "* ]]; then
+        systemctl disable --now nginx >/dev/null 2>&1 || service nginx stop >/dev/null 2>&1 || true
+    fi
 fi
 
 if ! command -v go >/dev/null 2>&1 && [[ ! -x /usr/local/go/bin/go ]]; then
