@@ -7,8 +7,11 @@
 // /own-traceparent. No third-party dependencies; builds with Go 1.22 and later
 // (it uses Go 1.22 ServeMux method patterns).
 //
-// All downstream calls go through one shared http.Client (default Transport,
-// keep-alive) and are made with http.NewRequestWithContext(r.Context(), ...).
+// All downstream calls go through one shared http.Client (a clone of the
+// default Transport, keep-alive, up to 100 idle connections per host kept in
+// the pool, its dialer counting new TCP connections for /stats) and are made
+// with http.NewRequestWithContext(r.Context(), ...). Request bodies
+// (/post-next) are passed on byte for byte.
 // A downstream transport error, a downstream status other than 200 or a
 // non-JSON downstream body answers 502 with the error text; a route that
 // needs -next on a service without one answers 400. JSON answers end in "\n".
@@ -30,7 +33,8 @@
 //	                       goroutines sharing r.Context(), waits for all, 200
 //	                       with a JSON array of the K downstream answers (in
 //	                       call order): concurrent client calls of one server
-//	                       span, several connections
+//	                       span, several connections. &to=<path> calls
+//	                       <next><path> instead (e.g. /leaf-echo)
 //	GET  /own-traceparent  calls GET <next>/hop with the request header
 //	                       "Traceparent: 00-11111111111111111111111111111111-2222222222222222-01"
 //	                       set by the app itself (an app with its own SDK) and
@@ -55,6 +59,20 @@
 //	GET  /fail-next        calls GET <dead>/hop where <dead> is -dead (default
 //	                       http://127.0.0.1:1, nothing listens there): a client
 //	                       transport error, answered 502 with the error text
+//	GET  /forward-headers?to=<path>
+//	                       calls GET <next><path> (path starts with "/") with
+//	                       every header this request carried copied onto the
+//	                       outgoing one, values verbatim and repeated headers
+//	                       repeated (Traceparent included, even a malformed
+//	                       one), except the hop-by-hop ones (Connection,
+//	                       Keep-Alive, Proxy-Connection, TE, Trailer,
+//	                       Transfer-Encoding, Upgrade, Content-Length), and
+//	                       answers 200 with the downstream's JSON verbatim: an
+//	                       app or proxy that passes its incoming headers on
+//	GET  /stats            200 {"dials":N}: N is the number of TCP connections
+//	                       the shared client has dialled since start, so a
+//	                       test can tell pooled keep-alive connections were
+//	                       reused (N did not grow)
 //	anything else          ServeMux's own 404 (no handler of ours runs)
 //
 // Flags: -addr (default 127.0.0.1:8080; port 0 picks a free port), -name
@@ -82,13 +100,40 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // ownTraceparent is the header value /own-traceparent sets itself.
 const ownTraceparent = "00-11111111111111111111111111111111-2222222222222222-01"
 
-// client is shared by every downstream call: default Transport, keep-alive.
-var client = &http.Client{}
+// dials counts the TCP connections the shared client has opened.
+var dials atomic.Int64
+
+// client is shared by every downstream call: the default Transport's settings,
+// keep-alive, a larger idle pool, and a dialer that counts connections.
+var client = &http.Client{Transport: newTransport()}
+
+// hopByHop are the headers /forward-headers does not copy (RFC 9110 7.6.1,
+// plus Content-Length, which belongs to this request's own body).
+var hopByHop = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true,
+	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Content-Length": true,
+}
+
+func newTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 100
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err == nil {
+			dials.Add(1)
+		}
+		return c, err
+	}
+	return t
+}
 
 var (
 	name string
@@ -164,6 +209,14 @@ func main() {
 			http.Error(w, "n must be an integer in 1..100", http.StatusBadRequest)
 			return
 		}
+		to := r.URL.Query().Get("to")
+		if to == "" {
+			to = "/hop"
+		}
+		if !strings.HasPrefix(to, "/") {
+			http.Error(w, "to must start with /", http.StatusBadRequest)
+			return
+		}
 		downs := make([]json.RawMessage, n)
 		errs := make([]error, n)
 		var wg sync.WaitGroup
@@ -171,7 +224,7 @@ func main() {
 			wg.Add(1)
 			go func(ctx context.Context, i int) {
 				defer wg.Done()
-				downs[i], errs[i] = call(ctx, http.MethodGet, next+"/hop", nil, nil)
+				downs[i], errs[i] = call(ctx, http.MethodGet, next+to, nil, nil)
 			}(r.Context(), i)
 		}
 		wg.Wait()
@@ -243,6 +296,32 @@ func main() {
 			return
 		}
 		writeRaw(w, down) // something listens at -dead after all
+	})
+
+	mux.HandleFunc("GET /forward-headers", func(w http.ResponseWriter, r *http.Request) {
+		if !needNext(w) {
+			return
+		}
+		to := r.URL.Query().Get("to")
+		if !strings.HasPrefix(to, "/") {
+			http.Error(w, "to must start with /", http.StatusBadRequest)
+			return
+		}
+		h := http.Header{}
+		for k, vs := range r.Header {
+			if !hopByHop[http.CanonicalHeaderKey(k)] {
+				h[k] = append([]string(nil), vs...)
+			}
+		}
+		down, err := call(r.Context(), http.MethodGet, next+to, nil, h)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		writeRaw(w, down)
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]int64{"dials": dials.Load()})
 	})
 
 	ln, err := net.Listen("tcp", *addr)

@@ -21,12 +21,19 @@
 //	-wait-file F           before creating the conn and sending the first RPC,
 //	                       print "ready" and wait (up to 30s) until F exists
 //	                       (lets a test attach gosight first)
+//	-warmup K              create the conn and send K RPCs (same method and
+//	                       metadata) first, before "ready" and the -wait-file
+//	                       wait, then send the -n (or -duration) RPCs on the
+//	                       same conn: the connection exists, and has carried
+//	                       calls, before gosight attaches
 //
 // Output (stdout): one JSON line per RPC, {"i":I,"code":N} where N is the gRPC
 // status code (0 = OK), with "msgs":K (messages received) added for watch;
-// then a final {"done":D,"errors":E} where D is the number of RPCs sent and E
-// the number that ended with a code other than OK. Error texts go to stderr.
-// The exit status is 0 unless the flags are bad or the conn cannot be created.
+// warm-up RPCs are numbered -K..-1 and carry "warmup":true; then a final
+// {"done":D,"errors":E} where D is the number of RPCs sent after the warm-up
+// and E the number of those that ended with a code other than OK. Error texts
+// go to stderr. The exit status is 0 unless the flags are bad, the conn cannot
+// be created or a warm-up RPC fails (exit status 1).
 package main
 
 import (
@@ -40,6 +47,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -49,9 +57,10 @@ import (
 )
 
 type line struct {
-	I    int  `json:"i"`
-	Code int  `json:"code"`
-	Msgs *int `json:"msgs,omitempty"`
+	I      int  `json:"i"`
+	Code   int  `json:"code"`
+	Msgs   *int `json:"msgs,omitempty"`
+	Warmup bool `json:"warmup,omitempty"`
 }
 
 type summary struct {
@@ -69,9 +78,10 @@ func main() {
 	duration := flag.Duration("duration", 0, "send RPCs for this long instead of -n")
 	timeout := flag.Duration("timeout", 10*time.Second, "per-RPC deadline (0 = none)")
 	waitFile := flag.String("wait-file", "", "before the first RPC, print \"ready\" and wait (up to 30s) until this file exists (lets a test attach gosight first)")
+	warmup := flag.Int("warmup", 0, "send this many RPCs on the conn before \"ready\" and the -wait-file wait")
 	flag.Parse()
 
-	if *target == "" || *n < 0 || *concurrency < 1 || *duration < 0 ||
+	if *target == "" || *n < 0 || *concurrency < 1 || *duration < 0 || *warmup < 0 ||
 		(*method != "check" && *method != "check-fail" && *method != "watch") {
 		fmt.Fprintln(os.Stderr, "client: need -target, -method check|check-fail|watch, -n >= 0, -concurrency >= 1, -duration >= 0")
 		flag.Usage()
@@ -82,8 +92,12 @@ func main() {
 		svc = "fail"
 	}
 
-	if *waitFile != "" {
+	wait := func() {
+		if *waitFile == "" {
+			return
+		}
 		fmt.Println("ready")
+		os.Stdout.Sync()
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			if _, err := os.Stat(*waitFile); err == nil || time.Now().After(deadline) {
@@ -92,12 +106,18 @@ func main() {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-
-	cc, err := conn.New(*target)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "client: %s(%q): %v\n", conn.API, *target, err)
-		os.Exit(1)
+	newConn := func() *grpc.ClientConn {
+		cc, err := conn.New(*target)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "client: %s(%q): %v\n", conn.API, *target, err)
+			os.Exit(1)
+		}
+		return cc
 	}
+	if *warmup == 0 {
+		wait()
+	}
+	cc := newConn()
 	defer cc.Close()
 	health := grpc_health_v1.NewHealthClient(cc)
 
@@ -135,6 +155,19 @@ func main() {
 			fmt.Fprintf(os.Stderr, "client: rpc %d: %v\n", i, err)
 		}
 		return l
+	}
+
+	if *warmup > 0 {
+		enc := json.NewEncoder(os.Stdout)
+		for i := -*warmup; i < 0; i++ {
+			l := call(i)
+			l.Warmup = true
+			enc.Encode(l)
+			if l.Code != int(codes.OK) {
+				os.Exit(1)
+			}
+		}
+		wait()
 	}
 
 	var (

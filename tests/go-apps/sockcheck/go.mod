@@ -1,0 +1,3 @@
+module gosight.dev/testapps/sockcheck
+
+go 1.22
