@@ -115,7 +115,7 @@ fn check(kp: &KernelPropagation, me: u32) -> Result<(), CheckError> {
             return true;
         }
         nudges += 1;
-        if nudges % 20 == 0 && client.write_all(b"x").is_ok() {
+        if nudges.is_multiple_of(20) && client.write_all(b"x").is_ok() {
             let mut one = [0u8; 1];
             let _ = server.read_exact(&mut one);
         }

@@ -51,7 +51,7 @@ fn other_gosights() -> Vec<u32> {
         .filter(|pid| {
             // Not a zombie (state Z): it holds no programs any more.
             std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
-                st.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().chars().next() != Some('Z'))
+                st.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
             })
         })
         .collect()

@@ -48,7 +48,7 @@ fn counter(line: &Option<String>, key: &str) -> i64 {
     line.as_deref().and_then(|l| field(l, key)).unwrap_or(0)
 }
 
-/// 1. A Go client whose sockets are enrolled (sockcheck, traced with its server)
+/// Edge 1: A Go client whose sockets are enrolled (sockcheck, traced with its server)
 /// sees FIONREAD, epoll wake-ups and bytes exactly as without gosight; the server
 /// sees exactly one well-formed traceparent per request.
 #[test]
@@ -132,7 +132,7 @@ fn enrolled_go_sockets_keep_their_semantics() {
     assert!(counter(&line, "enrolled") > 0 && counter(&line, "kept_http1") > 0, "client counters: {line:?}\n{}", gs.output());
 }
 
-/// 2. A → B → C serve and pool keep-alive connections before gosight starts; once
+/// Edge 2: A → B → C serve and pool keep-alive connections before gosight starts; once
 /// it attaches, requests over those same connections carry traceparent, and
 /// bodies pass byte for byte.
 #[test]
@@ -208,7 +208,7 @@ fn existing_http1_connections_get_traceparent() {
     assert!(counter(&line, "existing_enrolled") > 0, "{line:?}");
 }
 
-/// 3. A gRPC client that connected and made calls before gosight started keeps
+/// Edge 3: A gRPC client that connected and made calls before gosight started keeps
 /// calling on the same ClientConn: every call after gosight attached has its
 /// server span as the child of its client span.
 #[test]
@@ -268,7 +268,7 @@ fn existing_grpc_connection_gets_traceparent() {
     assert!(field(&reg, "existing_enrolled").is_some_and(|n| n > 0), "{reg}");
 }
 
-/// 4. An app that passes on a malformed traceparent (a proxy copying its incoming
+/// Edge 4: An app that passes on a malformed traceparent (a proxy copying its incoming
 /// headers) has it replaced by one well-formed value naming its client span; a
 /// valid one passes unchanged.
 #[test]
@@ -325,7 +325,7 @@ fn malformed_traceparent_is_replaced() {
 
 /// One request through A to B's echo of what it received: B's traceparent values.
 fn b_received(conn: &mut HttpConn, i: usize, rng: &mut Rng) -> Vec<String> {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         strings(&json_on(conn, "GET", "/forward-headers?to=/leaf-echo", &[], b""))
     } else {
         let body = rng.bytes(1000 + i);
@@ -335,7 +335,7 @@ fn b_received(conn: &mut HttpConn, i: usize, rng: &mut Rng) -> Vec<String> {
     }
 }
 
-/// 5. Two gosight instances trace the same chain (one watching the root cgroup,
+/// Edge 5: Two gosight instances trace the same chain (one watching the root cgroup,
 /// one a child cgroup holding the apps): over connections born under the first
 /// one and over connections born while both run, a request never carries two
 /// traceparent values, and carries one unless an instance says it stood down.
@@ -404,7 +404,7 @@ fn two_instances() {
     );
 }
 
-/// 6. A failed start-up self-check turns propagation off with a WARN line; spans
+/// Edge 6: A failed start-up self-check turns propagation off with a WARN line; spans
 /// still reach the collector and no hop receives a traceparent.
 #[test]
 fn selfcheck_failure_turns_propagation_off() {
@@ -438,7 +438,7 @@ fn selfcheck_failure_turns_propagation_off() {
     assert!(!gs.output().contains("self_check=passed"), "{}", gs.output());
 }
 
-/// 7. `kill -9` of gosight leaves no pinned directory on the BPF filesystem, and
+/// Edge 7: `kill -9` of gosight leaves no pinned directory on the BPF filesystem, and
 /// the apps' existing keep-alive connections keep working.
 #[test]
 fn kill9_leaves_nothing() {
