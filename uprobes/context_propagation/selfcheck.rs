@@ -109,7 +109,7 @@ fn check(kp: &KernelPropagation, me: u32) -> Result<(), CheckError> {
     }
     // The release waits for an ACK of our data with the psock queue empty: keep
     // sending a byte (read by the peer) until one comes.
-    let mut nudges = 0;
+    let mut nudges: u32 = 0;
     if !wait_until(Duration::from_secs(2), || {
         if kp.target_counters(me).released() >= 1 {
             return true;
