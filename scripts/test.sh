@@ -23,7 +23,7 @@ export GOSIGHT_BIN=$PWD/target/release/gosight
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 set +e
-cargo test --workspace --release -- --test-threads=1 "$@" 2>&1 | tee "$out"
+cargo test --workspace --release --no-fail-fast -- --test-threads=1 "$@" 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
 # Fuzz targets for the binary readers, bounded: no input may panic them.
 if [[ $# -eq 0 ]]; then

@@ -41,6 +41,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    let started = Instant::now();
     let selector = Selector::from_config(&config)
         .map_err(|e| anyhow::anyhow!("invalid --target-exe / OTEL_GO_AUTO_TARGET_EXE pattern: {e}"))?;
     let export_config = ExportConfig::from_env()?;
@@ -81,6 +82,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     let mut watcher = Watcher::new(config.proc_root.clone(), selector);
+    tracing::info!(
+        start_up_ms = started.elapsed().as_millis() as u64,
+        "watching for targets"
+    );
     let mut sessions: HashMap<u32, Session> = HashMap::new();
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;

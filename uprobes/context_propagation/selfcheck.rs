@@ -73,8 +73,10 @@ fn check(kp: &KernelPropagation, me: u32) -> Result<(), CheckError> {
         if !epoll.wait(Duration::from_secs(1)) {
             return Err(fail(format!("no epoll wake-up for arrival {round} ({n} bytes)")));
         }
+        // One loopback segment carries the arrival: once epoll woke, it is all there
+        // (a short wait covers a split arrival).
         let mut avail = 0;
-        wait_until(Duration::from_millis(500), || {
+        wait_until(Duration::from_millis(50), || {
             avail = fionread(&client);
             avail >= n
         });

@@ -18,6 +18,9 @@ fn gosight(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Child 
     }
     let child = Child::spawn("gosight", cmd, dir);
     child.wait_for_log("gosight starting", Duration::from_secs(30));
+    // Start-up (BPF verification, the propagation self-check) is over: what the
+    // tests time from here is how fast a running gosight reacts.
+    child.wait_for_log("watching for targets", Duration::from_secs(30));
     child
 }
 
