@@ -33,6 +33,11 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+#define SOL_TCP 6
+#ifndef TCP_BPF_SOCK_OPS_CB_FLAGS
+#define TCP_BPF_SOCK_OPS_CB_FLAGS 1008 /* Linux 6.14 */
+#endif
+
 /* Offset of the goroutine pointer from the thread pointer (fs base): -8 for Go on
  * linux/amd64. */
 volatile const s64 g_tls_offset = -8;
@@ -146,6 +151,12 @@ int enrol_existing(struct bpf_iter__tcp *ctx)
 		st->phase = PHASE_ENROLLED;
 		count_for(pid, C_ENROLLED);
 		count_for(pid, C_EXISTING_ENROLLED);
+		/* The RTT callback releases it if it turns out not to be ours. Kernels
+		 * before 6.14 refuse this option: such a connection then stays enrolled,
+		 * passed through untouched. */
+		int cb = BPF_SOCK_OPS_RTT_CB_FLAG;
+		if (bpf_setsockopt(tp, SOL_TCP, TCP_BPF_SOCK_OPS_CB_FLAGS, &cb, sizeof(cb)) == 0)
+			st->release_cb = 1;
 	} else if (rc == -16 /* EBUSY: another program's socket map */) {
 		st->phase = PHASE_HELD;
 		count_for(pid, C_HELD);
@@ -270,8 +281,9 @@ __attribute__((noinline)) int first_message(struct sk_msg_md *msg, struct sock_s
 			count_for(st->pid, C_TLS);
 	}
 	/* Not ours to touch: leave the map at the next ACK (RTT callback). An existing
-	 * connection has no callbacks enabled and stays, passed through untouched. */
-	st->phase = st->existing ? PHASE_KEPT : PHASE_RELEASING;
+	 * connection whose callbacks could not be enabled stays, passed through
+	 * untouched. */
+	st->phase = (st->existing && !st->release_cb) ? PHASE_KEPT : PHASE_RELEASING;
 	st->kind = 0;
 	return 0;
 }

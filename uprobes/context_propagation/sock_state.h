@@ -40,7 +40,8 @@ struct sock_state {
 	u32 skip;         /* h2: bytes of the current frame still to come */
 	u8 partial_len;   /* h2: bytes of a frame header seen at the end of the last message */
 	u8 unaligned;     /* h2 (existing): frame position not learned yet */
-	u8 _pad[2];
+	u8 release_cb;    /* existing: the RTT callback is on, so it can be released */
+	u8 _pad;
 	u8 partial[8];
 };
 

@@ -602,3 +602,47 @@ fn ownership_over_veth_between_namespaces() {
     assert_eq!(bystander_in_map, 0, "the bystander's sockets in the socket map");
     assert_eq!(in_map.len(), N as usize, "socket map entries");
 }
+
+/// Connections a process had before it was registered: the idle ones are enrolled
+/// by the iterator, and released again after a first message that is not HTTP
+/// (their RTT callback is switched on with TCP_BPF_SOCK_OPS_CB_FLAGS), with
+/// FIONREAD and bytes right before and after.
+#[test]
+fn existing_connections_are_enrolled_and_released() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !require_kernel() {
+        return;
+    }
+    const N: u32 = 50;
+    let mut p = Propagation::start();
+    let (_server, port) = start_server(None, "127.0.0.1");
+    let mut client = Client::start("existing", None, "127.0.0.1", port, N, false);
+    client.send("go");
+    let out = client.outcome();
+    assert_eq!(out.get("connected"), N as u64, "connections made");
+    assert_eq!(out.failures(), 0, "before registration: {:?}", out.stats);
+    let existing = p.kp.register(client.pid, TARGET_HTTP_CLIENT).expect("register");
+    let in_map = enrolled_cookies();
+    let mine_in_map = out.cookies.iter().filter(|k| in_map.contains(k)).count();
+    // A first message that is not HTTP: each is released at the next ACK.
+    client.send("again");
+    let first = parse_stats(&client.line("again"));
+    let all_released = wait_until(Duration::from_secs(5), || p.kp.target_counters(client.pid).released() >= N as u64);
+    let c = p.kp.target_counters(client.pid);
+    let in_map = enrolled_cookies();
+    let left_in_map = out.cookies.iter().filter(|k| in_map.contains(k)).count();
+    client.send("again");
+    let second = parse_stats(&client.line("again"));
+    client.send("close");
+    println!(
+        "existing: register {existing:?}; in the map after registration {mine_in_map}; first messages {first:?}; \
+         all released {all_released}: {}; left in the map {left_in_map}; after the release {second:?}",
+        c.fields()
+    );
+    assert_eq!((existing.enrolled, existing.busy, existing.unreachable), (N as u64, 0, 0), "all idle, all enrolled");
+    assert_eq!(mine_in_map, N as usize, "the existing connections are in the map");
+    assert_eq!(first.values().sum::<u64>(), 0, "the first messages while enrolled: {first:?}");
+    assert_eq!(c.released(), N as u64, "released after a non-HTTP first message: {}", c.fields());
+    assert_eq!(left_in_map, 0, "none left in the map");
+    assert_eq!(second.values().sum::<u64>(), 0, "after the release: {second:?}");
+}
