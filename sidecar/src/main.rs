@@ -104,12 +104,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 Change::Started(target) => {
                     let p = &target.process;
                     tracing::info!(pid = p.pid, exe = %p.exe.display(), go = %target.binary.build.go_version, "target found");
+                    // Registered before its probes attach, so that no connection it
+                    // opens once they run goes untagged.
+                    propagation.register_early(p.pid);
                     match Session::start(&target, &shared) {
                         Ok(s) => {
                             propagation.register(p.pid, &s.probe_names());
                             sessions.insert(p.pid, s);
                         }
-                        Err(e) => tracing::warn!(pid = p.pid, exe = %p.exe.display(), "not tracing: {e}"),
+                        Err(e) => {
+                            propagation.register(p.pid, &[]);
+                            tracing::warn!(pid = p.pid, exe = %p.exe.display(), "not tracing: {e}")
+                        }
                     }
                 }
                 Change::Exited(p) => {

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use gosight_uprobes::bpffs::PinDir;
 use gosight_uprobes::context_propagation::selfcheck::{self, CheckError};
 use gosight_uprobes::context_propagation::{
-    default_cgroup, KernelPropagation, Mode, TARGET_GRPC_CLIENT, TARGET_HTTP_CLIENT,
+    default_cgroup, Existing, KernelPropagation, Mode, TARGET_GRPC_CLIENT, TARGET_HTTP_CLIENT,
 };
 
 use crate::config::Config;
@@ -24,6 +24,9 @@ pub struct Propagation {
     inserter: Option<KernelPropagation>,
     /// Per target, connections held by another program already warned about.
     warned_held: HashMap<u32, u64>,
+    /// Targets registered before their probes attached, with what enrolling their
+    /// existing connections found.
+    early: HashMap<u32, Existing>,
 }
 
 /// The kernel lockdown mode, if securityfs shows it (`none`, `integrity`, ...);
@@ -105,7 +108,7 @@ impl Propagation {
         } else {
             pin_dir.as_ref().and_then(|dir| Self::start_inserter(config, dir))
         };
-        Propagation { pin_dir, inserter, warned_held: HashMap::new() }
+        Propagation { pin_dir, inserter, warned_held: HashMap::new(), early: HashMap::new() }
     }
 
     fn start_inserter(config: &Config, dir: &PinDir) -> Option<KernelPropagation> {
@@ -163,9 +166,26 @@ impl Propagation {
         self.inserter.is_some()
     }
 
-    /// Starts propagation for a target whose probes in `probes` attached.
+    /// Starts propagation for a target about to get its probes: its connect()s
+    /// are tagged from now on, and its idle connections enrolled. [`register`]
+    /// settles it once the probes are attached.
+    ///
+    /// [`register`]: Self::register
+    pub fn register_early(&mut self, pid: u32) {
+        let Some(kp) = self.inserter.as_mut() else { return };
+        match kp.register(pid, TARGET_HTTP_CLIENT | TARGET_GRPC_CLIENT) {
+            Ok(existing) => {
+                self.early.insert(pid, existing);
+            }
+            Err(e) => tracing::warn!(pid, "context propagation: target not registered, it gets no traceparent: {e}"),
+        }
+    }
+
+    /// Settles a target registered early: keeps it with the client probes in
+    /// `probes` that attached, or ends it when none did.
     pub fn register(&mut self, pid: u32, probes: &[&str]) {
         let Some(kp) = self.inserter.as_mut() else { return };
+        let Some(existing) = self.early.remove(&pid) else { return };
         let mut flags = 0;
         if probes.contains(&"net_http_client") {
             flags |= TARGET_HTTP_CLIENT;
@@ -174,10 +194,11 @@ impl Propagation {
             flags |= TARGET_GRPC_CLIENT;
         }
         if flags == 0 {
+            kp.unregister(pid);
             return;
         }
-        match kp.register(pid, flags) {
-            Ok(existing) => tracing::info!(
+        match kp.set_flags(pid, flags) {
+            Ok(()) => tracing::info!(
                 pid,
                 existing_enrolled = existing.enrolled,
                 existing_busy = existing.busy,
@@ -191,6 +212,7 @@ impl Propagation {
     /// Ends propagation for a target that exited; logs its counters.
     pub fn unregister(&mut self, pid: u32) {
         let Some(kp) = self.inserter.as_mut() else { return };
+        self.early.remove(&pid);
         if !kp.targets().contains(&pid) {
             return;
         }

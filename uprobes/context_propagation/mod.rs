@@ -184,6 +184,16 @@ impl KernelPropagation {
         Ok(Existing { enrolled: c.existing_enrolled(), busy: c.existing_busy(), unreachable })
     }
 
+    /// Changes what a registered target's connections may carry (`TARGET_*`).
+    pub fn set_flags(&mut self, pid: u32, flags: u32) -> Result<(), ProbeError> {
+        let mut targets: BpfHashMap<_, u32, [u32; 2]> =
+            BpfHashMap::try_from(self.ebpf.map_mut("targets").ok_or_else(|| missing("targets"))?)
+                .map_err(map_err("targets"))?;
+        targets.insert(pid, [flags, 0], 0).map_err(map_err("targets"))?;
+        self.registered.insert(pid, flags);
+        Ok(())
+    }
+
     /// Stops propagating for `pid`; returns its counters. Its sockets already in the
     /// map stay until they close (a pid that exited has none).
     pub fn unregister(&mut self, pid: u32) -> Counters {
