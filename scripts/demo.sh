@@ -27,7 +27,7 @@ OTEL_TRACES_EXPORTER=${OTEL_TRACES_EXPORTER:-console} OTEL_METRICS_EXPORTER=${OT
     OTEL_BSP_SCHEDULE_DELAY=${OTEL_BSP_SCHEDULE_DELAY:-500} \
     ./target/release/gosight --pid "$app" 2>"$work/gosight.log" &
 gs=$!
-for _ in $(seq 200); do grep -q 'probe attached' "$work/gosight.log" && break; sleep 0.1; done
+for _ in $(seq 200); do grep -q "probe attached pid=$app" "$work/gosight.log" && break; sleep 0.1; done
 cat "$work/gosight.log" >&2
 
 for path in /users/42 /sleep/50 /missing /fail /deep/500 /health; do
