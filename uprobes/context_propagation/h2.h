@@ -195,13 +195,8 @@ static __always_inline void h2_message(struct sk_msg_md *msg, struct sock_state 
 		u32 pl = st->partial_len & 7;
 		u32 need = H2_FRAME_HDR - pl;
 		u8 rest[16] = {};
-		if (msg->size < need || bpf_msg_pull_data(msg, 0, need, 0)) {
-			st->lost = 1;
-			count_for(st->pid, C_H2_LOST);
-			return;
-		}
-		void *d = msg->data;
-		if (d + need > msg->data_end || bpf_probe_read_kernel(rest, need, d)) {
+		if (msg->size < need || bpf_msg_pull_data(msg, 0, need, 0) || msg->data + need > msg->data_end ||
+		    bpf_probe_read_kernel(rest, need, msg->data)) {
 			st->lost = 1;
 			count_for(st->pid, C_H2_LOST);
 			return;

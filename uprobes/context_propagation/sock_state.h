@@ -113,19 +113,17 @@ struct {
 	__type(value, u64);
 } counters SEC(".maps");
 
-static __always_inline void count_add(u32 pid, u32 idx, u64 n)
+static __always_inline void count_for(u32 pid, u32 idx)
 {
-	if (idx >= N_COUNTERS || !n)
+	if (idx >= N_COUNTERS)
 		return;
 	u64 *v = bpf_map_lookup_elem(&counters, &idx);
 	if (v)
-		*v += n;
+		*v += 1;
 	struct target_counts *tc = bpf_map_lookup_elem(&target_counts, &pid);
 	if (tc)
-		__sync_fetch_and_add(&tc->c[idx & (N_SLOTS - 1)], n);
+		__sync_fetch_and_add(&tc->c[idx & (N_SLOTS - 1)], 1);
 }
-
-#define count_for(pid, idx) count_add((pid), (idx), 1)
 
 /* Partial kernel structs, relocated by CO-RE. */
 struct list_head {

@@ -41,21 +41,8 @@ use gosight_uprobes::context_propagation::{Counters, KernelPropagation, Mode, TA
 /// The tests share the kernel hooks and the process's fds: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// True when the prerequisite holds; otherwise a skip line (a panic in CI).
-fn require(what: &str, ok: bool) -> bool {
-    if ok {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("prerequisite missing in CI: {what}");
-    }
-    println!("SKIPPED: prerequisite missing: {what}");
-    false
-}
-
-fn runs(cmd: &str, arg: &str) -> bool {
-    Command::new(cmd).arg(arg).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-}
+mod common;
+use common::{require, runs};
 
 /// The mount point of the cgroup v2 hierarchy (its root).
 fn cgroup2_root() -> Option<PathBuf> {

@@ -37,21 +37,8 @@ use std::time::{Duration, Instant};
 
 use gosight_uprobes::socket::{self, ConnEvent, ConnEventReader, ConnKind, ConnRole, SocketCounters, SocketLimits, SocketProbe};
 
-/// True when the prerequisite holds; otherwise a skip line (a panic in CI).
-fn require(what: &str, ok: bool) -> bool {
-    if ok {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("prerequisite missing in CI: {what}");
-    }
-    println!("SKIPPED: prerequisite missing: {what}");
-    false
-}
-
-fn runs(cmd: &str, arg: &str) -> bool {
-    Command::new(cmd).arg(arg).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-}
+mod common;
+use common::{require, runs};
 
 fn go_bin() -> Option<&'static str> {
     ["go", "/usr/local/go/bin/go"].into_iter().find(|g| runs(g, "version"))
