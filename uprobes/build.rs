@@ -40,10 +40,7 @@ fn main() {
     // integration tests under tests/ (never embedded in the library).
     let tests = root.join("tests");
     let mut test_probes: Vec<PathBuf> = match std::fs::read_dir(&tests) {
-        Ok(dir) => dir
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join("probe.bpf.c").is_file())
-            .collect(),
+        Ok(dir) => dir.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("probe.bpf.c").is_file()).collect(),
         Err(_) => Vec::new(),
     };
     test_probes.sort();

@@ -16,12 +16,12 @@ pub mod go_header;
 mod loader;
 mod ring;
 
+#[path = "context_propagation/mod.rs"]
+pub mod context_propagation;
 #[path = "grpc_client/mod.rs"]
 pub mod grpc_client;
 #[path = "grpc_server/mod.rs"]
 pub mod grpc_server;
-#[path = "context_propagation/mod.rs"]
-pub mod context_propagation;
 #[path = "net_http_client/mod.rs"]
 pub mod net_http_client;
 #[path = "net_http_server/mod.rs"]
@@ -256,7 +256,8 @@ pub mod shared_fields {
         },
         grpc_field("off_status_error_s", "google.golang.org/grpc/internal/status.Error", "s"),
     ];
-    pub const TCP_ADDR_ITAB: AddressSpec = AddressSpec { global: "tcp_addr_itab", concrete: "*net.TCPAddr", interface: "net.Addr" };
+    pub const TCP_ADDR_ITAB: AddressSpec =
+        AddressSpec { global: "tcp_addr_itab", concrete: "*net.TCPAddr", interface: "net.Addr" };
     pub const GRPC_STATUS_ADDRESSES: [AddressSpec; 2] = [
         AddressSpec {
             global: "status_error_itab",
@@ -299,8 +300,7 @@ macro_rules! bpf_object {
     ($name:literal) => {{
         #[repr(C, align(8))]
         struct Aligned<B: ?Sized>(B);
-        static OBJ: &Aligned<[u8]> =
-            &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".bpf.o")));
+        static OBJ: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".bpf.o")));
         &OBJ.0
     }};
 }

@@ -134,11 +134,10 @@ pub fn load(spec: &'static ProbeSpec, inputs: &ProbeInputs) -> Result<AttachedPr
         }
     }
 
-    let events = ebpf
-        .take_map("events")
-        .ok_or(ProbeError::Map { probe, map: "events", reason: "not in the object".into() })?;
-    let events = RingBuf::try_from(events)
-        .map_err(|e| ProbeError::Map { probe, map: "events", reason: e.to_string() })?;
+    let events =
+        ebpf.take_map("events").ok_or(ProbeError::Map { probe, map: "events", reason: "not in the object".into() })?;
+    let events =
+        RingBuf::try_from(events).map_err(|e| ProbeError::Map { probe, map: "events", reason: e.to_string() })?;
     Ok(AttachedProbe { spec, attach_points, ebpf, events: Some(events) })
 }
 

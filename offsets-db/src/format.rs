@@ -17,7 +17,9 @@ pub enum FormatError {
     Format(u32),
     #[error("offsets database: {module}: version {version:?} is not a version of that module")]
     Version { module: String, version: String },
-    #[error("offsets database: {module} {strukt}.{field}: a range needs exactly one of \"offset\" and \"absent\": true")]
+    #[error(
+        "offsets database: {module} {strukt}.{field}: a range needs exactly one of \"offset\" and \"absent\": true"
+    )]
     Value { module: String, strukt: String, field: String },
     #[error("offsets database: {module} {strukt}.{field}: ranges must be ascending and disjoint")]
     Order { module: String, strukt: String, field: String },
@@ -58,7 +60,9 @@ pub fn parse(text: &str) -> Result<Database, FormatError> {
     }
     let mut db = Database { replace: file.replace, ..Database::default() };
     for (name, fm) in file.modules {
-        let key = |v: &str| Key::parse(&name, v).ok_or_else(|| FormatError::Version { module: name.clone(), version: v.into() });
+        let key = |v: &str| {
+            Key::parse(&name, v).ok_or_else(|| FormatError::Version { module: name.clone(), version: v.into() })
+        };
         let mut versions = Vec::new();
         for v in &fm.versions {
             versions.push((key(v)?, v.clone()));
@@ -75,7 +79,13 @@ pub fn parse(text: &str) -> Result<Database, FormatError> {
                     let value = match (r.offset, r.absent) {
                         (Some(o), false) => Value::Offset(o),
                         (None, true) => Value::Absent,
-                        _ => return Err(FormatError::Value { module: name.clone(), strukt: s.clone(), field: f.clone() }),
+                        _ => {
+                            return Err(FormatError::Value {
+                                module: name.clone(),
+                                strukt: s.clone(),
+                                field: f.clone(),
+                            })
+                        }
                     };
                     let (from, to) = (key(&r.from)?, key(&r.to)?);
                     if from > to || prev.as_ref().is_some_and(|p| *p >= from) {

@@ -160,16 +160,24 @@ impl Database {
             Coverage::Uncovered => return None,
         };
         let ranges = m.structs.get(strukt)?.get(field)?;
-        ranges.iter().find(|r| {
-            let from = Key::parse(module, &r.from);
-            let to = Key::parse(module, &r.to);
-            matches!((from, to), (Some(f), Some(t)) if f <= key && key <= t)
-        }).map(|r| r.value)
+        ranges
+            .iter()
+            .find(|r| {
+                let from = Key::parse(module, &r.from);
+                let to = Key::parse(module, &r.to);
+                matches!((from, to), (Some(f), Some(t)) if f <= key && key <= t)
+            })
+            .map(|r| r.value)
     }
 
     /// Records what the tracker measured: `fields` maps `(struct, field)` to its value
     /// in `version`. Replaces any earlier measurement of that version.
-    pub fn record(&mut self, module: &str, version: &str, fields: &BTreeMap<(String, String), Value>) -> Result<(), FormatError> {
+    pub fn record(
+        &mut self,
+        module: &str,
+        version: &str,
+        fields: &BTreeMap<(String, String), Value>,
+    ) -> Result<(), FormatError> {
         let key = Key::parse(module, version)
             .ok_or_else(|| FormatError::Version { module: module.into(), version: version.into() })?;
         let m = self.modules.entry(module.to_string()).or_default();
@@ -215,7 +223,9 @@ impl Module {
             for (f, ranges) in fields {
                 let per_version = out.entry((s.clone(), f.clone())).or_default();
                 for r in ranges {
-                    let (Some(from), Some(to)) = (Key::parse(module, &r.from), Key::parse(module, &r.to)) else { continue };
+                    let (Some(from), Some(to)) = (Key::parse(module, &r.from), Key::parse(module, &r.to)) else {
+                        continue;
+                    };
                     for (k, _) in self.versions.iter().filter(|(k, _)| from <= *k && *k <= to) {
                         per_version.insert(k.clone(), r.value);
                     }

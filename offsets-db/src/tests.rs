@@ -12,8 +12,18 @@ fn measure(db: &mut Database, module: &str, version: &str, fields: &[(&str, &str
 
 fn sample() -> Database {
     let mut db = Database::default();
-    for (v, pattern) in [("go1.22.0", Value::Absent), ("go1.22.1", Value::Absent), ("go1.23.0", Value::Offset(248)), ("go1.23.1", Value::Offset(248))] {
-        measure(&mut db, STD, v, &[("net/http.Request", "Method", Value::Offset(0)), ("net/http.Request", "Pattern", pattern)]);
+    for (v, pattern) in [
+        ("go1.22.0", Value::Absent),
+        ("go1.22.1", Value::Absent),
+        ("go1.23.0", Value::Offset(248)),
+        ("go1.23.1", Value::Offset(248)),
+    ] {
+        measure(
+            &mut db,
+            STD,
+            v,
+            &[("net/http.Request", "Method", Value::Offset(0)), ("net/http.Request", "Pattern", pattern)],
+        );
     }
     measure(&mut db, GRPC, "v1.60.0", &[("google.golang.org/grpc.csAttempt", "t", Value::Offset(16))]);
     measure(&mut db, GRPC, "v1.62.0", &[("google.golang.org/grpc.csAttempt", "t", Value::Offset(16))]);
@@ -111,8 +121,18 @@ fn restricting_to_a_window_equals_measuring_only_that_window() {
     let db = sample();
     let window = db.restrict(|m, v| m == STD && (v == "go1.22.1" || v == "go1.23.0"));
     let mut direct = Database::default();
-    measure(&mut direct, STD, "go1.22.1", &[("net/http.Request", "Method", Value::Offset(0)), ("net/http.Request", "Pattern", Value::Absent)]);
-    measure(&mut direct, STD, "go1.23.0", &[("net/http.Request", "Method", Value::Offset(0)), ("net/http.Request", "Pattern", Value::Offset(248))]);
+    measure(
+        &mut direct,
+        STD,
+        "go1.22.1",
+        &[("net/http.Request", "Method", Value::Offset(0)), ("net/http.Request", "Pattern", Value::Absent)],
+    );
+    measure(
+        &mut direct,
+        STD,
+        "go1.23.0",
+        &[("net/http.Request", "Method", Value::Offset(0)), ("net/http.Request", "Pattern", Value::Offset(248))],
+    );
     assert_eq!(window.to_json(), direct.to_json());
 }
 

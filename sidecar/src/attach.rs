@@ -40,7 +40,9 @@ pub struct ErrorTypes(HashMap<u64, String>);
 
 impl ErrorTypes {
     fn of(itabs: &[Itab], bias: u64) -> ErrorTypes {
-        ErrorTypes(itabs.iter().filter(|i| i.interface == "error").map(|i| (i.address + bias, i.concrete.clone())).collect())
+        ErrorTypes(
+            itabs.iter().filter(|i| i.interface == "error").map(|i| (i.address + bias, i.concrete.clone())).collect(),
+        )
     }
 
     pub fn name(&self, itab: u64) -> Option<&str> {
@@ -97,9 +99,9 @@ impl Session {
         let export = exporter.register_target(resource_for(target));
         let mut probes = Vec::new();
         for spec in ALL_PROBES.iter().copied() {
-            match prepare(spec, target, &resolver, &itabs, bias, shared).and_then(|inputs| {
-                gosight_uprobes::load(spec, &inputs).map_err(|e| e.to_string())
-            }) {
+            match prepare(spec, target, &resolver, &itabs, bias, shared)
+                .and_then(|inputs| gosight_uprobes::load(spec, &inputs).map_err(|e| e.to_string()))
+            {
                 Ok(mut attached) => {
                     let reader = match attached.take_events() {
                         Ok(r) => r,
@@ -158,7 +160,13 @@ impl Drop for Session {
         for p in &self.probes {
             p.task.abort();
             let (entry, ret) = p.attached.hits();
-            tracing::info!(pid = self.pid, probe = p.attached.spec.name, entry_hits = entry, return_hits = ret, "probe detached");
+            tracing::info!(
+                pid = self.pid,
+                probe = p.attached.spec.name,
+                entry_hits = entry,
+                return_hits = ret,
+                "probe detached"
+            );
         }
         // AttachedProbe's drop detaches the uprobes and unloads the programs.
         self.probes.clear();
@@ -189,7 +197,8 @@ impl EventSink {
             Some(table) if !crate::connections::enrich::enrich(table, self.pid, &ev, &mut span) => {
                 // The connection's record may not have been read yet: one more try
                 // shortly, then the span goes out either way.
-                let (table, exporter, export, pid) = (table.clone(), self.exporter.clone(), self.export.clone(), self.pid);
+                let (table, exporter, export, pid) =
+                    (table.clone(), self.exporter.clone(), self.export.clone(), self.pid);
                 tokio::spawn(async move {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     crate::connections::enrich::enrich(&table, pid, &ev, &mut span);
@@ -262,7 +271,8 @@ fn prepare(
         if f.return_program.is_some() && site.return_offsets.is_empty() {
             return Err(format!("no RET instruction found in {}", f.symbol));
         }
-        functions.insert(f.symbol, FunctionSite { entry_offset: site.entry_offset, return_offsets: site.return_offsets });
+        functions
+            .insert(f.symbol, FunctionSite { entry_offset: site.entry_offset, return_offsets: site.return_offsets });
     }
     let fields = resolver.resolve(spec).map_err(|e| e.to_string())?;
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));

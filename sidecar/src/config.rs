@@ -165,7 +165,10 @@ mod tests {
     #[test]
     fn samplers() {
         assert_eq!(sampling_from(None, None), Ok(Sampling { root: Sampler::AlwaysOn, parent_based: true }));
-        assert_eq!(sampling_from(Some("always_off"), None), Ok(Sampling { root: Sampler::AlwaysOff, parent_based: false }));
+        assert_eq!(
+            sampling_from(Some("always_off"), None),
+            Ok(Sampling { root: Sampler::AlwaysOff, parent_based: false })
+        );
         assert_eq!(
             sampling_from(Some("parentbased_traceidratio"), Some("0.25")),
             Ok(Sampling { root: Sampler::TraceIdRatio(0.25), parent_based: true })

@@ -9,9 +9,9 @@ use gosight::attach::{Session, Shared};
 use gosight::clock::Clock;
 use gosight::config::{log_filter, sampling_from, Config};
 use gosight::connections::Connections;
-use gosight::propagation::Propagation;
 use gosight::discover::{Change, Selector, Watcher};
 use gosight::export::{ExportConfig, Exporter};
+use gosight::propagation::Propagation;
 use gosight::spans::SpanFactory;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -82,10 +82,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     let mut watcher = Watcher::new(config.proc_root.clone(), selector);
-    tracing::info!(
-        start_up_ms = started.elapsed().as_millis() as u64,
-        "watching for targets"
-    );
+    tracing::info!(start_up_ms = started.elapsed().as_millis() as u64, "watching for targets");
     let mut sessions: HashMap<u32, Session> = HashMap::new();
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;

@@ -36,7 +36,13 @@ fn lockdown_mode() -> Option<String> {
     if !std::path::Path::new(path).exists() {
         // SAFETY: constant C strings; mounting securityfs at its usual place.
         unsafe {
-            libc::mount(c"securityfs".as_ptr(), c"/sys/kernel/security".as_ptr(), c"securityfs".as_ptr(), 0, std::ptr::null())
+            libc::mount(
+                c"securityfs".as_ptr(),
+                c"/sys/kernel/security".as_ptr(),
+                c"securityfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
         };
     }
     let text = std::fs::read_to_string(path).ok()?;
@@ -46,7 +52,9 @@ fn lockdown_mode() -> Option<String> {
 }
 
 fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// The cgroup whose connections are watched: the configured one, else the pod

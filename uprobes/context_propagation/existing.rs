@@ -102,7 +102,9 @@ fn outgoing_inodes(pid: u32) -> std::io::Result<Vec<u64>> {
     let mut fds = HashSet::new();
     for e in std::fs::read_dir(format!("/proc/{pid}/fd"))?.flatten() {
         if let Ok(target) = std::fs::read_link(e.path()) {
-            if let Some(ino) = target.to_str().and_then(|t| t.strip_prefix("socket:[")).and_then(|t| t.strip_suffix(']')) {
+            if let Some(ino) =
+                target.to_str().and_then(|t| t.strip_prefix("socket:[")).and_then(|t| t.strip_suffix(']'))
+            {
                 if let Ok(ino) = ino.parse::<u64>() {
                     fds.insert(ino);
                 }
@@ -145,7 +147,9 @@ const LISTEN: u8 = 0x0A;
 fn outgoing(rows: &[Row], fds: &HashSet<u64>) -> Vec<u64> {
     let listening: HashSet<u16> = rows.iter().filter(|r| r.state == LISTEN).map(|r| r.local_port).collect();
     rows.iter()
-        .filter(|r| r.state == ESTABLISHED && r.inode != 0 && fds.contains(&r.inode) && !listening.contains(&r.local_port))
+        .filter(|r| {
+            r.state == ESTABLISHED && r.inode != 0 && fds.contains(&r.inode) && !listening.contains(&r.local_port)
+        })
         .map(|r| r.inode)
         .collect()
 }

@@ -112,7 +112,8 @@ impl KernelPropagation {
             .map_err(|source| ProbeError::Load { probe: PROBE, source })?;
 
         let sockets_fd = sockets_fd(&ebpf)?;
-        let msg: &mut SkMsg = program(&mut ebpf, "insert_traceparent")?.try_into().map_err(prog_err("insert_traceparent"))?;
+        let msg: &mut SkMsg =
+            program(&mut ebpf, "insert_traceparent")?.try_into().map_err(prog_err("insert_traceparent"))?;
         msg.load().map_err(prog_err("insert_traceparent"))?;
         msg.attach(&sockets_fd).map_err(prog_err("insert_traceparent"))?;
 
@@ -265,7 +266,11 @@ fn sockets_fd(ebpf: &Ebpf) -> Result<aya::maps::sock::SockMapFd, ProbeError> {
 }
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut aya::programs::Program, ProbeError> {
-    ebpf.program_mut(name).ok_or(ProbeError::Map { probe: PROBE, map: name, reason: "program not in the object".into() })
+    ebpf.program_mut(name).ok_or(ProbeError::Map {
+        probe: PROBE,
+        map: name,
+        reason: "program not in the object".into(),
+    })
 }
 
 /// The default cgroup to watch: the parent of gosight's own cgroup v2 (in a pod,

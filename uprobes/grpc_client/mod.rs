@@ -14,8 +14,18 @@ pub const CLIENT_HEADER_HANDLER: &str = "google.golang.org/grpc/internal/transpo
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "grpc_client",
     functions: &[
-        FunctionSpec { symbol: NEW_ATTEMPT, entry_program: Some("new_attempt_entry"), return_program: None, optional: false },
-        FunctionSpec { symbol: ATTEMPT_FINISH, entry_program: Some("attempt_finish_entry"), return_program: None, optional: false },
+        FunctionSpec {
+            symbol: NEW_ATTEMPT,
+            entry_program: Some("new_attempt_entry"),
+            return_program: None,
+            optional: false,
+        },
+        FunctionSpec {
+            symbol: ATTEMPT_FINISH,
+            entry_program: Some("attempt_finish_entry"),
+            return_program: None,
+            optional: false,
+        },
         FunctionSpec {
             symbol: CREATE_HEADER_FIELDS,
             entry_program: None,
@@ -23,7 +33,12 @@ pub static SPEC: ProbeSpec = ProbeSpec {
             optional: true,
         },
         // One of these two exists (the loopy writer's client-only stream start).
-        FunctionSpec { symbol: ORIGINATE_STREAM, entry_program: Some("originate_stream_entry"), return_program: None, optional: true },
+        FunctionSpec {
+            symbol: ORIGINATE_STREAM,
+            entry_program: Some("originate_stream_entry"),
+            return_program: None,
+            optional: true,
+        },
         FunctionSpec {
             symbol: CLIENT_HEADER_HANDLER,
             entry_program: Some("client_header_handler_entry"),
@@ -41,7 +56,10 @@ pub static SPEC: ProbeSpec = ProbeSpec {
 const FIELDS: &[FieldSpec] = &[
     FieldSpec { required: true, ..grpc_field("off_cs_callhdr", "google.golang.org/grpc.clientStream", "callHdr") },
     grpc_field("off_cs_ctx", "google.golang.org/grpc.clientStream", "ctx"),
-    FieldSpec { required: true, ..grpc_field("off_callhdr_method", "google.golang.org/grpc/internal/transport.CallHdr", "Method") },
+    FieldSpec {
+        required: true,
+        ..grpc_field("off_callhdr_method", "google.golang.org/grpc/internal/transport.CallHdr", "Method")
+    },
     FieldSpec { required: true, ..grpc_field("off_attempt_cs", "google.golang.org/grpc.csAttempt", "cs") },
     grpc_field("off_attempt_transport", "google.golang.org/grpc.csAttempt", "t|transport"),
     grpc_field("off_http2client_remote", "google.golang.org/grpc/internal/transport.http2Client", "remoteAddr"),

@@ -18,8 +18,18 @@ const TRANSPORT: &str = "google.golang.org/grpc/internal/transport";
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "grpc_server",
     functions: &[
-        FunctionSpec { symbol: HANDLE_STREAM, entry_program: Some("handle_stream_entry"), return_program: None, optional: false },
-        FunctionSpec { symbol: WRITE_STATUS, entry_program: Some("write_status_entry"), return_program: None, optional: false },
+        FunctionSpec {
+            symbol: HANDLE_STREAM,
+            entry_program: Some("handle_stream_entry"),
+            return_program: None,
+            optional: false,
+        },
+        FunctionSpec {
+            symbol: WRITE_STATUS,
+            entry_program: Some("write_status_entry"),
+            return_program: None,
+            optional: false,
+        },
     ],
     fields: &[FIELDS, GO_NET, GRPC_STATUS, crate::go_header::FIELDS],
     addresses: &[
@@ -34,7 +44,10 @@ pub static SPEC: ProbeSpec = ProbeSpec {
 };
 
 const FIELDS: &[FieldSpec] = &[
-    FieldSpec { required: true, ..grpc_field("off_stream_method", "google.golang.org/grpc/internal/transport.Stream", "method") },
+    FieldSpec {
+        required: true,
+        ..grpc_field("off_stream_method", "google.golang.org/grpc/internal/transport.Stream", "method")
+    },
     grpc_field("off_stream_ctx", "google.golang.org/grpc/internal/transport.Stream", "ctx"),
     grpc_field("off_http2server_peer", "google.golang.org/grpc/internal/transport.http2Server", "peer"),
     grpc_field("off_peer_addr", "google.golang.org/grpc/peer.Peer", "Addr"),

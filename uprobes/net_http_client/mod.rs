@@ -12,8 +12,18 @@ pub const REQUEST_WRITE: &str = "net/http.(*Request).write";
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "net_http_client",
     functions: &[
-        FunctionSpec { symbol: ROUND_TRIP, entry_program: Some("round_trip_entry"), return_program: Some("round_trip_return"), optional: false },
-        FunctionSpec { symbol: REQUEST_WRITE, entry_program: Some("request_write_entry"), return_program: None, optional: false },
+        FunctionSpec {
+            symbol: ROUND_TRIP,
+            entry_program: Some("round_trip_entry"),
+            return_program: Some("round_trip_return"),
+            optional: false,
+        },
+        FunctionSpec {
+            symbol: REQUEST_WRITE,
+            entry_program: Some("request_write_entry"),
+            return_program: None,
+            optional: false,
+        },
     ],
     fields: &[FIELDS, crate::go_header::FIELDS],
     addresses: &[],

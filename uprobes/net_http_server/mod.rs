@@ -7,7 +7,6 @@ use crate::{std_field, AddressSpec, Event, FieldSpec, FunctionSpec, ProbeSpec};
 
 pub const SERVE_HTTP: &str = "net/http.serverHandler.ServeHTTP";
 
-
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "net_http_server",
     functions: &[FunctionSpec {
@@ -17,24 +16,28 @@ pub static SPEC: ProbeSpec = ProbeSpec {
         optional: false,
     }],
     fields: &[FIELDS, crate::go_header::FIELDS],
-    addresses: &[AddressSpec { global: "response_itab", concrete: "*net/http.response", interface: "net/http.ResponseWriter" }],
+    addresses: &[AddressSpec {
+        global: "response_itab",
+        concrete: "*net/http.response",
+        interface: "net/http.ResponseWriter",
+    }],
     object: crate::bpf_object!("net_http_server"),
     decode,
     derive: crate::derive_nothing,
 };
 
 const FIELDS: &[FieldSpec] = &[
-        std_field("off_request_method", "net/http.Request", "Method", true),
-        std_field("off_request_url", "net/http.Request", "URL", true),
-        std_field("off_request_proto", "net/http.Request", "Proto", false),
-        std_field("off_request_host", "net/http.Request", "Host", false),
-        std_field("off_request_remote_addr", "net/http.Request", "RemoteAddr", false),
-        std_field("off_request_tls", "net/http.Request", "TLS", false),
-        std_field("off_request_pattern", "net/http.Request", "Pattern", false),
-        std_field("off_url_path", "net/url.URL", "Path", true),
-        std_field("off_response_status", "net/http.response", "status", false),
-        std_field("off_request_header", "net/http.Request", "Header", false),
-        std_field("off_request_ctx", "net/http.Request", "ctx", false),
+    std_field("off_request_method", "net/http.Request", "Method", true),
+    std_field("off_request_url", "net/http.Request", "URL", true),
+    std_field("off_request_proto", "net/http.Request", "Proto", false),
+    std_field("off_request_host", "net/http.Request", "Host", false),
+    std_field("off_request_remote_addr", "net/http.Request", "RemoteAddr", false),
+    std_field("off_request_tls", "net/http.Request", "TLS", false),
+    std_field("off_request_pattern", "net/http.Request", "Pattern", false),
+    std_field("off_url_path", "net/url.URL", "Path", true),
+    std_field("off_response_status", "net/http.response", "status", false),
+    std_field("off_request_header", "net/http.Request", "Header", false),
+    std_field("off_request_ctx", "net/http.Request", "ctx", false),
 ];
 
 /// One served request, as read by the probe. Strings are truncated to the C

@@ -209,7 +209,9 @@ mod tests {
         let raw = record(AF_INET, [0; 16], [0; 16]);
         let b = bytes_of(&raw);
         assert!(decode(&b[..111]).is_none());
-        for bad in [RawConnRecord { kind: 0, ..raw }, RawConnRecord { role: 3, ..raw }, RawConnRecord { family: 1, ..raw }] {
+        for bad in
+            [RawConnRecord { kind: 0, ..raw }, RawConnRecord { role: 3, ..raw }, RawConnRecord { family: 1, ..raw }]
+        {
             assert!(decode(&bytes_of(&bad)).is_none());
         }
     }

@@ -173,11 +173,16 @@ impl SocketProbe {
                 Err(e) => return Err(e),
             }
         }
-        let events = ebpf
-            .take_map("events")
-            .ok_or(ProbeError::Map { probe: PROBE, map: "events", reason: "not in the object".into() })?;
-        let events = RingBuf::try_from(events)
-            .map_err(|e| ProbeError::Map { probe: PROBE, map: "events", reason: e.to_string() })?;
+        let events = ebpf.take_map("events").ok_or(ProbeError::Map {
+            probe: PROBE,
+            map: "events",
+            reason: "not in the object".into(),
+        })?;
+        let events = RingBuf::try_from(events).map_err(|e| ProbeError::Map {
+            probe: PROBE,
+            map: "events",
+            reason: e.to_string(),
+        })?;
         Ok(SocketProbe { ebpf, events: Some(events), netns_ino, counts_bytes })
     }
 

@@ -35,7 +35,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gosight_uprobes::socket::{self, ConnEvent, ConnEventReader, ConnKind, ConnRole, SocketCounters, SocketLimits, SocketProbe};
+use gosight_uprobes::socket::{
+    self, ConnEvent, ConnEventReader, ConnKind, ConnRole, SocketCounters, SocketLimits, SocketProbe,
+};
 
 mod common;
 use common::{require, runs};
@@ -72,8 +74,8 @@ impl Recorder {
 
     /// The probe running, its records piling up unread until [`resume`].
     fn paused(netns_ino: u64, limits: SocketLimits) -> Recorder {
-        let mut probe =
-            SocketProbe::start_with(netns_ino, limits).unwrap_or_else(|e| panic!("the socket probe did not start: {e}"));
+        let mut probe = SocketProbe::start_with(netns_ino, limits)
+            .unwrap_or_else(|e| panic!("the socket probe did not start: {e}"));
         assert!(probe.counts_bytes(), "this kernel has sock_send_length/sock_recv_length");
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let reader = {
@@ -86,9 +88,7 @@ impl Recorder {
     fn resume(&mut self) {
         let mut reader = self.reader.take().expect("reader already running");
         let sink = self.events.clone();
-        self.rt.spawn(async move {
-            while reader.next_batch(|ev| sink.lock().unwrap().push(ev)).await.is_ok() {}
-        });
+        self.rt.spawn(async move { while reader.next_batch(|ev| sink.lock().unwrap().push(ev)).await.is_ok() {} });
     }
 
     fn snapshot(&self) -> Vec<ConnEvent> {
@@ -329,7 +329,10 @@ fn closes(evs: &[ConnEvent]) -> impl Iterator<Item = &ConnEvent> {
 
 #[test]
 fn http_servers_ipv4_ipv6() {
-    if !require_kernel() || !require("curl on PATH", runs("curl", "--version")) || !require("go on PATH", go_bin().is_some()) {
+    if !require_kernel()
+        || !require("curl on PATH", runs("curl", "--version"))
+        || !require("go on PATH", go_bin().is_some())
+    {
         return;
     }
     let go_server = build_go_httpserver(go_bin().unwrap());
@@ -352,20 +355,32 @@ fn http_servers_ipv4_ipv6() {
         let (srv, port) = start_server(cmd);
         let srv_pid = srv.0.id();
         let srv_comm = std::fs::read_to_string(format!("/proc/{srv_pid}/comm")).unwrap().trim().to_string();
-        let url = if host.contains(':') { format!("http://[{host}]:{port}/echo") } else { format!("http://{host}:{port}/echo") };
+        let url = if host.contains(':') {
+            format!("http://[{host}]:{port}/echo")
+        } else {
+            format!("http://{host}:{port}/echo")
+        };
         let (curl_pid, wrote, read, status) = curl_post(&url, BODY);
         assert_eq!(status, 201, "{server} {host}: HTTP status");
 
         let is_client = |e: &ConnEvent| e.role == ConnRole::Client && e.pid == curl_pid && e.remote.port() == port;
         let is_server = |e: &ConnEvent| e.role == ConnRole::Server && e.pid == srv_pid && e.local.port() == port;
-        let evs = rec.wait_for(Duration::from_secs(10), |evs| {
-            closes(evs).any(is_client) && closes(evs).any(is_server)
-        });
+        let evs = rec.wait_for(Duration::from_secs(10), |evs| closes(evs).any(is_client) && closes(evs).any(is_server));
         drop(srv);
         let client: Vec<&ConnEvent> = closes(&evs).filter(|e| is_client(e)).collect();
         let srv_ev: Vec<&ConnEvent> = closes(&evs).filter(|e| is_server(e)).collect();
-        assert_eq!(client.len(), 1, "{server} {host}: curl's CLOSE records: {client:#?} (counters {:?})", rec.counters());
-        assert_eq!(srv_ev.len(), 1, "{server} {host}: the server's CLOSE records: {srv_ev:#?} (counters {:?})", rec.counters());
+        assert_eq!(
+            client.len(),
+            1,
+            "{server} {host}: curl's CLOSE records: {client:#?} (counters {:?})",
+            rec.counters()
+        );
+        assert_eq!(
+            srv_ev.len(),
+            1,
+            "{server} {host}: the server's CLOSE records: {srv_ev:#?} (counters {:?})",
+            rec.counters()
+        );
         let (c, s) = (client[0], srv_ev[0]);
         println!(
             "{server} on {host}:{port}: curl wrote {wrote} read {read}; client {} -> {} sent {} received {} srtt {} us; \
@@ -381,7 +396,11 @@ fn http_servers_ipv4_ipv6() {
         assert_eq!(c.comm, "curl");
         assert_eq!(s.comm, srv_comm);
         assert_eq!((c.bytes_sent, c.bytes_received), (wrote, read), "{server} {host}: client bytes vs curl's counts");
-        assert_eq!((s.bytes_received, s.bytes_sent), (wrote, read), "{server} {host}: server bytes mirror the client's");
+        assert_eq!(
+            (s.bytes_received, s.bytes_sent),
+            (wrote, read),
+            "{server} {host}: server bytes mirror the client's"
+        );
         assert!(wrote > BODY as u64 && read > BODY as u64);
         for e in [c, s] {
             assert!(e.open_ns > 0 && e.open_ns <= e.close_ns, "{server} {host}: times {e:?}");
@@ -389,7 +408,10 @@ fn http_servers_ipv4_ipv6() {
             assert!(!e.failed);
             let open = evs.iter().find(|o| o.kind == ConnKind::Open && o.id == e.id);
             let open = open.unwrap_or_else(|| panic!("{server} {host}: no OPEN record for {e:?}"));
-            assert_eq!((open.pid, open.role, open.local, open.remote, open.open_ns), (e.pid, e.role, e.local, e.remote, e.open_ns));
+            assert_eq!(
+                (open.pid, open.role, open.local, open.remote, open.open_ns),
+                (e.pid, e.role, e.local, e.remote, e.open_ns)
+            );
             assert_eq!((open.bytes_sent, open.bytes_received, open.close_ns), (0, 0, 0));
         }
     }
@@ -440,8 +462,10 @@ fn burst_of_10000_connections() {
         n.tracked == 2 * N && closes(evs).count() as u64 == n.closed && n.closed + n.close_records_missing() >= 2 * N
     });
     let n = rec.counters();
-    let client: Vec<&ConnEvent> = closes(&evs).filter(|e| e.role == ConnRole::Client && e.remote.port() == port).collect();
-    let server: Vec<&ConnEvent> = closes(&evs).filter(|e| e.role == ConnRole::Server && e.local.port() == port).collect();
+    let client: Vec<&ConnEvent> =
+        closes(&evs).filter(|e| e.role == ConnRole::Client && e.remote.port() == port).collect();
+    let server: Vec<&ConnEvent> =
+        closes(&evs).filter(|e| e.role == ConnRole::Server && e.local.port() == port).collect();
     let recorded = (client.len() + server.len()) as u64;
     let lost = n.close_records_missing();
     println!(
@@ -494,7 +518,10 @@ fn ring_buffer_loss_is_counted_exactly() {
     let n = rec.counters();
     let opens = evs.iter().filter(|e| e.kind == ConnKind::Open).count() as u64;
     let close_count = closes(&evs).count() as u64;
-    println!("stalled reader, 64 KiB ring: OPEN {opens} received + {} lost; CLOSE {close_count} received + {} lost; {n:?}", n.lost_open, n.lost_records);
+    println!(
+        "stalled reader, 64 KiB ring: OPEN {opens} received + {} lost; CLOSE {close_count} received + {} lost; {n:?}",
+        n.lost_open, n.lost_records
+    );
     assert!(n.lost_records > 0 && n.lost_open > 0, "the ring buffer was meant to overflow");
     assert_eq!(n.tracked, 2 * N);
     assert_eq!(opens + n.lost_open, 2 * N, "OPEN received + lost");
@@ -574,8 +601,10 @@ fn other_network_namespace_not_reported() {
     assert!(control.wait_with_output().unwrap().status.success());
 
     let evs = rec.wait_for(Duration::from_secs(10), |evs| closes(evs).filter(|e| e.pid == pid_inside).count() >= 100);
-    let from_outside =
-        |e: &ConnEvent| e.pid == pid_outside || (e.comm.starts_with("python") && [e.local.port(), e.remote.port()].contains(&port_outside));
+    let from_outside = |e: &ConnEvent| {
+        e.pid == pid_outside
+            || (e.comm.starts_with("python") && [e.local.port(), e.remote.port()].contains(&port_outside))
+    };
     let seen_outside = evs.iter().filter(|e| e.pid != pid_inside && from_outside(e)).count();
     let seen_inside = closes(&evs).filter(|e| e.pid == pid_inside).count();
     let ignored = rec.counters().other_netns - before;
@@ -619,7 +648,10 @@ fn decoder_on_hand_made_records() {
     let e = socket::decode(&record(2, v4([127, 0, 0, 1]), v4([10, 0, 0, 2]), 2, 2)).unwrap();
     assert_eq!((e.kind, e.role, e.id, e.pid, e.comm.as_str()), (ConnKind::Close, ConnRole::Server, 9, 77, "python"));
     assert_eq!((e.local, e.remote), ("127.0.0.1:51000".parse().unwrap(), "10.0.0.2:443".parse().unwrap()));
-    assert_eq!((e.open_ns, e.close_ns, e.bytes_sent, e.bytes_received, e.srtt_us, e.failed), (1000, 2000, 321, 654, 42, false));
+    assert_eq!(
+        (e.open_ns, e.close_ns, e.bytes_sent, e.bytes_received, e.srtt_us, e.failed),
+        (1000, 2000, 321, 654, 42, false)
+    );
 
     let six: std::net::Ipv6Addr = "fd00::1:2".parse().unwrap();
     let e = socket::decode(&record(10, six.octets(), std::net::Ipv6Addr::LOCALHOST.octets(), 1, 1)).unwrap();

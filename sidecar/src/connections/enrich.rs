@@ -16,7 +16,9 @@ use crate::spans::split_host_port;
 /// ring buffer and may be read a moment after the span's record).
 pub fn enrich(table: &ConnectionTable, pid: u32, event: &Event, span: &mut SpanData) -> bool {
     let remote = match event {
-        Event::HttpServer(e) => e.remote_addr.parse::<SocketAddr>().ok().and_then(|a| table.confirm(pid, ConnRole::Server, a)),
+        Event::HttpServer(e) => {
+            e.remote_addr.parse::<SocketAddr>().ok().and_then(|a| table.confirm(pid, ConnRole::Server, a))
+        }
         Event::GrpcServer(e) => e.peer.and_then(|a| table.confirm(pid, ConnRole::Server, a)),
         Event::GrpcClient(e) => e.peer.and_then(|a| table.confirm(pid, ConnRole::Client, a)),
         Event::HttpClient(e) => {

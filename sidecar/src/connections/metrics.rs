@@ -108,16 +108,28 @@ impl ConnectionMetrics {
         let provider = match kind {
             MetricsExporter::None => return Ok(None),
             MetricsExporter::Console => builder
-                .with_reader(PeriodicReader::builder(opentelemetry_stdout::MetricExporter::default(), opentelemetry_sdk::runtime::Tokio).build())
+                .with_reader(
+                    PeriodicReader::builder(
+                        opentelemetry_stdout::MetricExporter::default(),
+                        opentelemetry_sdk::runtime::Tokio,
+                    )
+                    .build(),
+                )
                 .build(),
             MetricsExporter::Otlp(proto) => {
                 let exporter = match proto {
                     OtlpProtocol::Grpc => MetricExporter::builder().with_tonic().build(),
-                    OtlpProtocol::HttpProtobuf => MetricExporter::builder().with_http().with_protocol(Protocol::HttpBinary).build(),
-                    OtlpProtocol::HttpJson => MetricExporter::builder().with_http().with_protocol(Protocol::HttpJson).build(),
+                    OtlpProtocol::HttpProtobuf => {
+                        MetricExporter::builder().with_http().with_protocol(Protocol::HttpBinary).build()
+                    }
+                    OtlpProtocol::HttpJson => {
+                        MetricExporter::builder().with_http().with_protocol(Protocol::HttpJson).build()
+                    }
                 }
                 .context("OTLP metrics exporter")?;
-                builder.with_reader(PeriodicReader::builder(exporter, opentelemetry_sdk::runtime::Tokio).build()).build()
+                builder
+                    .with_reader(PeriodicReader::builder(exporter, opentelemetry_sdk::runtime::Tokio).build())
+                    .build()
             }
         };
         let meter = provider.meter("gosight");
@@ -206,11 +218,20 @@ mod tests {
     #[test]
     fn exporter_settings_follow_the_otel_variables() {
         assert_eq!(MetricsExporter::from_env(&env(&[])).unwrap(), MetricsExporter::Otlp(OtlpProtocol::HttpProtobuf));
-        assert_eq!(MetricsExporter::from_env(&env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")])).unwrap(), MetricsExporter::Otlp(OtlpProtocol::Grpc));
+        assert_eq!(
+            MetricsExporter::from_env(&env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")])).unwrap(),
+            MetricsExporter::Otlp(OtlpProtocol::Grpc)
+        );
         let both = [("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json")];
         assert_eq!(MetricsExporter::from_env(&env(&both)).unwrap(), MetricsExporter::Otlp(OtlpProtocol::HttpJson));
-        assert_eq!(MetricsExporter::from_env(&env(&[("OTEL_METRICS_EXPORTER", "none")])).unwrap(), MetricsExporter::None);
-        assert!(MetricsExporter::from_env(&env(&[("OTEL_METRICS_EXPORTER", "prometheus")])).unwrap_err().to_string().contains("expected otlp"));
+        assert_eq!(
+            MetricsExporter::from_env(&env(&[("OTEL_METRICS_EXPORTER", "none")])).unwrap(),
+            MetricsExporter::None
+        );
+        assert!(MetricsExporter::from_env(&env(&[("OTEL_METRICS_EXPORTER", "prometheus")]))
+            .unwrap_err()
+            .to_string()
+            .contains("expected otlp"));
     }
 
     #[test]

@@ -115,7 +115,14 @@ impl ConnectionTable {
 
     /// The peer of an HTTP client span: `pid`'s client connections to `port` (and
     /// `ip`, if known) open during `[start_ns, end_ns]`, when they all agree.
-    pub fn client_peer(&self, pid: u32, ip: Option<IpAddr>, port: u16, start_ns: u64, end_ns: u64) -> Option<SocketAddr> {
+    pub fn client_peer(
+        &self,
+        pid: u32,
+        ip: Option<IpAddr>,
+        port: u16,
+        start_ns: u64,
+        end_ns: u64,
+    ) -> Option<SocketAddr> {
         let inner = self.inner.lock().expect("connection table lock");
         let mut found: Option<SocketAddr> = None;
         for c in inner.by_pid.get(&pid)?.values() {
@@ -166,14 +173,23 @@ mod tests {
         t.apply(&ev(ConnKind::Open, 3, ConnRole::Client, "10.0.0.7:9000", 200, 0), 200);
         t.apply(&ev(ConnKind::Open, 4, ConnRole::Client, "10.0.0.8:5432", 200, 0), 200);
         // Server span: RemoteAddr confirmed; v4-mapped spelling matches too.
-        assert_eq!(t.confirm(42, ConnRole::Server, "127.0.0.1:50000".parse().unwrap()), Some("127.0.0.1:50000".parse().unwrap()));
-        assert_eq!(t.confirm(42, ConnRole::Server, "[::ffff:127.0.0.1]:50000".parse().unwrap()).map(|a| a.port()), Some(50000));
+        assert_eq!(
+            t.confirm(42, ConnRole::Server, "127.0.0.1:50000".parse().unwrap()),
+            Some("127.0.0.1:50000".parse().unwrap())
+        );
+        assert_eq!(
+            t.confirm(42, ConnRole::Server, "[::ffff:127.0.0.1]:50000".parse().unwrap()).map(|a| a.port()),
+            Some(50000)
+        );
         assert_eq!(t.confirm(42, ConnRole::Server, "127.0.0.1:50001".parse().unwrap()), None);
         assert_eq!(t.confirm(7, ConnRole::Server, "127.0.0.1:50000".parse().unwrap()), None);
         // Client span to port 9000 by name: two candidates disagree → nothing.
         assert_eq!(t.client_peer(42, None, 9000, 300, 400), None);
         // ... by IP: the one.
-        assert_eq!(t.client_peer(42, Some("10.0.0.7".parse().unwrap()), 9000, 300, 400), Some("10.0.0.7:9000".parse().unwrap()));
+        assert_eq!(
+            t.client_peer(42, Some("10.0.0.7".parse().unwrap()), 9000, 300, 400),
+            Some("10.0.0.7:9000".parse().unwrap())
+        );
         assert_eq!(t.client_peer(42, None, 5432, 300, 400), Some("10.0.0.8:5432".parse().unwrap()));
         // Not open during the span.
         assert_eq!(t.client_peer(42, None, 5432, 50, 150), None);
@@ -181,7 +197,10 @@ mod tests {
         t.apply(&ev(ConnKind::Close, 4, ConnRole::Client, "10.0.0.8:5432", 200, 500), 500);
         assert_eq!(t.client_peer(42, None, 5432, 300, 600), Some("10.0.0.8:5432".parse().unwrap()));
         assert_eq!(t.client_peer(42, None, 5432, 600, 700), None, "closed before the span");
-        t.apply(&ev(ConnKind::Open, 5, ConnRole::Client, "10.0.0.9:1", 500 + CLOSED_GRACE_NS, 0), 500 + CLOSED_GRACE_NS + PURGE_EVERY_NS);
+        t.apply(
+            &ev(ConnKind::Open, 5, ConnRole::Client, "10.0.0.9:1", 500 + CLOSED_GRACE_NS, 0),
+            500 + CLOSED_GRACE_NS + PURGE_EVERY_NS,
+        );
         assert_eq!(t.len(), 4, "the closed one was purged");
         let attrs = network_attributes("[::1]:9000".parse().unwrap());
         assert_eq!(attrs[3].value.as_str(), "ipv6");

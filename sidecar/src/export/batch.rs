@@ -135,10 +135,7 @@ impl Shared {
 /// Requests from the [`super::Exporter`] handle to the worker.
 pub(crate) enum Control {
     /// Export everything queued, then stop; exports are cut off at `deadline`.
-    Shutdown {
-        deadline: Instant,
-        done: oneshot::Sender<()>,
-    },
+    Shutdown { deadline: Instant, done: oneshot::Sender<()> },
 }
 
 /// Rate limiter and bookkeeping for drop warnings (worker-local).
@@ -150,19 +147,13 @@ struct DropReporter {
 
 impl DropReporter {
     fn new() -> DropReporter {
-        DropReporter {
-            last_warn: None,
-            reported_drops: 0,
-            last_error: None,
-        }
+        DropReporter { last_warn: None, reported_drops: 0, last_error: None }
     }
 
     /// True when drops grew since the last warning and none was given in the interval.
     fn should_warn(&mut self, drops: u64, now: Instant) -> bool {
         if drops == self.reported_drops
-            || self
-                .last_warn
-                .is_some_and(|t| now.saturating_duration_since(t) < DROP_WARN_INTERVAL)
+            || self.last_warn.is_some_and(|t| now.saturating_duration_since(t) < DROP_WARN_INTERVAL)
         {
             return false;
         }
@@ -173,10 +164,7 @@ impl DropReporter {
 
     fn maybe_warn(&mut self, shared: &Shared) {
         let s = shared.stats();
-        if !self.should_warn(
-            s.dropped_queue_full + s.dropped_export_failed,
-            Instant::now(),
-        ) {
+        if !self.should_warn(s.dropped_queue_full + s.dropped_export_failed, Instant::now()) {
             return;
         }
         tracing::warn!(
@@ -234,12 +222,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut ctrl: mpsc::UnboundedReceiver<C
 }
 
 /// Exports everything queued (cut off at `deadline`), then reports completion.
-async fn final_flush(
-    shared: &Shared,
-    deadline: Instant,
-    done: oneshot::Sender<()>,
-    reporter: &mut DropReporter,
-) {
+async fn final_flush(shared: &Shared, deadline: Instant, done: oneshot::Sender<()>, reporter: &mut DropReporter) {
     let pending = shared.queue_len();
     drain(shared, pending, Some(deadline), reporter).await;
     let _ = done.send(());
@@ -247,22 +230,14 @@ async fn final_flush(
 
 /// Exports up to `count` spans from the head of the queue, one batch at a time. With a
 /// `deadline`, spans not exported by then are dropped as failed.
-async fn drain(
-    shared: &Shared,
-    mut count: usize,
-    deadline: Option<Instant>,
-    reporter: &mut DropReporter,
-) {
+async fn drain(shared: &Shared, mut count: usize, deadline: Option<Instant>, reporter: &mut DropReporter) {
     let batch = shared.cfg.max_export_batch_size;
     while count > 0 {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let rest = shared.abandon_rest();
             if rest > 0 {
                 reporter.last_error = Some("shutdown timeout reached".into());
-                tracing::warn!(
-                    spans = rest,
-                    "shutdown timeout reached; dropping unexported spans"
-                );
+                tracing::warn!(spans = rest, "shutdown timeout reached; dropping unexported spans");
             }
             return;
         }
@@ -277,12 +252,7 @@ async fn drain(
 }
 
 /// Groups one batch by target (keeping first-seen order) and exports each group.
-async fn export_batch(
-    shared: &Shared,
-    items: Vec<Item>,
-    deadline: Option<Instant>,
-    reporter: &mut DropReporter,
-) {
+async fn export_batch(shared: &Shared, items: Vec<Item>, deadline: Option<Instant>, reporter: &mut DropReporter) {
     let mut groups: Vec<(Arc<Target>, Vec<SpanData>)> = Vec::new();
     for (target, span) in items {
         match groups.iter_mut().find(|(t, _)| t.id == target.id) {
@@ -330,10 +300,7 @@ mod tests {
         assert!(!r.should_warn(500, t0 + Duration::from_secs(1)));
         assert!(!r.should_warn(5_000, t0 + Duration::from_millis(9_999)));
         assert!(r.should_warn(5_000, t0 + Duration::from_secs(10)));
-        assert!(
-            !r.should_warn(5_000, t0 + Duration::from_secs(60)),
-            "no new drops"
-        );
+        assert!(!r.should_warn(5_000, t0 + Duration::from_secs(60)), "no new drops");
         assert!(r.should_warn(5_001, t0 + Duration::from_secs(61)));
     }
 }

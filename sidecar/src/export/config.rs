@@ -123,9 +123,7 @@ impl ExportConfig {
 
     /// Like [`ExportConfig::from_env`] but reads variables through `lookup` and returns
     /// the warnings instead of logging them.
-    pub fn from_lookup(
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> anyhow::Result<(ExportConfig, Vec<String>)> {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<(ExportConfig, Vec<String>)> {
         let mut warnings = Vec::new();
         // Empty values count as unset, as in opentelemetry-otlp.
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
@@ -134,10 +132,7 @@ impl ExportConfig {
             None => ExporterKind::Otlp,
             Some(raw) => parse_exporter(&raw)?,
         };
-        let protocol = match (
-            get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
-            get("OTEL_EXPORTER_OTLP_PROTOCOL"),
-        ) {
+        let protocol = match (get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), get("OTEL_EXPORTER_OTLP_PROTOCOL")) {
             (Some(v), _) => parse_protocol("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", &v)?,
             (None, Some(v)) => parse_protocol("OTEL_EXPORTER_OTLP_PROTOCOL", &v)?,
             (None, None) => OtlpProtocol::HttpProtobuf,
@@ -167,12 +162,8 @@ impl ExportConfig {
                 ms(defaults.export_timeout),
                 &mut warnings,
             )),
-            max_queue_size: positive(
-                &get,
-                "OTEL_BSP_MAX_QUEUE_SIZE",
-                defaults.max_queue_size as u64,
-                &mut warnings,
-            ) as usize,
+            max_queue_size: positive(&get, "OTEL_BSP_MAX_QUEUE_SIZE", defaults.max_queue_size as u64, &mut warnings)
+                as usize,
             max_export_batch_size: positive(
                 &get,
                 "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
@@ -184,20 +175,13 @@ impl ExportConfig {
             // Silent when the batch size is the default (as in the SDK's batch config).
             if get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE").is_some() {
                 warnings.push(format!(
-                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE={} exceeds OTEL_BSP_MAX_QUEUE_SIZE={}; using {}",
+                    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE={} exceeds OTEL_BSP_MAX_QUEUE_SIZE={}; using {}",
                     batch.max_export_batch_size, batch.max_queue_size, batch.max_queue_size
                 ));
             }
             batch.max_export_batch_size = batch.max_queue_size;
         }
-        Ok((
-            ExportConfig {
-                exporter,
-                otlp,
-                batch,
-            },
-            warnings,
-        ))
+        Ok((ExportConfig { exporter, otlp, batch }, warnings))
     }
 
     /// Overrides the OTLP endpoint; the URL is used as is (no `/v1/traces` is added).
@@ -248,11 +232,7 @@ impl ExportConfig {
 }
 
 fn parse_exporter(raw: &str) -> anyhow::Result<ExporterKind> {
-    let names: Vec<String> = raw
-        .split(',')
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let names: Vec<String> = raw.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect();
     let [name] = names.as_slice() else {
         bail!("OTEL_TRACES_EXPORTER={raw:?}: exactly one of otlp, console, none is supported");
     };
@@ -260,9 +240,7 @@ fn parse_exporter(raw: &str) -> anyhow::Result<ExporterKind> {
         "otlp" => ExporterKind::Otlp,
         "console" => ExporterKind::Console,
         "none" => ExporterKind::None,
-        other => bail!(
-            "OTEL_TRACES_EXPORTER: unknown exporter {other:?} (expected otlp, console or none)"
-        ),
+        other => bail!("OTEL_TRACES_EXPORTER: unknown exporter {other:?} (expected otlp, console or none)"),
     })
 }
 
@@ -276,19 +254,12 @@ pub(crate) fn parse_protocol(var: &str, raw: &str) -> anyhow::Result<OtlpProtoco
 }
 
 /// A positive integer variable; anything else warns and yields `default`.
-fn positive(
-    get: &impl Fn(&str) -> Option<String>,
-    var: &str,
-    default: u64,
-    warnings: &mut Vec<String>,
-) -> u64 {
+fn positive(get: &impl Fn(&str) -> Option<String>, var: &str, default: u64, warnings: &mut Vec<String>) -> u64 {
     let Some(raw) = get(var) else { return default };
     match raw.trim().parse::<u64>() {
         Ok(v) if v > 0 => v,
         _ => {
-            warnings.push(format!(
-                "{var}={raw:?} is not a positive integer; using the default {default}"
-            ));
+            warnings.push(format!("{var}={raw:?} is not a positive integer; using the default {default}"));
             default
         }
     }
@@ -301,10 +272,7 @@ pub(super) mod tests {
 
     /// Parses a config from `vars` alone, without touching the process environment.
     pub(in crate::export) fn parse(vars: &[(&str, &str)]) -> anyhow::Result<(ExportConfig, Vec<String>)> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         ExportConfig::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -325,10 +293,7 @@ pub(super) mod tests {
         let line = cfg.describe();
         assert!(line.contains("exporter=otlp"), "{line}");
         assert!(line.contains("protocol=http/protobuf"), "{line}");
-        assert!(
-            line.contains("endpoint=http://localhost:4318/v1/traces"),
-            "{line}"
-        );
+        assert!(line.contains("endpoint=http://localhost:4318/v1/traces"), "{line}");
     }
 
     #[test]
@@ -374,11 +339,8 @@ pub(super) mod tests {
         assert_eq!(warnings.len(), 4, "{warnings:?}");
         assert!(warnings[0].contains("OTEL_BSP_SCHEDULE_DELAY"));
 
-        let (cfg, warnings) = parse(&[
-            ("OTEL_BSP_MAX_QUEUE_SIZE", "64"),
-            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512"),
-        ])
-        .unwrap();
+        let (cfg, warnings) =
+            parse(&[("OTEL_BSP_MAX_QUEUE_SIZE", "64"), ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512")]).unwrap();
         assert_eq!(cfg.batch.max_export_batch_size, 64);
         assert_eq!(warnings.len(), 1);
 
@@ -390,13 +352,9 @@ pub(super) mod tests {
     #[test]
     fn explicit_overrides() {
         let (cfg, _) = parse(&[]).unwrap();
-        let cfg = cfg
-            .with_otlp_endpoint("http://127.0.0.1:1/v1/traces")
-            .with_otlp_timeout(Duration::from_millis(200));
+        let cfg = cfg.with_otlp_endpoint("http://127.0.0.1:1/v1/traces").with_otlp_timeout(Duration::from_millis(200));
         assert!(cfg.otlp.endpoint_explicit && cfg.otlp.timeout_explicit);
-        assert!(cfg
-            .describe()
-            .contains("endpoint=http://127.0.0.1:1/v1/traces"));
+        assert!(cfg.describe().contains("endpoint=http://127.0.0.1:1/v1/traces"));
         assert!(cfg.describe().contains("timeout=200ms"));
     }
 }

@@ -36,10 +36,7 @@ pub(crate) fn format_batch(resource: &Resource, spans: &[SpanData]) -> String {
     }
     let _ = writeln!(s, " ({} spans)", spans.len());
     for span in spans {
-        let dur = span
-            .end_time
-            .duration_since(span.start_time)
-            .unwrap_or_default();
+        let dur = span.end_time.duration_since(span.start_time).unwrap_or_default();
         let _ = writeln!(
             s,
             "  span {:?} kind={:?} status={:?} dur={:.3}ms start={}",
@@ -49,11 +46,8 @@ pub(crate) fn format_batch(resource: &Resource, spans: &[SpanData]) -> String {
             dur.as_secs_f64() * 1e3,
             rfc3339(span.start_time)
         );
-        let parent = if span.parent_span_id == SpanId::INVALID {
-            "-".to_string()
-        } else {
-            span.parent_span_id.to_string()
-        };
+        let parent =
+            if span.parent_span_id == SpanId::INVALID { "-".to_string() } else { span.parent_span_id.to_string() };
         let _ = writeln!(
             s,
             "    trace={} span={} parent={}",
@@ -70,12 +64,7 @@ pub(crate) fn format_batch(resource: &Resource, spans: &[SpanData]) -> String {
             s.push('\n');
         }
         for event in span.events.iter() {
-            let _ = write!(
-                s,
-                "    event {:?} at {}",
-                event.name,
-                rfc3339(event.timestamp)
-            );
+            let _ = write!(s, "    event {:?} at {}", event.name, rfc3339(event.timestamp));
             for kv in &event.attributes {
                 let _ = write!(s, " {}=", kv.key);
                 write_value(&mut s, &kv.value);

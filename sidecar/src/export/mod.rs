@@ -38,8 +38,8 @@ use opentelemetry_sdk::Resource;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-pub use config::{BatchConfig, ExportConfig, ExporterKind, OtlpConfig, OtlpProtocol};
 pub(crate) use config::parse_protocol;
+pub use config::{BatchConfig, ExportConfig, ExporterKind, OtlpConfig, OtlpProtocol};
 
 use batch::{Control, Shared};
 use sink::Sink;
@@ -106,10 +106,9 @@ impl Exporter {
     /// Validates the exporter settings (an OTLP exporter is built once as a probe) and
     /// spawns the worker task. Must be called inside a tokio runtime.
     pub fn start(cfg: ExportConfig) -> anyhow::Result<Exporter> {
-        let runtime = tokio::runtime::Handle::try_current()
-            .context("Exporter::start must be called inside a tokio runtime")?;
-        Sink::build(&cfg, &Resource::builder_empty().build())
-            .context("invalid span exporter configuration")?;
+        let runtime =
+            tokio::runtime::Handle::try_current().context("Exporter::start must be called inside a tokio runtime")?;
+        Sink::build(&cfg, &Resource::builder_empty().build()).context("invalid span exporter configuration")?;
         let shared = Arc::new(Shared::new(cfg.batch.clone()));
         let (ctrl, ctrl_rx) = mpsc::unbounded_channel();
         let worker = runtime.spawn(batch::run(Arc::clone(&shared), ctrl_rx));
@@ -141,10 +140,7 @@ impl Exporter {
             // tonic channels and the reqwest client need the runtime's context.
             let _guard = self.inner.runtime.enter();
             Sink::build(&self.inner.cfg, &resource).unwrap_or_else(|e| {
-                tracing::warn!(
-                    target_id = id,
-                    "cannot build span exporter for target: {e:#}"
-                );
+                tracing::warn!(target_id = id, "cannot build span exporter for target: {e:#}");
                 Sink::Broken(format!("{e:#}"))
             })
         };
@@ -185,11 +181,7 @@ impl Exporter {
         let deadline = tokio::time::Instant::now() + timeout;
         let (done, done_rx) = oneshot::channel();
         let worker = lock(&inner.worker).take();
-        if inner
-            .ctrl
-            .send(Control::Shutdown { deadline, done })
-            .is_ok()
-        {
+        if inner.ctrl.send(Control::Shutdown { deadline, done }).is_ok() {
             // A little grace past the deadline: the worker cuts its exports off itself.
             let grace = deadline + Duration::from_millis(250);
             if tokio::time::timeout_at(grace, done_rx).await.is_err() {

@@ -25,12 +25,8 @@ pub(crate) fn effective_endpoint(
     let generic = get("OTEL_EXPORTER_OTLP_ENDPOINT");
     match protocol {
         OtlpProtocol::Grpc => {
-            let endpoint = signal
-                .or(generic)
-                .unwrap_or_else(|| GRPC_ENDPOINT_DEFAULT.to_string());
-            let has_scheme = endpoint
-                .split_once("://")
-                .is_some_and(|(scheme, _)| !scheme.contains(['/', '?', '#']));
+            let endpoint = signal.or(generic).unwrap_or_else(|| GRPC_ENDPOINT_DEFAULT.to_string());
+            let has_scheme = endpoint.split_once("://").is_some_and(|(scheme, _)| !scheme.contains(['/', '?', '#']));
             // The crate treats an empty per-signal INSECURE as set (it does not fall back).
             let insecure = lookup("OTEL_EXPORTER_OTLP_TRACES_INSECURE")
                 .or_else(|| lookup("OTEL_EXPORTER_OTLP_INSECURE"))
@@ -55,20 +51,13 @@ pub(crate) fn effective_endpoint(
 }
 
 /// Mirrors the crate: per-signal first, unparsable values are skipped (we also warn).
-pub(crate) fn effective_timeout(
-    get: &impl Fn(&str) -> Option<String>,
-    warnings: &mut Vec<String>,
-) -> Duration {
-    for var in [
-        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-        "OTEL_EXPORTER_OTLP_TIMEOUT",
-    ] {
+pub(crate) fn effective_timeout(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> Duration {
+    for var in ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"] {
         if let Some(raw) = get(var) {
             match raw.trim().parse::<u64>() {
                 Ok(ms) => return Duration::from_millis(ms),
-                Err(_) => warnings.push(format!(
-                    "{var}={raw:?} is not a number of milliseconds; opentelemetry-otlp ignores it"
-                )),
+                Err(_) => warnings
+                    .push(format!("{var}={raw:?} is not a number of milliseconds; opentelemetry-otlp ignores it")),
             }
         }
     }
@@ -80,10 +69,7 @@ pub(crate) fn effective_compression(
     get: &impl Fn(&str) -> Option<String>,
     warnings: &mut Vec<String>,
 ) -> Option<String> {
-    for var in [
-        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-        "OTEL_EXPORTER_OTLP_COMPRESSION",
-    ] {
+    for var in ["OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"] {
         let Some(raw) = get(var) else { continue };
         match raw.trim().to_ascii_lowercase().as_str() {
             "none" => return None,
@@ -98,9 +84,7 @@ pub(crate) fn effective_compression(
 
 /// Header names as the crate parses `key=value,...` (per-signal variable wins even if empty).
 pub(crate) fn header_names(lookup: &impl Fn(&str) -> Option<String>) -> Vec<String> {
-    let Some(raw) = lookup("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
-        .or_else(|| lookup("OTEL_EXPORTER_OTLP_HEADERS"))
-    else {
+    let Some(raw) = lookup("OTEL_EXPORTER_OTLP_TRACES_HEADERS").or_else(|| lookup("OTEL_EXPORTER_OTLP_HEADERS")) else {
         return Vec::new();
     };
     raw.split_terminator(',')
@@ -157,10 +141,7 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
             ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "GZIP"),
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
-            (
-                "OTEL_EXPORTER_OTLP_HEADERS",
-                "api-key=secret, x-tenant=a%20b,broken",
-            ),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=secret, x-tenant=a%20b,broken"),
         ])
         .unwrap();
         assert_eq!(cfg.otlp.timeout, Duration::from_millis(2500));
@@ -170,11 +151,9 @@ mod tests {
         assert!(warnings[0].contains("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"));
         assert!(!cfg.describe().contains("secret"));
 
-        let (cfg, _) = parse(&[
-            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
-            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
-        ])
-        .unwrap();
+        let (cfg, _) =
+            parse(&[("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"), ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")])
+                .unwrap();
         assert_eq!(cfg.otlp.compression, None);
     }
 }

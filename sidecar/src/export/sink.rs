@@ -7,9 +7,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use opentelemetry_otlp::{
-    Protocol, RetryPolicy, WithExportConfig, WithHttpConfig, WithTonicConfig,
-};
+use opentelemetry_otlp::{Protocol, RetryPolicy, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use opentelemetry_sdk::Resource;
 
@@ -90,10 +88,7 @@ fn build_otlp(cfg: &OtlpConfig) -> anyhow::Result<opentelemetry_otlp::SpanExport
     let builder = opentelemetry_otlp::SpanExporter::builder();
     let built = match cfg.protocol {
         OtlpProtocol::Grpc => {
-            let mut b = builder
-                .with_tonic()
-                .with_protocol(Protocol::Grpc)
-                .with_retry_policy(retry_policy());
+            let mut b = builder.with_tonic().with_protocol(Protocol::Grpc).with_retry_policy(retry_policy());
             if cfg.endpoint_explicit {
                 b = b.with_endpoint(cfg.endpoint.clone());
             }
@@ -103,15 +98,9 @@ fn build_otlp(cfg: &OtlpConfig) -> anyhow::Result<opentelemetry_otlp::SpanExport
             b.build()
         }
         OtlpProtocol::HttpProtobuf | OtlpProtocol::HttpJson => {
-            let protocol = if cfg.protocol == OtlpProtocol::HttpJson {
-                Protocol::HttpJson
-            } else {
-                Protocol::HttpBinary
-            };
-            let mut b = builder
-                .with_http()
-                .with_protocol(protocol)
-                .with_retry_policy(retry_policy());
+            let protocol =
+                if cfg.protocol == OtlpProtocol::HttpJson { Protocol::HttpJson } else { Protocol::HttpBinary };
+            let mut b = builder.with_http().with_protocol(protocol).with_retry_policy(retry_policy());
             if cfg.endpoint_explicit {
                 b = b.with_endpoint(cfg.endpoint.clone());
             }
@@ -121,11 +110,5 @@ fn build_otlp(cfg: &OtlpConfig) -> anyhow::Result<opentelemetry_otlp::SpanExport
             b.build()
         }
     };
-    built.with_context(|| {
-        format!(
-            "building the OTLP {} span exporter for {}",
-            cfg.protocol.as_str(),
-            cfg.endpoint
-        )
-    })
+    built.with_context(|| format!("building the OTLP {} span exporter for {}", cfg.protocol.as_str(), cfg.endpoint))
 }

@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
-};
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use opentelemetry_sdk::Resource;
@@ -44,10 +42,7 @@ pub(crate) fn span(n: u64, name: &str) -> SpanData {
 
 fn resource(service: &str, pid: i64) -> Resource {
     Resource::builder_empty()
-        .with_attributes([
-            KeyValue::new("service.name", service.to_string()),
-            KeyValue::new("process.pid", pid),
-        ])
+        .with_attributes([KeyValue::new("service.name", service.to_string()), KeyValue::new("process.pid", pid)])
         .build()
 }
 
@@ -59,11 +54,7 @@ fn config(vars: &[(&str, &str)]) -> ExportConfig {
 }
 
 fn assert_accounted(s: ExportStats, submitted: u64) {
-    assert_eq!(
-        s.queued + s.exported + s.dropped_queue_full + s.dropped_export_failed,
-        submitted,
-        "{s:?}"
-    );
+    assert_eq!(s.queued + s.exported + s.dropped_queue_full + s.dropped_export_failed, submitted, "{s:?}");
 }
 
 async fn wait_for(exporter: &Exporter, what: impl Fn(ExportStats) -> bool) -> ExportStats {
@@ -95,15 +86,7 @@ async fn queue_overflow_counts_drops_exactly() {
     assert_eq!((s.queued, s.dropped_queue_full, s.exported), (100, 50, 0));
     exporter.shutdown(Duration::from_secs(5)).await;
     let s = exporter.stats();
-    assert_eq!(
-        s,
-        ExportStats {
-            queued: 0,
-            exported: 100,
-            dropped_queue_full: 50,
-            dropped_export_failed: 0
-        }
-    );
+    assert_eq!(s, ExportStats { queued: 0, exported: 100, dropped_queue_full: 50, dropped_export_failed: 0 });
     // After shutdown nothing is accepted, but everything is counted.
     exporter.submit(&t, span(999, "late"));
     assert_eq!(exporter.stats().dropped_export_failed, 1);
@@ -112,10 +95,7 @@ async fn queue_overflow_counts_drops_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn none_exporter_counts_on_schedule_and_full_batches() {
-    let cfg = config(&[
-        ("OTEL_TRACES_EXPORTER", "none"),
-        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
-    ]);
+    let cfg = config(&[("OTEL_TRACES_EXPORTER", "none"), ("OTEL_BSP_SCHEDULE_DELAY", "50")]);
     let exporter = Exporter::start(cfg).unwrap();
     let a = exporter.register_target(resource("a", 1));
     let b = exporter.register_target(resource("b", 2));
@@ -124,23 +104,13 @@ async fn none_exporter_counts_on_schedule_and_full_batches() {
     }
     // 1000 < queue size 2048: full batches go at once, the remainder on the 50 ms tick.
     let s = wait_for(&exporter, |s| s.exported == 1000).await;
-    assert_eq!(
-        s,
-        ExportStats {
-            queued: 0,
-            exported: 1000,
-            ..Default::default()
-        }
-    );
+    assert_eq!(s, ExportStats { queued: 0, exported: 1000, ..Default::default() });
     exporter.shutdown(Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn released_target_is_flushed_then_forgotten() {
-    let cfg = config(&[
-        ("OTEL_TRACES_EXPORTER", "none"),
-        ("OTEL_BSP_SCHEDULE_DELAY", "3600000"),
-    ]);
+    let cfg = config(&[("OTEL_TRACES_EXPORTER", "none"), ("OTEL_BSP_SCHEDULE_DELAY", "3600000")]);
     let exporter = Exporter::start(cfg).unwrap();
     let t = exporter.register_target(resource("gone", 7));
     for i in 0..10 {
@@ -167,10 +137,7 @@ async fn dead_endpoint(protocol: &str, endpoint: &str) {
     .with_otlp_endpoint(endpoint)
     .with_otlp_timeout(Duration::from_millis(250));
     let exporter = Exporter::start(cfg).unwrap();
-    let targets = [
-        exporter.register_target(resource("a", 1)),
-        exporter.register_target(resource("b", 2)),
-    ];
+    let targets = [exporter.register_target(resource("a", 1)), exporter.register_target(resource("b", 2))];
     let shared = Arc::clone(&exporter.inner.shared);
     let mut submitted = 0u64;
     for round in 0..100 {
@@ -183,22 +150,14 @@ async fn dead_endpoint(protocol: &str, endpoint: &str) {
         assert!(s.queued <= 1000 + 100, "round {round}: {s:?}");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    assert!(
-        shared.queue_capacity() <= 4096,
-        "queue grew: {}",
-        shared.queue_capacity()
-    );
+    assert!(shared.queue_capacity() <= 4096, "queue grew: {}", shared.queue_capacity());
     let s = wait_for(&exporter, |s| s.dropped_export_failed >= 200).await;
     assert!(s.dropped_export_failed >= 200, "{s:?}");
     assert!(s.dropped_queue_full >= 90_000, "{s:?}");
     assert_eq!(s.exported, 0);
     let started = std::time::Instant::now();
     exporter.shutdown(Duration::from_millis(500)).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     let s = exporter.stats();
     assert_eq!(s.queued, 0, "{s:?}");
     assert_eq!(s.exported, 0, "{s:?}");
@@ -245,10 +204,8 @@ async fn serve(mut conn: TcpStream, requests: Requests) {
             }
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map_or(0, |v| v.trim().parse().unwrap());
+        let len: usize =
+            head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
         while buf.len() < head_end + len {
             let mut chunk = [0u8; 4096];
             match conn.read(&mut chunk).await {
@@ -259,8 +216,7 @@ async fn serve(mut conn: TcpStream, requests: Requests) {
         let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).into_owned();
         requests.lock().unwrap().push((head, body));
         buf.drain(..head_end + len);
-        let reply =
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+        let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
         if conn.write_all(reply.as_bytes()).await.is_err() {
             return;
         }
@@ -270,48 +226,27 @@ async fn serve(mut conn: TcpStream, requests: Requests) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_target_is_exported_with_its_own_resource() {
     let (url, requests) = fake_collector().await;
-    let cfg = config(&[
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
-        ("OTEL_BSP_SCHEDULE_DELAY", "3600000"),
-    ])
-    .with_otlp_endpoint(url);
+    let cfg = config(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"), ("OTEL_BSP_SCHEDULE_DELAY", "3600000")])
+        .with_otlp_endpoint(url);
     let exporter = Exporter::start(cfg).unwrap();
     let a = exporter.register_target(resource("target-a", 101));
     let b = exporter.register_target(resource("target-b", 202));
     for i in 0..6 {
-        let (t, name) = if i % 2 == 0 {
-            (&a, "span-of-a")
-        } else {
-            (&b, "span-of-b")
-        };
+        let (t, name) = if i % 2 == 0 { (&a, "span-of-a") } else { (&b, "span-of-b") };
         exporter.submit(t, span(i, name));
     }
     exporter.shutdown(Duration::from_secs(5)).await;
-    assert_eq!(
-        exporter.stats(),
-        ExportStats {
-            exported: 6,
-            ..Default::default()
-        }
-    );
+    assert_eq!(exporter.stats(), ExportStats { exported: 6, ..Default::default() });
     let requests = requests.lock().unwrap();
     assert_eq!(requests.len(), 2, "one request per target");
     for (head, body) in requests.iter() {
         assert!(head.starts_with("post /v1/traces "), "{head}");
         assert!(head.contains("content-type: application/json"), "{head}");
-        let (mine, other) = if body.contains("target-a") {
-            ("a", "b")
-        } else {
-            ("b", "a")
-        };
+        let (mine, other) = if body.contains("target-a") { ("a", "b") } else { ("b", "a") };
         assert!(body.contains(&format!("span-of-{mine}")), "{body}");
         assert!(!body.contains(&format!("span-of-{other}")), "{body}");
         assert!(!body.contains(&format!("target-{other}")), "{body}");
-        assert_eq!(
-            body.matches(&format!("span-of-{mine}")).count(),
-            3,
-            "{body}"
-        );
+        assert_eq!(body.matches(&format!("span-of-{mine}")).count(), 3, "{body}");
     }
 }
 
@@ -334,33 +269,19 @@ async fn shutdown_is_bounded_when_the_collector_hangs() {
     }
     let started = std::time::Instant::now();
     exporter.shutdown(Duration::from_millis(300)).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     let s = exporter.stats();
-    assert_eq!(
-        s,
-        ExportStats {
-            dropped_export_failed: 10,
-            ..Default::default()
-        }
-    );
+    assert_eq!(s, ExportStats { dropped_export_failed: 10, ..Default::default() });
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn start_rejects_unusable_otlp_settings() {
-    let cfg = config(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")])
-        .with_otlp_endpoint("https://collector:4317"); // no TLS feature enabled
+    let cfg = config(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]).with_otlp_endpoint("https://collector:4317"); // no TLS feature enabled
     let err = Exporter::start(cfg).unwrap_err();
     assert!(format!("{err:#}").contains("collector:4317"), "{err:#}");
     let cfg = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318")]);
     let err = Exporter::start(cfg).unwrap_err();
-    assert!(
-        format!("{err:#}").contains("https://collector:4318/v1/traces"),
-        "{err:#}"
-    );
+    assert!(format!("{err:#}").contains("https://collector:4318/v1/traces"), "{err:#}");
 }
 
 #[test]

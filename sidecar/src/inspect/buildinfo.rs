@@ -53,18 +53,10 @@ impl GoVersion {
         };
         let mut words = rest.split_whitespace();
         let first = words.next()?;
-        let experiments = if devel {
-            None
-        } else {
-            words.find_map(|w| w.strip_prefix("X:")).map(str::to_string)
-        };
+        let experiments = if devel { None } else { words.find_map(|w| w.strip_prefix("X:")).map(str::to_string) };
         let ver = first.strip_prefix("go")?;
         // A devel version carries the commit after '-' (`go1.27-abcdef123`).
-        let ver = if devel {
-            ver.split('-').next().unwrap_or(ver)
-        } else {
-            ver
-        };
+        let ver = if devel { ver.split('-').next().unwrap_or(ver) } else { ver };
 
         let (major, rest) = leading_number(ver)?;
         let rest = rest.strip_prefix('.')?;
@@ -83,15 +75,7 @@ impl GoVersion {
         } else {
             return None;
         };
-        Some(GoVersion {
-            raw: raw.to_string(),
-            major,
-            minor,
-            patch,
-            pre,
-            devel,
-            experiments,
-        })
+        Some(GoVersion { raw: raw.to_string(), major, minor, patch, pre, devel, experiments })
     }
 
     /// True when this toolchain is `major.minor` or newer (release candidates and
@@ -142,48 +126,30 @@ pub struct BuildInfo {
 impl BuildInfo {
     /// The dependency (or main module) with this module path.
     pub fn module(&self, path: &str) -> Option<&Module> {
-        self.deps
-            .iter()
-            .chain(self.main_module.iter())
-            .find(|m| m.path == path)
+        self.deps.iter().chain(self.main_module.iter()).find(|m| m.path == path)
     }
 
     /// The value of a `build` setting such as `GOARCH`.
     pub fn setting(&self, key: &str) -> Option<&str> {
-        self.settings
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.settings.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// Reads build info from a parsed ELF file (`path` is only used in errors).
     /// `Ok(None)` means "no build info": the file is not a Go executable.
-    pub(crate) fn from_object(
-        file: &object::File<'_>,
-        path: &Path,
-    ) -> Result<Option<BuildInfo>, InspectError> {
+    pub(crate) fn from_object(file: &object::File<'_>, path: &Path) -> Result<Option<BuildInfo>, InspectError> {
         let Some(blob) = find_blob(file) else {
             return Ok(None);
         };
         match parse_blob(blob) {
             Ok(info) => Ok(Some(info)),
-            Err(BlobError::Unsupported(reason)) => Err(InspectError::Unsupported {
-                path: path.to_path_buf(),
-                reason,
-            }),
-            Err(BlobError::Malformed(msg)) => Err(InspectError::Malformed(format!(
-                "{}: {msg}",
-                path.display()
-            ))),
+            Err(BlobError::Unsupported(reason)) => Err(InspectError::Unsupported { path: path.to_path_buf(), reason }),
+            Err(BlobError::Malformed(msg)) => Err(InspectError::Malformed(format!("{}: {msg}", path.display()))),
         }
     }
 
     /// Parses the text form of modinfo (sentinels already stripped).
     pub fn parse_modinfo(go_version: GoVersion, modinfo: &str) -> BuildInfo {
-        let mut info = BuildInfo {
-            go_version,
-            ..BuildInfo::default()
-        };
+        let mut info = BuildInfo { go_version, ..BuildInfo::default() };
         // Which module the next `=>` line replaces.
         enum Last {
             None,
@@ -264,10 +230,7 @@ fn find_blob<'data>(file: &object::File<'data>) -> Option<&'data [u8]> {
 /// `address`; returns the bytes from the magic on.
 fn scan_for_magic(data: &[u8], address: u64) -> Option<&[u8]> {
     let skew = (ALIGN - (address % ALIGN as u64) as usize) % ALIGN;
-    (skew..data.len())
-        .step_by(ALIGN)
-        .find(|&at| data[at..].starts_with(MAGIC))
-        .map(|at| &data[at..])
+    (skew..data.len()).step_by(ALIGN).find(|&at| data[at..].starts_with(MAGIC)).map(|at| &data[at..])
 }
 
 /// Why a build info blob could not be used.
@@ -296,14 +259,10 @@ fn parse_blob(blob: &[u8]) -> Result<BuildInfo, BlobError> {
     let (version, rest) = read_string(rest).ok_or_else(|| truncated("version string"))?;
     let (modinfo, _) = read_string(rest).ok_or_else(|| truncated("module info"))?;
     let version = String::from_utf8_lossy(version).into_owned();
-    let go_version = GoVersion::parse(&version).ok_or_else(|| {
-        BlobError::Unsupported(format!("unrecognised Go version {version:?} in build info"))
-    })?;
+    let go_version = GoVersion::parse(&version)
+        .ok_or_else(|| BlobError::Unsupported(format!("unrecognised Go version {version:?} in build info")))?;
     let modinfo = strip_sentinels(modinfo);
-    Ok(BuildInfo::parse_modinfo(
-        go_version,
-        &String::from_utf8_lossy(modinfo),
-    ))
+    Ok(BuildInfo::parse_modinfo(go_version, &String::from_utf8_lossy(modinfo)))
 }
 
 /// The reason given for binaries whose build info predates Go 1.18.
@@ -388,15 +347,7 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for s in [
-            "",
-            "go",
-            "go1",
-            "gox.y",
-            "1.22",
-            "devel +abc123 Tue",
-            "go1.22foo",
-        ] {
+        for s in ["", "go", "go1", "gox.y", "1.22", "devel +abc123 Tue", "go1.22foo"] {
             assert_eq!(GoVersion::parse(s), None, "{s:?}");
         }
     }
@@ -414,10 +365,7 @@ mod tests {
         let info = BuildInfo::parse_modinfo(v("go1.23.4"), text);
         assert_eq!(info.main_package, "example.com/app/cmd/app");
         let main = info.main_module.as_ref().unwrap();
-        assert_eq!(
-            (main.path.as_str(), main.version.as_str()),
-            ("example.com/app", "(devel)")
-        );
+        assert_eq!((main.path.as_str(), main.version.as_str()), ("example.com/app", "(devel)"));
         assert_eq!(main.sum, None);
         assert_eq!(info.deps.len(), 2);
         let net = info.module("golang.org/x/net").unwrap();
@@ -473,10 +421,7 @@ mod tests {
         for cut in 0..full.len() - 1 {
             let _ = parse_blob(&full[..cut]); // must not panic
         }
-        assert!(matches!(
-            parse_blob(&full[..40]),
-            Err(BlobError::Malformed(_))
-        ));
+        assert!(matches!(parse_blob(&full[..40]), Err(BlobError::Malformed(_))));
         assert!(read_uvarint(&[0xff; 12]).is_none());
     }
 }

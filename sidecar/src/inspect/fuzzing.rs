@@ -104,10 +104,7 @@ fn small_db() -> &'static Database {
 
 /// `data` as the read-only memory map a [`GoBinary`] holds.
 fn map(data: &[u8]) -> Result<memmap2::Mmap, InspectError> {
-    let io = |source| InspectError::Io {
-        path: PathBuf::from(PATH),
-        source,
-    };
+    let io = |source| InspectError::Io { path: PathBuf::from(PATH), source };
     let mut map = memmap2::MmapMut::map_anon(data.len()).map_err(io)?;
     map.copy_from_slice(data);
     map.make_read_only().map_err(io)
@@ -126,12 +123,7 @@ fn any_binary(data: &[u8]) -> Option<GoBinary> {
         object::Architecture::Aarch64 => Arch::Aarch64,
         _ => Arch::X86_64,
     };
-    Some(GoBinary {
-        path: PathBuf::from(PATH),
-        arch,
-        build: BuildInfo::default(),
-        map,
-    })
+    Some(GoBinary { path: PathBuf::from(PATH), arch, build: BuildInfo::default(), map })
 }
 
 /// Checks what the readers promise about a located function: its bytes are in the
@@ -156,11 +148,7 @@ pub fn elf_and_buildinfo(data: &[u8]) -> Reached {
         return reached;
     };
     reached.parsed = true;
-    let _ = (
-        bin.go_version().to_string(),
-        bin.has_symtab(),
-        bin.lookup_source_name(),
-    );
+    let _ = (bin.go_version().to_string(), bin.has_symtab(), bin.lookup_source_name());
     let _ = bin.pie_first_load_vaddr();
     let names = function_names();
     if let Ok(found) = bin.functions(names) {
@@ -261,10 +249,7 @@ fn drive_build(build: &BuildInfo, db: &Arc<Database>) -> usize {
     let source = DatabaseSource::new(db.clone(), versions);
     let _ = source.coverage_notes(structs().iter().copied());
     for (strukt, field) in fields() {
-        if !matches!(
-            source.lookup(strukt, field),
-            crate::offsets::Lookup::Unknown
-        ) {
+        if !matches!(source.lookup(strukt, field), crate::offsets::Lookup::Unknown) {
             values += 1;
         }
     }
@@ -378,18 +363,15 @@ pub fn offsets_db(data: &[u8]) -> Reached {
     };
     reached.parsed = true;
     let canonical = db.to_json();
-    let back = Database::from_json(&canonical)
-        .unwrap_or_else(|e| panic!("canonical text does not parse: {e}\n{canonical}"));
+    let back =
+        Database::from_json(&canonical).unwrap_or_else(|e| panic!("canonical text does not parse: {e}\n{canonical}"));
     assert_eq!(back.to_json(), canonical, "canonical text is not stable");
 
     let modules: Vec<String> = db.modules().map(str::to_string).collect();
     let mut deps = Vec::new();
     for m in &modules {
         let versions = db.versions(m);
-        let probes = versions
-            .iter()
-            .copied()
-            .chain(["go1.22.0", "v1.0.0", "(devel)", ""]);
+        let probes = versions.iter().copied().chain(["go1.22.0", "v1.0.0", "(devel)", ""]);
         for (i, v) in probes.enumerate() {
             let _ = db.coverage(m, v);
             if let Some(prev) = versions.get(i.wrapping_sub(1)) {
@@ -402,11 +384,7 @@ pub fn offsets_db(data: &[u8]) -> Reached {
         }
         if m != STD {
             if let Some(v) = versions.last() {
-                deps.push(super::Module {
-                    path: m.clone(),
-                    version: v.to_string(),
-                    ..Default::default()
-                });
+                deps.push(super::Module { path: m.clone(), version: v.to_string(), ..Default::default() });
             }
         }
     }
@@ -416,11 +394,7 @@ pub fn offsets_db(data: &[u8]) -> Reached {
     under.extend(small_db().clone());
     let _ = db.restrict(|_, v| v.len() % 2 == 0);
     let go = db.versions(STD).last().copied().unwrap_or("go1.22.0");
-    let build = BuildInfo {
-        go_version: GoVersion::parse(go).unwrap_or_default(),
-        deps,
-        ..Default::default()
-    };
+    let build = BuildInfo { go_version: GoVersion::parse(go).unwrap_or_default(), deps, ..Default::default() };
     reached.values += drive_build(&build, &Arc::new(db));
     reached
 }
@@ -447,14 +421,7 @@ fn synthetic_elf(segments: &[(u32, u64, &[u8], u64)]) -> Vec<u8> {
         let mut ph = Vec::with_capacity(PHDR);
         ph.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
         ph.extend_from_slice(&flags.to_le_bytes());
-        for v in [
-            offset,
-            *address,
-            *address,
-            filesz,
-            (*memsz).max(filesz),
-            0x1000,
-        ] {
+        for v in [offset, *address, *address, filesz, (*memsz).max(filesz), 0x1000] {
             ph.extend_from_slice(&v.to_le_bytes());
         }
         let at = EHDR + i * PHDR;
@@ -491,13 +458,7 @@ mod tests {
     fn regressions_and_degenerate_inputs() {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/regressions");
         for (target, entry) in ENTRIES {
-            for input in [
-                &b""[..],
-                b"\x7fELF",
-                &[0xff; 64],
-                b"{}",
-                b"\xff Go buildinf:",
-            ] {
+            for input in [&b""[..], b"\x7fELF", &[0xff; 64], b"{}", b"\xff Go buildinf:"] {
                 entry(input);
             }
             let Ok(dir) = std::fs::read_dir(format!("{root}/{target}")) else {
@@ -516,10 +477,7 @@ mod tests {
     /// input claimed 16 GiB, and decompressing allocated and zeroed all of it).
     #[test]
     fn dwarf_claiming_an_impossible_size_is_an_error() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../fuzz/regressions/dwarf/zlib-claims-16-gib"
-        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/regressions/dwarf/zlib-claims-16-gib");
         let bin = any_binary(&std::fs::read(path).unwrap()).unwrap();
         let err = dwarf::struct_fields(&bin, &["runtime.g"]).unwrap_err();
         assert!(err.to_string().contains("cannot hold"), "{err}");
@@ -539,10 +497,7 @@ mod tests {
             paths.sort();
             for path in paths {
                 let reached = entry(&std::fs::read(&path).unwrap());
-                println!(
-                    "{target:<10} {:<40} {reached:?}",
-                    path.file_name().unwrap().to_string_lossy()
-                );
+                println!("{target:<10} {:<40} {reached:?}", path.file_name().unwrap().to_string_lossy());
             }
         }
     }
@@ -571,8 +526,7 @@ mod tests {
         }
         let reached = dwarf(&std::fs::read(&full.path).unwrap());
         assert!(reached.values > 20, "{reached:?}");
-        let text =
-            b"go1.22.12\npath\tx\nmod\tx\t(devel)\t\ndep\tgoogle.golang.org/grpc\tv1.60.0\t\n";
+        let text = b"go1.22.12\npath\tx\nmod\tx\t(devel)\t\ndep\tgoogle.golang.org/grpc\tv1.60.0\t\n";
         assert!(buildinfo(text).values > 0);
         let db = r#"{"format": 1, "modules": {"std": {"versions": ["go1.22.0", "go1.23.0"],
             "structs": {"net/http.Request": {"Method": [{"from": "go1.22.0", "to": "go1.23.0", "offset": 0}]}}}}}"#;

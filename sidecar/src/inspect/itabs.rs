@@ -253,7 +253,10 @@ impl Names<'_> {
 
     fn interface(&self, t: u64) -> Option<String> {
         let short = self.short(t)?;
-        let path_ptr = self.image.bytes_at(t.checked_add(self.l.iface_pkgpath)?, 8).map(|b| u64::from_le_bytes(b.try_into().expect("8")))?;
+        let path_ptr = self
+            .image
+            .bytes_at(t.checked_add(self.l.iface_pkgpath)?, 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8")))?;
         let path = if path_ptr == 0 { String::new() } else { self.name_at(path_ptr).unwrap_or_default() };
         Some(Self::qualify(&short, &path))
     }
@@ -274,8 +277,7 @@ impl Names<'_> {
             KIND_STRUCT => self.l.struct_fields.checked_add(24),
             _ => return Some(short),
         };
-        let uncommon_pkgpath = descriptor_end
-            .and_then(|end| t.checked_add(end)?.checked_add(self.l.uncommon_pkgpath));
+        let uncommon_pkgpath = descriptor_end.and_then(|end| t.checked_add(end)?.checked_add(self.l.uncommon_pkgpath));
         match uncommon_pkgpath.and_then(|at| self.u32(at)).and_then(|o| self.name_off(o)) {
             Some(path) => Some(Self::qualify(&short, &path)),
             None => Some(short),
@@ -320,10 +322,22 @@ mod tests {
                 let symbols = full.symbols_with_prefix("go:itab.");
                 // Go 1.27 names no itab symbols (they are part of the type section);
                 // the pairs every net/http program has must still be there.
-                assert!(symbols.len() > 20 || toolchain == Some("go1.27.4"), "{toolchain:?}: {} itab symbols", symbols.len());
+                assert!(
+                    symbols.len() > 20 || toolchain == Some("go1.27.4"),
+                    "{toolchain:?}: {} itab symbols",
+                    symbols.len()
+                );
                 assert!(table.len() > 100, "{toolchain:?}: {} itabs", table.len());
-                for (concrete, interface) in [("*net.OpError", "error"), ("*context.valueCtx", "context.Context"), ("*net.TCPAddr", "net.Addr"), ("*errors.errorString", "error")] {
-                    assert!(table.iter().any(|i| i.concrete == concrete && i.interface == interface), "{toolchain:?}: no {concrete},{interface}");
+                for (concrete, interface) in [
+                    ("*net.OpError", "error"),
+                    ("*context.valueCtx", "context.Context"),
+                    ("*net.TCPAddr", "net.Addr"),
+                    ("*errors.errorString", "error"),
+                ] {
+                    assert!(
+                        table.iter().any(|i| i.concrete == concrete && i.interface == interface),
+                        "{toolchain:?}: no {concrete},{interface}"
+                    );
                 }
                 // Anonymous and generic types print differently in symbols; named ones
                 // are what probes and error.type need.
@@ -349,7 +363,9 @@ mod tests {
                         assert_eq!(found.concrete, concrete, "{what}");
                     }
                 }
-                assert!(table.iter().any(|i| i.concrete == "*net/http.response" && i.interface == "net/http.ResponseWriter"));
+                assert!(table
+                    .iter()
+                    .any(|i| i.concrete == "*net/http.response" && i.interface == "net/http.ResponseWriter"));
                 let stripped = GoBinary::open(&stripped.path).unwrap();
                 assert!(!stripped.has_symtab());
                 // Stripping changes the build settings recorded in the binary, so data
@@ -360,7 +376,12 @@ mod tests {
                     p
                 };
                 let (want, got) = (pairs(table), pairs(read(&stripped, &offsets).unwrap()));
-                assert!(want == got, "{toolchain:?} pie={pie}: stripped table differs ({} vs {} itabs)", want.len(), got.len());
+                assert!(
+                    want == got,
+                    "{toolchain:?} pie={pie}: stripped table differs ({} vs {} itabs)",
+                    want.len(),
+                    got.len()
+                );
             }
         }
     }

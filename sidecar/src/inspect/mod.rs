@@ -23,10 +23,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
     #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{0}: not an ELF executable")]
     NotElf(PathBuf),
     #[error("{0}: not a Go binary (no Go build info)")]

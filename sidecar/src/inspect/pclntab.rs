@@ -94,9 +94,7 @@ impl<'data> Pclntab<'data> {
         };
         let [pad1, pad2, min_lc, ptr_size] = u32_at(data, 4)?.to_le_bytes();
         if pad1 != 0 || pad2 != 0 || !matches!(min_lc, 1 | 2 | 4) || !matches!(ptr_size, 4 | 8) {
-            return Err(malformed(format!(
-                "bad header (pad {pad1},{pad2}, minLC {min_lc}, ptrSize {ptr_size})"
-            )));
+            return Err(malformed(format!("bad header (pad {pad1},{pad2}, minLC {min_lc}, ptrSize {ptr_size})")));
         }
         let ptr_size = usize::from(ptr_size);
         let word = |i: usize| word_at(data, 8 + i * ptr_size, ptr_size);
@@ -119,10 +117,8 @@ impl<'data> Pclntab<'data> {
             pctab: offset(6)?,
             functab: offset(7)?,
         };
-        let functab_len = nfunc
-            .checked_mul(8)
-            .and_then(|n| n.checked_add(4))
-            .filter(|&n| n <= data.len() - table.functab);
+        let functab_len =
+            nfunc.checked_mul(8).and_then(|n| n.checked_add(4)).filter(|&n| n <= data.len() - table.functab);
         if nfunc == 0 || functab_len.is_none() {
             return Err(malformed(format!("{nfunc} functions do not fit the table")));
         }
@@ -130,9 +126,7 @@ impl<'data> Pclntab<'data> {
     }
 
     /// Finds the table in `obj` and the text start its entry offsets are relative to.
-    pub(super) fn find(
-        obj: &object::File<'data>,
-    ) -> Result<(Pclntab<'data>, u64, TextStart), Fault> {
+    pub(super) fn find(obj: &object::File<'data>) -> Result<(Pclntab<'data>, u64, TextStart), Fault> {
         let table = locate_table(obj)?;
         let (text, source) = table.text_start(obj)?;
         Ok((table, text, source))
@@ -145,17 +139,14 @@ impl<'data> Pclntab<'data> {
     /// (Unlike `.symtab`, which calls them `name.abi0`, assembly functions without a
     /// wrapper are found by their plain name.)
     pub(super) fn locate(&self, names: &[&str], text: u64) -> Result<Vec<Option<Located>>, Fault> {
-        let mut wanted: HashMap<&[u8], Option<(Rank, Located)>> =
-            names.iter().map(|n| (n.as_bytes(), None)).collect();
+        let mut wanted: HashMap<&[u8], Option<(Rank, Located)>> = names.iter().map(|n| (n.as_bytes(), None)).collect();
         let (id_at, min_len) = if self.go118 { (36, 40) } else { (40, 44) };
         for i in 0..self.nfunc {
             let entry = self.entry_off(i)?;
             let func_off = usize::try_from(u32_at(self.data, self.functab + 8 * i + 4)?)
                 .map_err(|_| malformed("func offset out of range"))?;
-            let record = self
-                .functab
-                .checked_add(func_off)
-                .and_then(|start| self.data.get(start..start.checked_add(min_len)?));
+            let record =
+                self.functab.checked_add(func_off).and_then(|start| self.data.get(start..start.checked_add(min_len)?));
             let record = record.ok_or_else(|| malformed(format!("func #{i} out of range")))?;
             if u32_at(record, 0)? != entry {
                 return Err(malformed(format!("func #{i} entry does not match functab")));
@@ -177,18 +168,13 @@ impl<'data> Pclntab<'data> {
             if size > u64::from(gap) {
                 return Err(malformed(format!("func #{i} is longer than its slot")));
             }
-            let address = text
-                .checked_add(u64::from(entry))
-                .ok_or_else(|| malformed("entry address overflows"))?;
+            let address = text.checked_add(u64::from(entry)).ok_or_else(|| malformed("entry address overflows"))?;
             let rank = (record[id_at + 1] & FUNC_FLAG_ASM != 0, record[id_at] != 0);
             if best.is_none_or(|(r, _)| rank < r) {
                 *best = Some((rank, Located { address, size }));
             }
         }
-        Ok(names
-            .iter()
-            .map(|n| wanted.get(n.as_bytes()).copied().flatten().map(|(_, l)| l))
-            .collect())
+        Ok(names.iter().map(|n| wanted.get(n.as_bytes()).copied().flatten().map(|(_, l)| l)).collect())
     }
 
     /// Entry offset of function `i`; `i == nfunc` is the end of the last function.
@@ -199,9 +185,7 @@ impl<'data> Pclntab<'data> {
     /// The NUL-terminated name at `name_off` in the function name table.
     fn name(&self, name_off: u32) -> Result<&'data [u8], Fault> {
         let bad = || malformed(format!("function name offset {name_off:#x} out of range"));
-        let start = usize::try_from(name_off)
-            .ok()
-            .and_then(|o| self.funcnametab.checked_add(o));
+        let start = usize::try_from(name_off).ok().and_then(|o| self.funcnametab.checked_add(o));
         let rest = start.and_then(|s| self.data.get(s..)).ok_or_else(bad)?;
         let len = rest.iter().position(|&b| b == 0).ok_or_else(bad)?;
         Ok(&rest[..len])
@@ -243,10 +227,7 @@ impl<'data> Pclntab<'data> {
         if plausible(self.header_text_start) {
             return Ok((self.header_text_start, TextStart::Header));
         }
-        if let Some(text) = self
-            .moduledata_text(obj, first, end)
-            .filter(|&t| plausible(t))
-        {
+        if let Some(text) = self.moduledata_text(obj, first, end).filter(|&t| plausible(t)) {
             return Ok((text, TextStart::Moduledata));
         }
         match obj.section_by_name(".text").map(|s| s.address()) {
@@ -285,8 +266,7 @@ impl<'data> Pclntab<'data> {
                     continue;
                 }
                 let (min_pc, max_pc, text) = (word(20)?, word(21)?, word(22)?);
-                if text.checked_add(first) == Some(min_pc) && text.checked_add(end) == Some(max_pc)
-                {
+                if text.checked_add(first) == Some(min_pc) && text.checked_add(end) == Some(max_pc) {
                     return Some((address.checked_add(at as u64)?, text));
                 }
             }
@@ -300,9 +280,7 @@ impl<'data> Pclntab<'data> {
 fn locate_table<'data>(obj: &object::File<'data>) -> Result<Pclntab<'data>, Fault> {
     for name in [".gopclntab", ".data.rel.ro.gopclntab"] {
         if let Some(section) = obj.section_by_name(name) {
-            let data = section
-                .data()
-                .map_err(|e| malformed(format!("cannot read {name}: {e}")))?;
+            let data = section.data().map_err(|e| malformed(format!("cannot read {name}: {e}")))?;
             return Pclntab::parse(data, section.address());
         }
     }
@@ -334,9 +312,7 @@ fn segments<'data, 'file>(
     want: u32,
 ) -> impl Iterator<Item = (u64, &'data [u8])> + 'file {
     obj.segments().filter_map(move |seg| match seg.flags() {
-        SegmentFlags::Elf { p_flags } if p_flags & mask == want => {
-            Some((seg.address(), seg.data().ok()?))
-        }
+        SegmentFlags::Elf { p_flags } if p_flags & mask == want => Some((seg.address(), seg.data().ok()?)),
         _ => None,
     })
 }
@@ -371,9 +347,7 @@ fn word_at(data: &[u8], off: usize, width: usize) -> Result<u64, Fault> {
 fn uvarint(data: &[u8], at: &mut usize) -> Result<u32, Fault> {
     let mut value = 0u32;
     for shift in (0..35).step_by(7) {
-        let byte = *data
-            .get(*at)
-            .ok_or_else(|| malformed("pc table runs past the end"))?;
+        let byte = *data.get(*at).ok_or_else(|| malformed("pc table runs past the end"))?;
         *at += 1;
         if shift == 28 && byte > 0x0f {
             break;
@@ -408,11 +382,7 @@ mod tests {
         // pcsp at pctab+1: value +1 for 0x10 bytes, value +1 for 5 bytes, end.
         t.extend([0, 2, 0x10, 2, 0x05, 0, 0, 0]);
         // (entry, nameOff, funcID, flag); 22 is FuncIDWrapper in Go 1.22.
-        let funcs = [
-            (0x10u32, 0u32, 0, FUNC_FLAG_ASM),
-            (0x30, 0, 22, 0),
-            (0x50, 4, 0, 0),
-        ];
+        let funcs = [(0x10u32, 0u32, 0, FUNC_FLAG_ASM), (0x30, 0, 22, 0), (0x50, 4, 0, 0)];
         for (i, (entry, ..)) in funcs.iter().enumerate() {
             t.extend(entry.to_le_bytes());
             t.extend((28 + (i * rec) as u32).to_le_bytes());

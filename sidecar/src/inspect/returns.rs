@@ -15,10 +15,7 @@ pub fn return_offsets(arch: Arch, code: &[u8], file_offset: u64) -> Vec<u64> {
         Arch::X86_64 => x86_64_returns(code),
         Arch::Aarch64 => aarch64_returns(code),
     };
-    positions
-        .into_iter()
-        .map(|pos| file_offset + pos as u64)
-        .collect()
+    positions.into_iter().map(|pos| file_offset + pos as u64).collect()
 }
 
 /// Positions of `RET` / `RET imm16` (not far returns) in x86-64 code.
@@ -72,13 +69,8 @@ mod tests {
     #[test]
     fn x86_64_decoding() {
         // push rbp; mov rbp,rsp; ret; int3; ret 8; retf; (invalid in 64-bit: 06); ret
-        let code = [
-            0x55, 0x48, 0x89, 0xe5, 0xc3, 0xcc, 0xc2, 0x08, 0x00, 0xcb, 0x06, 0xc3,
-        ];
-        assert_eq!(
-            return_offsets(Arch::X86_64, &code, 0x1000),
-            vec![0x1004, 0x1006, 0x100b]
-        );
+        let code = [0x55, 0x48, 0x89, 0xe5, 0xc3, 0xcc, 0xc2, 0x08, 0x00, 0xcb, 0x06, 0xc3];
+        assert_eq!(return_offsets(Arch::X86_64, &code, 0x1000), vec![0x1004, 0x1006, 0x100b]);
         // A C3 inside another instruction's immediate is not a RET.
         let code = [0xb8, 0xc3, 0xc3, 0xc3, 0xc3, 0x90];
         assert!(return_offsets(Arch::X86_64, &code, 0).is_empty());
@@ -124,21 +116,12 @@ mod tests {
             );
             assert!(f.return_offsets.len() >= 2, "{goarch}: {f:?}");
             for &off in &f.return_offsets {
-                assert!(
-                    off >= f.entry_offset && off < f.entry_offset + f.size,
-                    "{goarch}: {off:#x}"
-                );
-                assert!(
-                    is_ret_at(bin.data(), arch, off),
-                    "{goarch}: no RET at {off:#x}"
-                );
+                assert!(off >= f.entry_offset && off < f.entry_offset + f.size, "{goarch}: {off:#x}");
+                assert!(is_ret_at(bin.data(), arch, off), "{goarch}: no RET at {off:#x}");
             }
             let main = bin.function("main.main").expect("main.main");
             assert!(main.size > 0 && !main.return_offsets.is_empty());
-            assert_eq!(
-                bin.build.main_module.as_ref().unwrap().path,
-                "example.com/retprog"
-            );
+            assert_eq!(bin.build.main_module.as_ref().unwrap().path, "example.com/retprog");
             assert_eq!(bin.build.setting("GOARCH"), Some(goarch));
         }
     }

@@ -36,10 +36,7 @@ impl GoBinary {
     /// supported architecture and reads its Go build info.
     pub fn open(path: impl AsRef<Path>) -> Result<GoBinary, InspectError> {
         let path = path.as_ref().to_path_buf();
-        let io = |source| InspectError::Io {
-            path: path.clone(),
-            source,
-        };
+        let io = |source| InspectError::Io { path: path.clone(), source };
         let file = File::open(&path).map_err(io)?;
         // SAFETY: the map is read-only and private. Another process truncating the file
         // while it is mapped could fault on access; executables being probed are not
@@ -55,23 +52,16 @@ impl GoBinary {
             return Err(InspectError::NotElf(path));
         }
         let (arch, build) = {
-            let obj = object::File::parse(&*map).map_err(|e| {
-                InspectError::Malformed(format!("{}: invalid ELF: {e}", path.display()))
-            })?;
+            let obj = object::File::parse(&*map)
+                .map_err(|e| InspectError::Malformed(format!("{}: invalid ELF: {e}", path.display())))?;
             if obj.format() != object::BinaryFormat::Elf {
                 return Err(InspectError::NotElf(path));
             }
             let arch = arch_of(&obj, &path)?;
-            let build = BuildInfo::from_object(&obj, &path)?
-                .ok_or_else(|| InspectError::NotGo(path.clone()))?;
+            let build = BuildInfo::from_object(&obj, &path)?.ok_or_else(|| InspectError::NotGo(path.clone()))?;
             (arch, build)
         };
-        Ok(GoBinary {
-            path,
-            arch,
-            build,
-            map,
-        })
+        Ok(GoBinary { path, arch, build, map })
     }
 
     /// The whole file.
@@ -105,19 +95,12 @@ impl GoBinary {
                 .and_then(|(table, text, _)| table.locate(names, text))
                 .map_err(|fault| self.fault(fault))?,
         };
-        names
-            .iter()
-            .zip(located)
-            .map(|(name, loc)| loc.map(|l| self.resolve(&obj, name, l)).transpose())
-            .collect()
+        names.iter().zip(located).map(|(name, loc)| loc.map(|l| self.resolve(&obj, name, l)).transpose()).collect()
     }
 
     /// Looks up one function; [`InspectError::MissingFunction`] when it is absent.
     pub fn function(&self, name: &str) -> Result<Function, InspectError> {
-        self.functions(&[name])?
-            .pop()
-            .flatten()
-            .ok_or_else(|| InspectError::MissingFunction(name.to_string()))
+        self.functions(&[name])?.pop().flatten().ok_or_else(|| InspectError::MissingFunction(name.to_string()))
     }
 
     /// Which lookup source [`GoBinary::functions`] uses, for logs: `"symtab"`, or
@@ -136,10 +119,7 @@ impl GoBinary {
     pub fn symbol_address(&self, name: &str) -> Option<u64> {
         let obj = self.object();
         let table = obj.symbol_table()?;
-        table
-            .symbols()
-            .find(|sym| !sym.is_undefined() && sym.name() == Ok(name))
-            .map(|sym| sym.address())
+        table.symbols().find(|sym| !sym.is_undefined() && sym.name() == Ok(name)).map(|sym| sym.address())
     }
 
     /// Address of `runtime.firstmoduledata`: from `.symtab`, else found through the
@@ -208,12 +188,7 @@ impl GoBinary {
     }
 
     /// Turns a located function into file offsets and finds its RETs.
-    fn resolve(
-        &self,
-        obj: &object::File<'_>,
-        name: &str,
-        loc: Located,
-    ) -> Result<Function, InspectError> {
+    fn resolve(&self, obj: &object::File<'_>, name: &str, loc: Located) -> Result<Function, InspectError> {
         let malformed = |what: &str| {
             InspectError::Malformed(format!(
                 "{}: function {name} at {:#x} (size {}) {what}",
@@ -245,28 +220,19 @@ impl GoBinary {
 
 /// The architecture of a parsed ELF file, if it is one gosight supports.
 fn arch_of(obj: &object::File<'_>, path: &Path) -> Result<Arch, InspectError> {
-    let unsupported = |reason: String| InspectError::Unsupported {
-        path: PathBuf::from(path),
-        reason,
-    };
+    let unsupported = |reason: String| InspectError::Unsupported { path: PathBuf::from(path), reason };
     if !obj.is_64() || !obj.is_little_endian() {
         return Err(unsupported(format!(
             "{}-bit {}-endian ELF ({:?}); only 64-bit little-endian is supported",
             if obj.is_64() { 64 } else { 32 },
-            if obj.is_little_endian() {
-                "little"
-            } else {
-                "big"
-            },
+            if obj.is_little_endian() { "little" } else { "big" },
             obj.architecture()
         )));
     }
     match obj.architecture() {
         Architecture::X86_64 => Ok(Arch::X86_64),
         Architecture::Aarch64 => Ok(Arch::Aarch64),
-        other => Err(unsupported(format!(
-            "architecture {other:?}; only x86-64 and arm64 are supported"
-        ))),
+        other => Err(unsupported(format!("architecture {other:?}; only x86-64 and arm64 are supported"))),
     }
 }
 
@@ -294,10 +260,7 @@ fn locate_in_symtab(obj: &object::File<'_>, names: &[&str]) -> Vec<Option<Locate
         };
         remaining -= 1;
         for i in slots {
-            found[i] = Some(Located {
-                address: sym.address(),
-                size: sym.size(),
-            });
+            found[i] = Some(Located { address: sym.address(), size: sym.size() });
         }
     }
     found
@@ -320,7 +283,8 @@ fn regions(obj: &object::File<'_>) -> Vec<(u64, u64, u64)> {
 /// File offset of virtual address `addr`, and how many file-backed bytes follow it in
 /// the same region (see [`regions`]).
 fn offset_in(regions: &[(u64, u64, u64)], addr: u64) -> Option<(u64, u64)> {
-    let &(start, offset, filesz) = regions.iter().find(|&&(start, _, filesz)| addr >= start && addr - start < filesz)?;
+    let &(start, offset, filesz) =
+        regions.iter().find(|&&(start, _, filesz)| addr >= start && addr - start < filesz)?;
     let delta = addr - start;
     Some((offset.checked_add(delta)?, filesz - delta))
 }
@@ -389,14 +353,7 @@ mod tests {
         };
         let full = std::fs::read(&built.path).unwrap();
         let mut outcomes = Vec::new();
-        for cut in [
-            64,
-            4096,
-            full.len() / 8,
-            full.len() / 3,
-            full.len() / 2,
-            full.len() - 1,
-        ] {
+        for cut in [64, 4096, full.len() / 8, full.len() / 3, full.len() / 2, full.len() - 1] {
             let p = scratch_file("truncated", &format!("cut{cut}"), &full[..cut]);
             let outcome = match GoBinary::open(&p) {
                 Ok(bin) => match bin.functions(&["main.classify", "main.main"]) {
@@ -427,12 +384,7 @@ mod tests {
         assert_eq!(main.path, "example.com/httpprog");
         assert!(bin.build.module("example.com/httpprog").is_some());
 
-        let names = [
-            "main.main",
-            "net/http.serverHandler.ServeHTTP",
-            "no.such.function",
-            "main.main",
-        ];
+        let names = ["main.main", "net/http.serverHandler.ServeHTTP", "no.such.function", "main.main"];
         let found = bin.functions(&names).expect("lookup");
         assert_eq!(found.len(), 4);
         let serve = found[1].as_ref().expect("net/http.serverHandler.ServeHTTP");
@@ -445,16 +397,10 @@ mod tests {
         let obj = bin.object();
         let text = obj.section_by_name(".text").expect(".text");
         let (text_off, _) = text.file_range().unwrap();
-        assert_eq!(
-            serve.entry_offset - text_off,
-            serve.address - text.address()
-        );
+        assert_eq!(serve.entry_offset - text_off, serve.address - text.address());
 
         let err = bin.function("no.such.function").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "function no.such.function not found in the symbol table"
-        );
+        assert_eq!(err.to_string(), "function no.such.function not found in the symbol table");
     }
 
     #[test]
@@ -475,14 +421,9 @@ mod tests {
             return;
         };
         let bin = GoBinary::open(&built).expect("open");
-        let addr = bin
-            .symbol_address("runtime.buildVersion")
-            .expect("runtime.buildVersion");
+        let addr = bin.symbol_address("runtime.buildVersion").expect("runtime.buildVersion");
         assert!(addr > 0);
-        assert_eq!(
-            bin.symbol_address("main.classify"),
-            Some(bin.function("main.classify").unwrap().address)
-        );
+        assert_eq!(bin.symbol_address("main.classify"), Some(bin.function("main.classify").unwrap().address));
         assert_eq!(bin.symbol_address("no.such.symbol"), None);
         assert_eq!(bin.pie_first_load_vaddr(), None);
 

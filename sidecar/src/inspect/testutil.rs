@@ -21,10 +21,7 @@ pub(crate) struct Build {
 
 impl Build {
     pub(crate) fn new(fixture: &str) -> Build {
-        Build {
-            fixture: fixture.to_string(),
-            ..Build::default()
-        }
+        Build { fixture: fixture.to_string(), ..Build::default() }
     }
 
     pub(crate) fn goarch(mut self, goarch: &str) -> Build {
@@ -51,23 +48,9 @@ impl Build {
     /// A file name unique to this build configuration.
     fn file_name(&self) -> String {
         let mut name = self.fixture.clone();
-        for part in [
-            &self.goarch,
-            &self.toolchain,
-            &self.ldflags,
-            &self.buildmode,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for part in [&self.goarch, &self.toolchain, &self.ldflags, &self.buildmode].into_iter().flatten() {
             name.push('-');
-            name.extend(part.chars().map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
-            }));
+            name.extend(part.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }));
         }
         name
     }
@@ -118,9 +101,7 @@ pub(crate) fn build_fixture(build: &Build) -> Option<Built> {
     if let Some(built) = cache.get(build) {
         return Some(built.clone());
     }
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(&build.fixture);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(&build.fixture);
     let out_dir = std::env::temp_dir().join("gosight-fixtures");
     std::fs::create_dir_all(&out_dir).expect("create fixture output dir");
     let out = out_dir.join(build.file_name());
@@ -139,30 +120,16 @@ pub(crate) fn build_fixture(build: &Build) -> Option<Built> {
     cmd.arg(".");
     let output = cmd.output().expect("run go build");
     if !output.status.success() {
-        panic!(
-            "go build of {build:?} failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        panic!("go build of {build:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
     }
     std::fs::rename(&tmp, &out).expect("move built fixture into place");
 
-    let version = build
-        .command(&src)
-        .args(["env", "GOVERSION"])
-        .output()
-        .expect("run go env GOVERSION");
-    let built = Built {
-        path: out,
-        go_version: String::from_utf8_lossy(&version.stdout).trim().to_string(),
-    };
+    let version = build.command(&src).args(["env", "GOVERSION"]).output().expect("run go env GOVERSION");
+    let built = Built { path: out, go_version: String::from_utf8_lossy(&version.stdout).trim().to_string() };
     cache.insert(build.clone(), built.clone());
     Some(built)
 }
 
 fn go_available() -> bool {
-    Command::new("go")
-        .arg("version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    Command::new("go").arg("version").output().map(|o| o.status.success()).unwrap_or(false)
 }

@@ -15,7 +15,10 @@ use super::{Lookup, OffsetSource};
 pub fn load(file: Option<&Path>) -> Arc<Database> {
     let mut db = Database::embedded();
     if let Some(path) = file {
-        match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| Database::from_json(&t).map_err(|e| e.to_string())) {
+        match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| Database::from_json(&t).map_err(|e| e.to_string()))
+        {
             Ok(top) => {
                 let how = if top.replaces() { "replaces" } else { "extends" };
                 db.extend(top);

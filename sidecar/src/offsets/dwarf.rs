@@ -11,8 +11,8 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use gimli::{
-    AttributeValue, DebugAbbrev, DebugAbbrevOffset, DebugInfo, DebugLineStr, DebugStr,
-    DebugStrOffsets, DebugStrOffsetsBase, DwarfFileType, EndianSlice, Reader, RunTimeEndian,
+    AttributeValue, DebugAbbrev, DebugAbbrevOffset, DebugInfo, DebugLineStr, DebugStr, DebugStrOffsets,
+    DebugStrOffsetsBase, DwarfFileType, EndianSlice, Reader, RunTimeEndian,
 };
 use object::{Object, ObjectSection};
 
@@ -70,25 +70,16 @@ struct Sections<'d> {
 /// without DWARF yields an empty [`StructFields`]; structs not in the binary are absent.
 pub fn struct_fields(bin: &GoBinary, wanted: &[&str]) -> Result<StructFields, InspectError> {
     let obj = bin.object();
-    let malformed =
-        |what: String| InspectError::Malformed(format!("{}: DWARF: {what}", bin.path.display()));
+    let malformed = |what: String| InspectError::Malformed(format!("{}: DWARF: {what}", bin.path.display()));
     let Some(info) = load_section(&obj, "info").map_err(&malformed)? else {
         return Ok(StructFields::default());
     };
-    let load = |name| {
-        load_section(&obj, name)
-            .map(Option::unwrap_or_default)
-            .map_err(&malformed)
-    };
+    let load = |name| load_section(&obj, name).map(Option::unwrap_or_default).map_err(&malformed);
     let abbrev = load("abbrev")?;
     let str = load("str")?;
     let str_offsets = load("str_offsets")?;
     let line_str = load("line_str")?;
-    let endian = if obj.is_little_endian() {
-        RunTimeEndian::Little
-    } else {
-        RunTimeEndian::Big
-    };
+    let endian = if obj.is_little_endian() { RunTimeEndian::Little } else { RunTimeEndian::Big };
     let sections = Sections {
         info: DebugInfo::new(&info, endian),
         abbrev: DebugAbbrev::new(&abbrev, endian),
@@ -102,21 +93,15 @@ pub fn struct_fields(bin: &GoBinary, wanted: &[&str]) -> Result<StructFields, In
 /// Loads `.debug_<name>` (or `.zdebug_<name>`), decompressed. `Ok(None)` if absent.
 fn load_section<'d>(obj: &object::File<'d>, name: &str) -> Result<Option<Cow<'d, [u8]>>, String> {
     let plain = format!(".debug_{name}");
-    let section = obj
-        .section_by_name(&plain)
-        .or_else(|| obj.section_by_name(&format!(".zdebug_{name}")));
+    let section = obj.section_by_name(&plain).or_else(|| obj.section_by_name(&format!(".zdebug_{name}")));
     let Some(section) = section else {
         return Ok(None);
     };
-    let data = section
-        .compressed_data()
-        .map_err(|e| format!("cannot read {plain}: {e}"))?;
+    let data = section.compressed_data().map_err(|e| format!("cannot read {plain}: {e}"))?;
     // Decompression allocates and zeroes the size the header claims before reading a
     // byte, so a corrupt header could claim gigabytes; deflate cannot expand more than
     // 1032:1 (one 258-byte match per 2 bits).
-    let most = (data.data.len() as u64)
-        .saturating_mul(1032)
-        .saturating_add(1024);
+    let most = (data.data.len() as u64).saturating_mul(1032).saturating_add(1024);
     if data.format == object::CompressionFormat::Zlib && data.uncompressed_size > most {
         return Err(format!(
             "{plain}: {} bytes of zlib data cannot hold the {} bytes its header claims",
@@ -124,9 +109,7 @@ fn load_section<'d>(obj: &object::File<'d>, name: &str) -> Result<Option<Cow<'d,
             data.uncompressed_size
         ));
     }
-    data.decompress()
-        .map(Some)
-        .map_err(|e| format!("cannot read {plain}: {e}"))
+    data.decompress().map(Some).map_err(|e| format!("cannot read {plain}: {e}"))
 }
 
 /// Walks the top-level DIEs of every unit, collecting wanted struct types.
@@ -143,8 +126,7 @@ fn scan(s: &Sections<'_>, wanted: &[&str]) -> gimli::Result<StructFields> {
             Entry::Vacant(e) => e.insert(header.abbreviations(&s.abbrev)?),
         };
         let encoding = header.encoding();
-        let mut str_base =
-            DebugStrOffsetsBase::default_for_encoding_and_file(encoding, DwarfFileType::Main);
+        let mut str_base = DebugStrOffsetsBase::default_for_encoding_and_file(encoding, DwarfFileType::Main);
         let mut raw = header.entries_raw(unit_abbrevs, None)?;
         // The struct whose members are being read.
         let mut current: Option<(String, HashMap<String, u64>)> = None;
@@ -205,9 +187,7 @@ fn scan(s: &Sections<'_>, wanted: &[&str]) -> gimli::Result<StructFields> {
                             _ => {}
                         }
                     }
-                    if let (Some(name), Some(location), Some((_, fields))) =
-                        (name, location, current.as_mut())
-                    {
+                    if let (Some(name), Some(location), Some((_, fields))) = (name, location, current.as_mut()) {
                         fields.entry(name.to_string()).or_insert(location);
                     }
                 }
@@ -231,10 +211,7 @@ fn attr_str<'d>(
         AttributeValue::DebugStrRef(off) => s.str.get_str(off).ok()?,
         AttributeValue::DebugLineStrRef(off) => s.line_str.get_str(off).ok()?,
         AttributeValue::DebugStrOffsetsIndex(index) => {
-            let off = s
-                .str_offsets
-                .get_str_offset(encoding.format, str_base, index)
-                .ok()?;
+            let off = s.str_offsets.get_str_offset(encoding.format, str_base, index).ok()?;
             s.str.get_str(off).ok()?
         }
         _ => return None,
@@ -287,11 +264,7 @@ mod tests {
         let t = std::time::Instant::now();
         let fields = struct_fields(&bin, WANTED).expect("struct_fields");
         let took = t.elapsed();
-        println!(
-            "{} ({}), struct_fields took {took:?}:",
-            bin.build.go_version,
-            built.path.display()
-        );
+        println!("{} ({}), struct_fields took {took:?}:", bin.build.go_version, built.path.display());
         for (strukt, field) in SHOWN {
             let off = fields.offset(strukt, field);
             let shown = off.map_or("absent".to_string(), |o| o.to_string());
@@ -303,15 +276,9 @@ mod tests {
         assert_eq!(fields.len(), WANTED.len());
         assert_eq!(fields.offset("net/http.Request", "Method"), Some(0));
         for (strukt, field) in SHOWN.iter().filter(|(_, f)| *f != "Pattern") {
-            assert!(
-                fields.offset(strukt, field).is_some(),
-                "{strukt}.{field} missing"
-            );
+            assert!(fields.offset(strukt, field).is_some(), "{strukt}.{field} missing");
         }
-        assert_eq!(
-            fields.offset("net/http.Request", "Pattern").is_some(),
-            expect_pattern
-        );
+        assert_eq!(fields.offset("net/http.Request", "Pattern").is_some(), expect_pattern);
         assert_eq!(fields.offset("net/http.Request", "NoSuchField"), None);
     }
 
@@ -363,10 +330,7 @@ mod tests {
             std::fs::create_dir_all(&dir).unwrap();
             let path = dir.join(format!("corrupt{ldflags}"));
             let mut errors = 0;
-            for (i, at) in [0, 4, 11, 12, 40, len / 3, len / 2, len - 8]
-                .into_iter()
-                .enumerate()
-            {
+            for (i, at) in [0, 4, 11, 12, 40, len / 3, len / 2, len - 8].into_iter().enumerate() {
                 let mut bytes = pristine.clone();
                 let end = (start + at + 64).min(start + len);
                 for (j, b) in bytes[start + at..end].iter_mut().enumerate() {

@@ -68,7 +68,11 @@ impl ModuleVersions {
             None if !pkg.split('/').next().unwrap_or("").contains('.') => {
                 LayoutVersion { module: STD.into(), version: Some(self.go.clone()), display: self.go.clone() }
             }
-            None => LayoutVersion { module: pkg.to_string(), version: None, display: format!("{pkg}: module not in build info") },
+            None => LayoutVersion {
+                module: pkg.to_string(),
+                version: None,
+                display: format!("{pkg}: module not in build info"),
+            },
         }
     }
 }
@@ -114,7 +118,10 @@ mod tests {
         assert_eq!(v("internal/runtime/maps.table").display, "go1.26.8");
         assert_eq!(v("google.golang.org/grpc/internal/transport.Stream").display, "google.golang.org/grpc v1.59.0");
         assert_eq!(v("google.golang.org/grpc.clientStream").module, "google.golang.org/grpc");
-        assert_eq!(v("google.golang.org/genproto/googleapis/rpc/status.Status").module, "google.golang.org/genproto/googleapis/rpc");
+        assert_eq!(
+            v("google.golang.org/genproto/googleapis/rpc/status.Status").module,
+            "google.golang.org/genproto/googleapis/rpc"
+        );
         assert_eq!(v("golang.org/x/net/http2.Framer").version.as_deref(), Some("v0.21.0"));
         assert_eq!(v("example.com/forked/pkg.T").version, None);
         assert_eq!(v("example.com/app/internal.T").version.as_deref(), Some("(devel)"));

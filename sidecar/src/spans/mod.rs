@@ -34,9 +34,7 @@ struct Ids {
 
 impl SpanFactory {
     pub fn new(clock: Clock) -> SpanFactory {
-        let scope = InstrumentationScope::builder("gosight")
-            .with_version(env!("CARGO_PKG_VERSION"))
-            .build();
+        let scope = InstrumentationScope::builder("gosight").with_version(env!("CARGO_PKG_VERSION")).build();
         SpanFactory { clock, scope }
     }
 
@@ -268,9 +266,7 @@ pub fn resource_for(target: &Target) -> Resource {
     if let Some(m) = &build.main_module {
         defaults.push(KeyValue::new("process.runtime.description", format!("{} {}", m.path, m.version)));
     }
-    let mut b = Resource::builder_empty()
-        .with_attributes(defaults)
-        .with_detector(Box::new(EnvResourceDetector::new()));
+    let mut b = Resource::builder_empty().with_attributes(defaults).with_detector(Box::new(EnvResourceDetector::new()));
     if let Ok(name) = std::env::var("OTEL_SERVICE_NAME") {
         if !name.trim().is_empty() {
             b = b.with_service_name(name);

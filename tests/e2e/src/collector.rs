@@ -150,7 +150,11 @@ fn parse_metrics(v: &Value) -> Vec<MetricPoint> {
                 let name = m["name"].as_str().unwrap_or_default().to_string();
                 for (kind, value_key) in [("sum", "asInt"), ("gauge", "asInt"), ("histogram", "count")] {
                     for p in m[kind]["dataPoints"].as_array().into_iter().flatten() {
-                        let value = if p.get(value_key).is_some() { number(p.get(value_key)) } else { number(p.get("asDouble")) };
+                        let value = if p.get(value_key).is_some() {
+                            number(p.get(value_key))
+                        } else {
+                            number(p.get("asDouble"))
+                        };
                         out.push(MetricPoint {
                             name: name.clone(),
                             attrs: attributes(&p["attributes"]),

@@ -20,9 +20,9 @@ pub fn repo_root() -> PathBuf {
 
 /// Where built tools are cached between runs (`GOSIGHT_CACHE_DIR`).
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("GOSIGHT_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/gosight"))
+    std::env::var_os("GOSIGHT_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/gosight")
+    })
 }
 
 fn in_ci() -> bool {
@@ -46,7 +46,10 @@ pub fn require(what: &str, ok: bool) -> bool {
 pub fn require_all() -> bool {
     // SAFETY: geteuid has no preconditions.
     require("root (uprobes and BPF maps need it)", unsafe { libc::geteuid() } == 0)
-        && require("BTF at /sys/kernel/btf/vmlinux (a BPF-capable kernel)", Path::new("/sys/kernel/btf/vmlinux").exists())
+        && require(
+            "BTF at /sys/kernel/btf/vmlinux (a BPF-capable kernel)",
+            Path::new("/sys/kernel/btf/vmlinux").exists(),
+        )
         && require("go on PATH", go_bin().is_some())
 }
 

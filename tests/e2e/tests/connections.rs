@@ -30,7 +30,8 @@ fn python_server(dir: &std::path::Path, bind: &str) -> (Child, SocketAddr) {
     let mut cmd = Command::new("python3");
     cmd.args(["-u", "-m", "http.server", &port.to_string(), "--bind", bind]).current_dir(dir);
     let child = Child::spawn(&format!("python-{bind}"), cmd, dir);
-    let addr: SocketAddr = if bind.contains(':') { format!("[{bind}]:{port}") } else { format!("{bind}:{port}") }.parse().unwrap();
+    let addr: SocketAddr =
+        if bind.contains(':') { format!("[{bind}]:{port}") } else { format!("{bind}:{port}") }.parse().unwrap();
     for _ in 0..100 {
         if TcpStream::connect(addr).is_ok() {
             return (child, addr);
@@ -78,9 +79,24 @@ fn connections_of_go_and_non_go_processes_reach_the_collector() {
     let (py4, py4_addr) = python_server(&dir, "127.0.0.1");
     let (py6, py6_addr) = python_server(&dir, "::1");
     let leaf = App::start_with(&svc, &dir, "leaf", &["-name".into(), "leaf".into()]);
-    let front = App::start_with(&svc, &dir, "front", &["-name".into(), "front".into(), "-addr".into(), "[::1]:0".into(), "-next".into(), format!("http://{}", leaf.addr)]);
+    let front = App::start_with(
+        &svc,
+        &dir,
+        "front",
+        &[
+            "-name".into(),
+            "front".into(),
+            "-addr".into(),
+            "[::1]:0".into(),
+            "-next".into(),
+            format!("http://{}", leaf.addr),
+        ],
+    );
     for app in [&leaf, &front] {
-        gs.wait_for_line(&["probe attached", &format!("pid={}", app.child.pid()), "net_http_server"], Duration::from_secs(10));
+        gs.wait_for_line(
+            &["probe attached", &format!("pid={}", app.child.pid()), "net_http_server"],
+            Duration::from_secs(10),
+        );
     }
     std::thread::sleep(Duration::from_millis(300));
 
@@ -103,7 +119,10 @@ fn connections_of_go_and_non_go_processes_reach_the_collector() {
         let mut bad = Vec::new();
         for (name, pid, server, local, sent, read) in &expected {
             let to_server = |p: &MetricPoint| p.attr_int("network.peer.port") == Some(server.port() as i64);
-            let from_me = |p: &MetricPoint| p.attr_int("server.port") == Some(server.port() as i64) && p.attr_str("network.peer.address") == Some(&local.ip().to_string());
+            let from_me = |p: &MetricPoint| {
+                p.attr_int("server.port") == Some(server.port() as i64)
+                    && p.attr_str("network.peer.address") == Some(&local.ip().to_string())
+            };
             let got = [
                 io(points, me, "client", "transmit", &to_server),
                 io(points, me, "client", "receive", &to_server),
@@ -138,17 +157,32 @@ fn connections_of_go_and_non_go_processes_reach_the_collector() {
         *m.entry(p.name.as_str()).or_default() += 1;
         m
     });
-    for n in ["process.network.io", "gosight.tcp.connections", "gosight.tcp.connection.duration", "gosight.tcp.connection.rtt"] {
+    for n in [
+        "process.network.io",
+        "gosight.tcp.connections",
+        "gosight.tcp.connection.duration",
+        "gosight.tcp.connection.rtt",
+    ] {
         assert!(names.contains_key(n), "metric {n} missing: {names:?}");
     }
 
     // Spans: the Go server spans name the client's socket; front's client span names leaf's.
-    let spans = collector.wait_for(Duration::from_secs(10), |sp| sp.iter().filter(|s| s.attrs.contains_key("network.peer.address")).count() >= 3);
+    let spans = collector.wait_for(Duration::from_secs(10), |sp| {
+        sp.iter().filter(|s| s.attrs.contains_key("network.peer.address")).count() >= 3
+    });
     assert_eq!(gs.terminate(Duration::from_secs(10)), Some(0));
-    let by = |pid: u32, kind: i64| spans.iter().find(|s| s.resource_int("process.pid") == Some(pid as i64) && s.kind == kind).unwrap_or_else(|| panic!("no span pid {pid} kind {kind}: {spans:#?}"));
+    let by = |pid: u32, kind: i64| {
+        spans
+            .iter()
+            .find(|s| s.resource_int("process.pid") == Some(pid as i64) && s.kind == kind)
+            .unwrap_or_else(|| panic!("no span pid {pid} kind {kind}: {spans:#?}"))
+    };
     let leaf_direct = spans
         .iter()
-        .find(|s| s.resource_int("process.pid") == Some(leaf.child.pid() as i64) && s.attr_int("network.peer.port") == Some(leaf_local.port() as i64))
+        .find(|s| {
+            s.resource_int("process.pid") == Some(leaf.child.pid() as i64)
+                && s.attr_int("network.peer.port") == Some(leaf_local.port() as i64)
+        })
         .unwrap_or_else(|| panic!("leaf span with the test's port {}: {spans:#?}", leaf_local.port()));
     assert_eq!(leaf_direct.attr_str("network.peer.address"), Some("127.0.0.1"));
     assert_eq!(leaf_direct.attr_str("network.transport"), Some("tcp"));

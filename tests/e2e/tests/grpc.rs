@@ -18,7 +18,14 @@ const CLIENT: i64 = 3;
 const INCOMING: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /// Runs the client once (after gosight attached to it) and returns its pid.
-fn run_client(client: &std::path::Path, dir: &std::path::Path, gs: &Child, target: &str, args: &[&str], tag: &str) -> u32 {
+fn run_client(
+    client: &std::path::Path,
+    dir: &std::path::Path,
+    gs: &Child,
+    target: &str,
+    args: &[&str],
+    tag: &str,
+) -> u32 {
     let go = dir.join(format!("go-{tag}"));
     let mut cmd = Command::new(client);
     cmd.args(["-target", target, "-wait-file"]).arg(&go).args(args);
@@ -58,14 +65,23 @@ fn check_version(grpc: &str, toolchain: Option<&str>, stripped: bool) {
     let mut scmd = Command::new(&server_exe);
     scmd.args(["-addr", "127.0.0.1:0"]);
     let server = Child::spawn("server", scmd, &dir);
-    let target = server.wait_for_log("listening on", Duration::from_secs(10)).rsplit(' ').next().unwrap().trim().to_string();
+    let target =
+        server.wait_for_log("listening on", Duration::from_secs(10)).rsplit(' ').next().unwrap().trim().to_string();
     gs.wait_for_line(&["probe attached", "grpc_server", &format!("pid={}", server.pid())], Duration::from_secs(10));
 
     let ok = run_client(&client_exe, &dir, &gs, &target, &["-method", "check", "-n", "3"], "ok");
     let fail = run_client(&client_exe, &dir, &gs, &target, &["-method", "check-fail", "-n", "2"], "fail");
-    let unknown = run_client(&client_exe, &dir, &gs, &target, &["-method", "check", "-service", "nosuch", "-n", "1"], "unknown");
+    let unknown =
+        run_client(&client_exe, &dir, &gs, &target, &["-method", "check", "-service", "nosuch", "-n", "1"], "unknown");
     let watch = run_client(&client_exe, &dir, &gs, &target, &["-method", "watch", "-n", "2"], "watch");
-    let own = run_client(&client_exe, &dir, &gs, &target, &["-method", "check", "-n", "1", "-metadata-traceparent", INCOMING], "own");
+    let own = run_client(
+        &client_exe,
+        &dir,
+        &gs,
+        &target,
+        &["-method", "check", "-n", "1", "-metadata-traceparent", INCOMING],
+        "own",
+    );
 
     let total = 3 + 2 + 1 + 2 + 1;
     collector.wait_for(Duration::from_secs(20), |sp| sp.len() >= 2 * total);
@@ -90,7 +106,9 @@ fn check_version(grpc: &str, toolchain: Option<&str>, stripped: bool) {
         }
     }
     // Codes and names, per client process (each ran one kind of RPC).
-    let by_pid = |pid: u32| -> Vec<&Span> { clients.iter().copied().filter(|s| s.resource_int("process.pid") == Some(pid as i64)).collect() };
+    let by_pid = |pid: u32| -> Vec<&Span> {
+        clients.iter().copied().filter(|s| s.resource_int("process.pid") == Some(pid as i64)).collect()
+    };
     for (pid, n, method, code, error) in [
         (ok, 3, "Check", 0, false),
         (fail, 2, "Check", 14, true),
@@ -135,7 +153,12 @@ fn check_version(grpc: &str, toolchain: Option<&str>, stripped: bool) {
         assert_eq!(cli.name, srv.name);
         assert!(cli.start_ns <= srv.start_ns && srv.end_ns <= cli.end_ns, "client encloses server: {cli:#?} {srv:#?}");
     }
-    println!("grpc {grpc} ({}, stripped: {stripped}): {} server + {} client spans checked", go_version_of(&server_exe), servers.len(), clients.len());
+    println!(
+        "grpc {grpc} ({}, stripped: {stripped}): {} server + {} client spans checked",
+        go_version_of(&server_exe),
+        servers.len(),
+        clients.len()
+    );
 }
 
 #[test]
@@ -218,25 +241,44 @@ fn mixed_chain(stripped: bool) {
     let mut g = Command::new(&svc);
     g.args(["-addr", "127.0.0.1:0", "-http-next", &format!("http://{}", leaf.addr)]);
     let grpc = Child::spawn("grpc", g, &dir);
-    let grpc_addr = grpc.wait_for_log("listening on", Duration::from_secs(10)).rsplit(' ').next().unwrap().trim().to_string();
+    let grpc_addr =
+        grpc.wait_for_log("listening on", Duration::from_secs(10)).rsplit(' ').next().unwrap().trim().to_string();
     let mut b = Command::new(&svc);
     b.args(["-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-grpc-target", &grpc_addr]);
     let bridge = Child::spawn("bridge", b, &dir);
-    let http_addr = bridge.wait_for_log("http listening on", Duration::from_secs(10)).rsplit(' ').next().unwrap().trim().to_string();
+    let http_addr = bridge
+        .wait_for_log("http listening on", Duration::from_secs(10))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
     for pid in [leaf.child.pid(), grpc.pid(), bridge.pid()] {
         gs.wait_for_line(&["probe attached", &format!("pid={pid}")], Duration::from_secs(10));
     }
     std::thread::sleep(Duration::from_millis(300));
 
-    let x = gosight_e2e::process::HttpConn::connect(&http_addr).request("GET", "/grpc?service=ok", &[("traceparent", INCOMING)], b"");
+    let x = gosight_e2e::process::HttpConn::connect(&http_addr).request(
+        "GET",
+        "/grpc?service=ok",
+        &[("traceparent", INCOMING)],
+        b"",
+    );
     assert_eq!(x.status, 200, "{}", String::from_utf8_lossy(&x.body));
     let trace = &INCOMING[3..35];
-    let spans = collector.wait_for(Duration::from_secs(15), |sp| sp.iter().filter(|s| s.trace_id == trace).count() >= 5);
+    let spans =
+        collector.wait_for(Duration::from_secs(15), |sp| sp.iter().filter(|s| s.trace_id == trace).count() >= 5);
     assert_eq!(gs.terminate(Duration::from_secs(10)), Some(0));
     let spans: Vec<&Span> = spans.iter().filter(|s| s.trace_id == trace).collect();
-    assert_eq!(spans.len(), 5, "HTTP server, gRPC client, gRPC server, HTTP client, HTTP server: {spans:#?}\n{}", gs.output());
+    assert_eq!(
+        spans.len(),
+        5,
+        "HTTP server, gRPC client, gRPC server, HTTP client, HTTP server: {spans:#?}\n{}",
+        gs.output()
+    );
     let find = |pid: u32, kind: i64| -> &Span {
-        let v: Vec<&&Span> = spans.iter().filter(|s| s.kind == kind && s.resource_int("process.pid") == Some(pid as i64)).collect();
+        let v: Vec<&&Span> =
+            spans.iter().filter(|s| s.kind == kind && s.resource_int("process.pid") == Some(pid as i64)).collect();
         assert_eq!(v.len(), 1, "pid {pid} kind {kind}: {spans:#?}");
         v[0]
     };
@@ -276,11 +318,19 @@ fn sustained_grpc_run_with_propagation() {
     let mut scmd = Command::new(&server_exe);
     scmd.args(["-addr", "127.0.0.1:0"]);
     let mut server = Child::spawn("server", scmd, &dir);
-    let target = server.wait_for_log("listening on", Duration::from_secs(10)).rsplit(' ').next().unwrap().trim().to_string();
+    let target =
+        server.wait_for_log("listening on", Duration::from_secs(10)).rsplit(' ').next().unwrap().trim().to_string();
     gs.wait_for_line(&["probe attached", "grpc_server", &format!("pid={}", server.pid())], Duration::from_secs(10));
 
     let duration = format!("{secs}s");
-    run_client(&client_exe, &dir, &gs, &target, &["-method", "check", "-duration", &duration, "-concurrency", "8"], "load");
+    run_client(
+        &client_exe,
+        &dir,
+        &gs,
+        &target,
+        &["-method", "check", "-duration", &duration, "-concurrency", "8"],
+        "load",
+    );
     assert!(server.is_running(), "the server crashed");
     assert!(gs.is_running(), "gosight crashed");
     assert_eq!(gs.terminate(Duration::from_secs(10)), Some(0));

@@ -140,8 +140,7 @@ fn run(s: Scenario) {
     // Margins against the client's window: how far inside it each span lies.
     let (mut min_lead_us, mut min_tail_us) = (i128::MAX, i128::MAX);
     for (x, c) in &exchanges {
-        let matching: Vec<&&Span> =
-            mine.iter().filter(|s| s.attr_str("url.path") == Some(c.path.as_str())).collect();
+        let matching: Vec<&&Span> = mine.iter().filter(|s| s.attr_str("url.path") == Some(c.path.as_str())).collect();
         assert_eq!(matching.len(), 1, "{} {}: spans {matching:#?}", c.method, c.path);
         let s = matching[0];
         check_span(s, x, c, has_route, &app.addr);
@@ -187,7 +186,11 @@ fn check_span(s: &Span, x: &Exchange, c: &Case, has_route: bool, addr: &str) {
 
     // Times against the client's own clock, within 2 ms.
     let slack = 2_000_000u128;
-    assert!(s.start_ns + slack >= x.sent_ns, "{what}: span starts {} ns before the request was sent", x.sent_ns - s.start_ns);
+    assert!(
+        s.start_ns + slack >= x.sent_ns,
+        "{what}: span starts {} ns before the request was sent",
+        x.sent_ns - s.start_ns
+    );
     assert!(s.end_ns <= x.done_ns + slack, "{what}: span ends {} ns after the response was read", s.end_ns - x.done_ns);
     assert!(s.end_ns >= s.start_ns, "{what}: negative duration");
     let dur_ms = (s.end_ns - s.start_ns) / 1_000_000;

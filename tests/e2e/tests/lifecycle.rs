@@ -9,7 +9,6 @@ use gosight_e2e::collector::{require_collector, Collector};
 use gosight_e2e::process::{App, Child, HttpConn};
 use gosight_e2e::*;
 
-
 fn gosight(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(gosight_bin());
     cmd.args(args).env("RUST_LOG", "gosight=debug").env_remove("OTEL_SERVICE_NAME");
@@ -92,12 +91,7 @@ fn targets_are_picked_up_and_released_within_a_second() {
     gs.wait_for_line(&["probe attached", &format!("pid={}", c.pid())], Duration::from_secs(5));
     HttpConn::connect(&c_addr).request("GET", "/users/c", &[], b"");
 
-    let want = [
-        (a_pid, "/users/a"),
-        (b.child.pid(), "/users/b"),
-        (a2.child.pid(), "/users/a2"),
-        (c.pid(), "/users/c"),
-    ];
+    let want = [(a_pid, "/users/a"), (b.child.pid(), "/users/b"), (a2.child.pid(), "/users/a2"), (c.pid(), "/users/c")];
     let spans = collector.wait_for(Duration::from_secs(15), |sp| sp.len() >= want.len());
     for (pid, path) in want {
         let n = spans
@@ -130,7 +124,8 @@ fn untraceable_targets_get_one_line_and_the_rest_keeps_running() {
     let not_go = Child::spawn("sleep", sleep_cmd, &dir);
 
     let pids = format!("{},{},{}", app.child.pid(), nohttp.pid(), not_go.pid());
-    let mut gs = gosight(&dir, &["--pid", &pids], &[("OTEL_TRACES_EXPORTER", "console"), ("OTEL_BSP_SCHEDULE_DELAY", "100")]);
+    let mut gs =
+        gosight(&dir, &["--pid", &pids], &[("OTEL_TRACES_EXPORTER", "console"), ("OTEL_BSP_SCHEDULE_DELAY", "100")]);
     let not_go_line = gs.wait_for_line(&["not a Go binary", &format!("pid={}", not_go.pid())], Duration::from_secs(10));
     let stand_down = gs.wait_for_line(
         &["stands down", "net/http.serverHandler.ServeHTTP", &format!("pid={}", nohttp.pid())],

@@ -50,9 +50,8 @@ fn other_gosights() -> Vec<u32> {
         .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "gosight"))
         .filter(|pid| {
             // Not a zombie (state Z): it holds no programs any more.
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
-                st.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-            })
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|st| st.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
         })
         .collect()
 }

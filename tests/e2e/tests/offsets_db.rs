@@ -55,7 +55,9 @@ fn database_offsets_equal_dwarf_for_every_version_the_suites_build() {
             binaries.push(build_go_app(app, toolchain, false));
         }
     }
-    for (grpc, toolchain) in [("1.60", None), ("1.69", Some("go1.22.12")), ("1.77", Some("go1.24.13")), ("latest", None)] {
+    for (grpc, toolchain) in
+        [("1.60", None), ("1.69", Some("go1.22.12")), ("1.77", Some("go1.24.13")), ("latest", None)]
+    {
         let (server, client) = build_grpc_apps(grpc, toolchain, false);
         binaries.extend([server, client]);
     }
@@ -93,7 +95,13 @@ fn uncovered_grpc_release_stands_down_and_http_keeps_working() {
     let mut b = Command::new(&svc);
     b.args(["-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0"]);
     let bridge = Child::spawn("bridge", b, &dir);
-    let http_addr = bridge.wait_for_log("http listening on", Duration::from_secs(10)).rsplit(' ').next().unwrap().trim().to_string();
+    let http_addr = bridge
+        .wait_for_log("http listening on", Duration::from_secs(10))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
     let pid = format!("pid={}", bridge.pid());
     for probe in ["grpc_server", "grpc_client"] {
         let line = gs.wait_for_line(&["probe stands down", &pid, probe], Duration::from_secs(10));
@@ -101,7 +109,8 @@ fn uncovered_grpc_release_stands_down_and_http_keeps_working() {
         assert!(line.contains("offsets not found for google.golang.org/grpc"), "{line}");
         assert!(line.contains("(google.golang.org/grpc v1.59.0)"), "names the version: {line}");
     }
-    let note = gs.wait_for_line(&["google.golang.org/grpc v1.59.0: not in the offsets database"], Duration::from_secs(5));
+    let note =
+        gs.wait_for_line(&["google.golang.org/grpc v1.59.0: not in the offsets database"], Duration::from_secs(5));
     println!("{}", note.trim());
     for probe in ["net_http_server", "net_http_client"] {
         gs.wait_for_line(&["probe attached", &pid, probe], Duration::from_secs(10));

@@ -105,11 +105,13 @@ fn check_chain(build: Build) {
 
     let answer = get_json(&chain.a.addr, "/hop", &[("traceparent", INCOMING)]);
     let trace = &INCOMING[3..35];
-    let spans = collector.wait_for(Duration::from_secs(15), |sp| sp.iter().filter(|s| s.trace_id == trace).count() >= 5);
+    let spans =
+        collector.wait_for(Duration::from_secs(15), |sp| sp.iter().filter(|s| s.trace_id == trace).count() >= 5);
     let spans: Vec<Span> = spans.into_iter().filter(|s| s.trace_id == trace).collect();
     assert_eq!(spans.len(), 5, "one trace with 3 server + 2 client spans: {spans:#?}\n{}", chain.gosight.output());
 
-    let kind = |svc: &str, k: i64| one(by_service(&spans, &chain, svc).into_iter().filter(|s| s.kind == k).collect(), svc);
+    let kind =
+        |svc: &str, k: i64| one(by_service(&spans, &chain, svc).into_iter().filter(|s| s.kind == k).collect(), svc);
     let (a_srv, a_cli) = (kind("A", SERVER), kind("A", CLIENT));
     let (b_srv, b_cli) = (kind("B", SERVER), kind("B", CLIENT));
     let c_srv = kind("C", SERVER);
@@ -137,17 +139,30 @@ fn check_chain(build: Build) {
     let all = collector.wait_for(Duration::from_secs(15), |sp| sp.len() >= 5 + 5 + 1 + 4 * 4);
     let a_spans = by_service(&all, &chain, "A");
     let server_at = |path: &str| {
-        one(a_spans.iter().copied().filter(|s| s.kind == SERVER && s.attr_str("url.path") == Some(path)).collect(), path)
+        one(
+            a_spans.iter().copied().filter(|s| s.kind == SERVER && s.attr_str("url.path") == Some(path)).collect(),
+            path,
+        )
     };
     let async_srv = server_at("/hop-async");
-    let async_cli = one(a_spans.iter().copied().filter(|s| s.kind == CLIENT && s.trace_id == async_srv.trace_id).collect(), "async client");
+    let async_cli = one(
+        a_spans.iter().copied().filter(|s| s.kind == CLIENT && s.trace_id == async_srv.trace_id).collect(),
+        "async client",
+    );
     assert_eq!(async_cli.parent_span_id, async_srv.span_id, "client call from a goroutine given r.Context()");
     let fan_srv = server_at("/fanout");
-    let fan_clis: Vec<&Span> = a_spans.iter().copied().filter(|s| s.kind == CLIENT && s.trace_id == fan_srv.trace_id).collect();
+    let fan_clis: Vec<&Span> =
+        a_spans.iter().copied().filter(|s| s.kind == CLIENT && s.trace_id == fan_srv.trace_id).collect();
     assert_eq!(fan_clis.len(), 4, "{fan_clis:#?}");
     for cli in &fan_clis {
         assert_eq!(cli.parent_span_id, fan_srv.span_id);
-        let b_child = one(by_service(&all, &chain, "B").into_iter().filter(|s| s.kind == SERVER && s.parent_span_id == cli.span_id).collect(), "fan-out child");
+        let b_child = one(
+            by_service(&all, &chain, "B")
+                .into_iter()
+                .filter(|s| s.kind == SERVER && s.parent_span_id == cli.span_id)
+                .collect(),
+            "fan-out child",
+        );
         assert_eq!(b_child.trace_id, fan_srv.trace_id);
     }
     for (i, hop) in fan.iter().enumerate() {
@@ -159,10 +174,16 @@ fn check_chain(build: Build) {
     let x = HttpConn::connect(&chain.a.addr).request("GET", "/fail-next", &[], b"");
     assert_eq!(x.status, 502);
     let spans = collector.wait_for(Duration::from_secs(15), |sp| {
-        sp.iter().any(|s| s.kind == CLIENT && s.attr_str("url.full").is_some_and(|u| u.starts_with("http://127.0.0.1:1/")))
+        sp.iter()
+            .any(|s| s.kind == CLIENT && s.attr_str("url.full").is_some_and(|u| u.starts_with("http://127.0.0.1:1/")))
     });
     let failed = one(
-        spans.iter().filter(|s| s.kind == CLIENT && s.attr_str("url.full").is_some_and(|u| u.starts_with("http://127.0.0.1:1/"))).collect(),
+        spans
+            .iter()
+            .filter(|s| {
+                s.kind == CLIENT && s.attr_str("url.full").is_some_and(|u| u.starts_with("http://127.0.0.1:1/"))
+            })
+            .collect(),
         "failed client call",
     );
     assert_eq!(failed.status_code, 2, "ERROR status: {failed:#?}");

@@ -109,7 +109,8 @@ fn enrolled_go_sockets_keep_their_semantics() {
     if (count("/upgrade"), count("/echo")) != (conns, load) {
         problems.push(format!("the server saw {} /upgrade and {} /echo requests", count("/upgrade"), count("/echo")));
     }
-    let bad: Vec<&Value> = seen.iter().filter(|e| e["n"] != 1 || !valid_traceparent(e["traceparent"].as_str().unwrap_or(""))).collect();
+    let bad: Vec<&Value> =
+        seen.iter().filter(|e| e["n"] != 1 || !valid_traceparent(e["traceparent"].as_str().unwrap_or(""))).collect();
     if !bad.is_empty() {
         problems.push(format!(
             "{} of {} requests without exactly one well-formed traceparent, e.g. {:?}",
@@ -129,7 +130,11 @@ fn enrolled_go_sockets_keep_their_semantics() {
     let line = target_counters(&gs, cpid);
     println!("{reg:?}\n{line:?}\n{:?}", totals(&gs));
     assert!(reg.is_some(), "no `target registered` line for the client (pid {cpid}):\n{}", gs.output());
-    assert!(counter(&line, "enrolled") > 0 && counter(&line, "kept_http1") > 0, "client counters: {line:?}\n{}", gs.output());
+    assert!(
+        counter(&line, "enrolled") > 0 && counter(&line, "kept_http1") > 0,
+        "client counters: {line:?}\n{}",
+        gs.output()
+    );
 }
 
 /// Edge 2: A → B → C serve and pool keep-alive connections before gosight starts; once
@@ -180,7 +185,10 @@ fn existing_http1_connections_get_traceparent() {
         assert!(got.len() == 1 && valid_traceparent(&got[0]), "request {i}: B got {got:?}");
         at_b.push(got[0].clone());
         let v = json_on(&mut conn, "GET", "/hop", &[], b"");
-        let (tb, tc) = (v["downstream"]["traceparent"].as_str().unwrap(), v["downstream"]["downstream"]["traceparent"].as_str().unwrap());
+        let (tb, tc) = (
+            v["downstream"]["traceparent"].as_str().unwrap(),
+            v["downstream"]["downstream"]["traceparent"].as_str().unwrap(),
+        );
         assert!(valid_traceparent(tb) && valid_traceparent(tc), "request {i}: B got {tb:?}, C got {tc:?}");
         assert_eq!(ids(tb).0, ids(tc).0, "one trace across A, B and C");
         at_b.push(tb.to_string());
@@ -243,12 +251,20 @@ fn existing_grpc_connection_gets_traceparent() {
     let st = wait_exit(&mut client, SECS(30));
     assert!(st.success(), "client: {}", client.output());
 
-    let incoming: Vec<String> =
-        server.output().lines().filter_map(|l| l.strip_prefix("incoming traceparent:")).map(|v| v.trim().to_string()).collect();
+    let incoming: Vec<String> = server
+        .output()
+        .lines()
+        .filter_map(|l| l.strip_prefix("incoming traceparent:"))
+        .map(|v| v.trim().to_string())
+        .collect();
     assert_eq!(incoming.len(), warmup + calls, "{incoming:?}");
     assert!(incoming[..warmup].iter().all(String::is_empty), "warm-up calls were made without gosight: {incoming:?}");
     let after: Vec<String> = incoming[warmup..].to_vec();
-    assert!(after.iter().all(|v| valid_traceparent(v)), "calls on the existing conn after attach: {after:?}\n{}", gs.output());
+    assert!(
+        after.iter().all(|v| valid_traceparent(v)),
+        "calls on the existing conn after attach: {after:?}\n{}",
+        gs.output()
+    );
 
     let spans = collector.wait_for(SECS(20), |sp| sp.iter().filter(|s| s.kind == SERVER).count() >= calls);
     let servers: Vec<&Span> = spans.iter().filter(|s| s.kind == SERVER).collect();
@@ -256,7 +272,10 @@ fn existing_grpc_connection_gets_traceparent() {
         .iter()
         .filter(|srv| {
             spans.iter().any(|c| {
-                c.kind == CLIENT && c.span_id == srv.parent_span_id && c.trace_id == srv.trace_id && pid_of(c) == client.pid() as i64
+                c.kind == CLIENT
+                    && c.span_id == srv.parent_span_id
+                    && c.trace_id == srv.trace_id
+                    && pid_of(c) == client.pid() as i64
             })
         })
         .count();
@@ -295,7 +314,10 @@ fn malformed_traceparent_is_replaced() {
         ("bad hex char", vec![format!("00-{}g-{s}-01", &t[..31])]),
         ("54 bytes", vec![INCOMING[..54].to_string()]),
         ("56 bytes", vec![format!("{INCOMING}0")]),
-        ("two headers", vec![INCOMING.to_string(), "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_string()]),
+        (
+            "two headers",
+            vec![INCOMING.to_string(), "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_string()],
+        ),
     ];
     let mut conn = HttpConn::connect(&a.addr);
     // Every case runs; the failures are reported together.
@@ -363,7 +385,11 @@ fn two_instances() {
     let mut rng = Rng::seeded();
     for i in 0..10 {
         let got = b_received(&mut conn, i, &mut rng);
-        assert!(got.len() == 1 && valid_traceparent(&got[0]), "one instance, request {i}: B got {got:?}\n{}", gs1.output());
+        assert!(
+            got.len() == 1 && valid_traceparent(&got[0]),
+            "one instance, request {i}: B got {got:?}\n{}",
+            gs1.output()
+        );
     }
 
     let cg_dir = cg.path.to_string_lossy().into_owned();
@@ -391,7 +417,8 @@ fn two_instances() {
         }
     }
     println!("A dialled {} connections while both instances ran", dials(&a.addr) - a_dials);
-    let stood_down = [&gs1, &gs2].iter().find_map(|g| g.output().lines().find(|l| l.contains("stood down")).map(str::to_string));
+    let stood_down =
+        [&gs1, &gs2].iter().find_map(|g| g.output().lines().find(|l| l.contains("stood down")).map(str::to_string));
     println!("traceparents per request with two instances: {counts:?}; stood down: {stood_down:?}");
     assert_eq!(gs2.terminate(SECS(30)), Some(0));
     assert_eq!(gs1.terminate(SECS(30)), Some(0));

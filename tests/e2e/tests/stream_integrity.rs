@@ -27,7 +27,6 @@ fn rawserver(dir: &Path) -> (Child, String) {
     (c, addr)
 }
 
-
 fn gosight_for(exe: &Path, dir: &Path, collector: Option<&Collector>) -> Child {
     let mut cmd = Command::new(gosight_bin());
     cmd.arg("--target-exe").arg(exe).env("OTEL_BSP_SCHEDULE_DELAY", "100").env("RUST_LOG", "gosight=info");
@@ -74,9 +73,21 @@ fn inserted_headers_never_corrupt_the_stream() {
     // (label, args, body prefix, generated body size, requests)
     let trick = "GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n";
     let cases: Vec<(&str, Vec<String>, &str, usize, usize)> = vec![
-        ("keep-alive posts whose bodies start with a request line", vec!["-method".into(), "POST".into()], trick, 1000, 20),
+        (
+            "keep-alive posts whose bodies start with a request line",
+            vec!["-method".into(), "POST".into()],
+            trick,
+            1000,
+            20,
+        ),
         ("request line split across writes", vec!["-long-path".into(), "5000".into()], "", 0, 5),
-        ("chunked body starting with a request line", vec!["-method".into(), "POST".into(), "-chunked".into()], trick, 200_000, 5),
+        (
+            "chunked body starting with a request line",
+            vec!["-method".into(), "POST".into(), "-chunked".into()],
+            trick,
+            200_000,
+            5,
+        ),
         ("large bodies", vec!["-method".into(), "POST".into()], "", 1 << 20, 3),
         (
             "parallel connections",
@@ -103,7 +114,10 @@ fn inserted_headers_never_corrupt_the_stream() {
         }
         let mut client = Child::spawn(&format!("rawclient-{total}"), cmd, &dir);
         client.wait_for_log("ready", Duration::from_secs(10));
-        gs.wait_for_line(&["probe attached", "net_http_client", &format!("pid={}", client.pid())], Duration::from_secs(10));
+        gs.wait_for_line(
+            &["probe attached", "net_http_client", &format!("pid={}", client.pid())],
+            Duration::from_secs(10),
+        );
         std::fs::write(&go, b"").unwrap();
         let status = client.child.wait().unwrap();
         assert!(status.success(), "{label}: rawclient failed: {}", client.output());
@@ -152,15 +166,28 @@ fn sustained_run_with_propagation() {
     std::fs::copy(build_go_app("chain", None, false), &exe).unwrap();
     let (_server, server_addr) = rawserver(&dir);
     let mut gs = gosight_for(&exe, &dir, None);
-    let mut app = App::start_with(&exe, &dir, "A", &["-name".into(), "A".into(), "-next".into(), format!("http://{server_addr}")]);
-    gs.wait_for_line(&["probe attached", "net_http_client", &format!("pid={}", app.child.pid())], Duration::from_secs(10));
+    let mut app = App::start_with(
+        &exe,
+        &dir,
+        "A",
+        &["-name".into(), "A".into(), "-next".into(), format!("http://{server_addr}")],
+    );
+    gs.wait_for_line(
+        &["probe attached", "net_http_client", &format!("pid={}", app.child.pid())],
+        Duration::from_secs(10),
+    );
 
     let out = Command::new("wrk")
         .args(["-t1", "-c8", &format!("-d{secs}s"), &format!("http://{}/hop", app.addr)])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let sent: u64 = text.split(" requests in").next().and_then(|s| s.split_whitespace().last()).and_then(|n| n.parse().ok()).expect(&text);
+    let sent: u64 = text
+        .split(" requests in")
+        .next()
+        .and_then(|s| s.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .expect(&text);
     let non2xx = text.lines().find(|l| l.contains("Non-2xx")).map(|l| l.to_string());
     assert!(app.child.is_running(), "the app crashed");
     assert!(gs.is_running(), "gosight crashed");

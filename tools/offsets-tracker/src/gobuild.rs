@@ -230,7 +230,8 @@ fn path_str(p: &Path) -> Result<&str> {
 fn run_go(dir: &Path, log: &Path, env: &[(&str, &str)], args: &[&str]) -> Result<()> {
     let shown = format!("go {}", args.join(" "));
     let out = go_command(dir, env, args).output().with_context(|| format!("cannot run {shown}"))?;
-    let mut f = std::fs::OpenOptions::new().append(true).open(log).with_context(|| format!("open {}", log.display()))?;
+    let mut f =
+        std::fs::OpenOptions::new().append(true).open(log).with_context(|| format!("open {}", log.display()))?;
     let env_text: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     writeln!(f, "$ {} {shown}", env_text.join(" "))?;
     f.write_all(&out.stdout)?;

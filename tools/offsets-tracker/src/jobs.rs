@@ -82,7 +82,8 @@ impl Job {
         let how = if built.cached { "cached build".to_string() } else { format!("built in {}", secs(built.took)) };
         let records: Vec<String> =
             m.records.iter().map(|((module, v), f)| format!("{} {v}: {} fields", short(module), f.len())).collect();
-        let missing = if m.missing.is_empty() { String::new() } else { format!(", {} struct(s) not in DWARF", m.missing.len()) };
+        let missing =
+            if m.missing.is_empty() { String::new() } else { format!(", {} struct(s) not in DWARF", m.missing.len()) };
         Ok((m, format!("{how}; {}{missing}", records.join(", "))))
     }
 }
@@ -215,8 +216,14 @@ mod tests {
         let gen = "google.golang.org/genproto/googleapis/rpc";
         let jobs = || {
             vec![
-                (Job::grpc("v1.61.0").unwrap(), measurement(&[(GRPC, "v1.61.0", 8), (gen, "v0.0.0-20240101000000-aaaaaaaaaaaa", 40)])),
-                (Job::grpc("v1.60.0").unwrap(), measurement(&[(GRPC, "v1.60.0", 8), (gen, "v0.0.0-20240101000000-aaaaaaaaaaaa", 48)])),
+                (
+                    Job::grpc("v1.61.0").unwrap(),
+                    measurement(&[(GRPC, "v1.61.0", 8), (gen, "v0.0.0-20240101000000-aaaaaaaaaaaa", 40)]),
+                ),
+                (
+                    Job::grpc("v1.60.0").unwrap(),
+                    measurement(&[(GRPC, "v1.60.0", 8), (gen, "v0.0.0-20240101000000-aaaaaaaaaaaa", 48)]),
+                ),
                 (Job::std("go1.22.0").unwrap(), measurement(&[(STD, "go1.22.0", 16)])),
             ]
         };

@@ -143,9 +143,7 @@ fn default_cache() -> PathBuf {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
@@ -186,7 +184,11 @@ fn plan(cli: &Cli, proxy: &Proxy, go: &GoEnv, db: &Database) -> Result<(Vec<Job>
         all.sort();
         let todo: Vec<Job> = all.iter().filter(|j| cli.force || !j.measured_in(db)).cloned().collect();
         let (first, last) = (all.first().map_or("-", Job::version), all.last().map_or("-", Job::version));
-        let extra = if unlisted.is_empty() { String::new() } else { format!(" ({} not in the proxy's list: {})", unlisted.len(), unlisted.join(", ")) };
+        let extra = if unlisted.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} not in the proxy's list: {})", unlisted.len(), unlisted.join(", "))
+        };
         lines.push(format!(
             "- {what}: {} release(s) in the window ({first} .. {last}){extra}, {} already measured, {} to build",
             all.len(),
@@ -264,7 +266,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         changes.push("- none".into());
     }
     section(&mut text, "Changes", &changes);
-    section(&mut text, "Tracked structs not in DWARF (recorded absent)", &report::missing(&merged.measured, &merged.missing));
+    section(
+        &mut text,
+        "Tracked structs not in DWARF (recorded absent)",
+        &report::missing(&merged.measured, &merged.missing),
+    );
     if report::any_declared(&merged.missing) {
         tracing::warn!("some structs are declared in the sources but not in the programs' DWARF: see the report");
     }

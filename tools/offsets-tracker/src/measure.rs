@@ -76,7 +76,10 @@ pub fn measure(path: &Path, keep: Keep, expect: (&str, &str)) -> Result<Measurem
             version = expect.1.to_string(); // without experiment suffixes
         }
         let value = found.offset(strukt, field).map_or(Value::Absent, Value::Offset);
-        out.records.entry((lv.module.clone(), version.clone())).or_default().insert((strukt.into(), field.into()), value);
+        out.records
+            .entry((lv.module.clone(), version.clone()))
+            .or_default()
+            .insert((strukt.into(), field.into()), value);
         if !found.has_struct(strukt) {
             out.missing.insert((lv.module, version, strukt.to_string()), Verdict::Unknown);
         }
@@ -146,8 +149,7 @@ fn build_with(module: &str) -> BuildInfo {
 
 /// Whether `version` of `module` is measured and holds a value for every one of `fields`.
 pub fn covers(db: &Database, module: &str, version: &str, fields: &[(&str, &str)]) -> bool {
-    db.versions(module).contains(&version)
-        && fields.iter().all(|(s, f)| db.lookup(module, version, s, f).is_some())
+    db.versions(module).contains(&version) && fields.iter().all(|(s, f)| db.lookup(module, version, s, f).is_some())
 }
 
 /// Whether the database already holds `fields` (owned by modules other than `std`

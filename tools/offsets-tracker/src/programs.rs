@@ -14,10 +14,7 @@ pub struct Program {
 /// Uses every tracked standard-library type; built with each Go release.
 pub const STD: Program = Program {
     name: "std",
-    files: &[
-        ("go.mod", include_str!("../programs/std/go.mod")),
-        ("main.go", include_str!("../programs/std/main.go")),
-    ],
+    files: &[("go.mod", include_str!("../programs/std/go.mod")), ("main.go", include_str!("../programs/std/main.go"))],
 };
 
 /// A grpc server and client; built against each grpc-go release.

@@ -28,10 +28,7 @@ pub fn proxy_url(goproxy: &str) -> Option<String> {
 /// says (its go.env default), else proxy.golang.org.
 pub fn choose_proxy(from_go_env: Option<&str>) -> String {
     let env = std::env::var("GOPROXY").ok().filter(|v| !v.trim().is_empty());
-    env.as_deref()
-        .or(from_go_env)
-        .and_then(proxy_url)
-        .unwrap_or_else(|| DEFAULT_PROXY.to_string())
+    env.as_deref().or(from_go_env).and_then(proxy_url).unwrap_or_else(|| DEFAULT_PROXY.to_string())
 }
 
 /// A module proxy client.
@@ -190,8 +187,7 @@ pub fn gaps(module: &str, listed: &[String]) -> Vec<String> {
 /// bounds need not be listed versions themselves.
 pub fn window(module: &str, versions: &[String], from: Option<&str>, to: Option<&str>) -> Result<Vec<String>> {
     let bound = |b: Option<&str>| -> Result<Option<Key>> {
-        b.map(|v| Key::parse(module, v).with_context(|| format!("{v:?} is not a version of {module}")))
-            .transpose()
+        b.map(|v| Key::parse(module, v).with_context(|| format!("{v:?} is not a version of {module}"))).transpose()
     };
     let (from, to) = (bound(from)?, bound(to)?);
     Ok(versions
@@ -236,7 +232,22 @@ mod tests {
         let go: Vec<String> = ["go1.20", "go1.24.11", "go1.24.13", "go1.25.0", "go1.25.3"].map(String::from).to_vec();
         assert_eq!(
             gaps(STD, &go),
-            ["go1.24.0", "go1.24.1", "go1.24.2", "go1.24.3", "go1.24.4", "go1.24.5", "go1.24.6", "go1.24.7", "go1.24.8", "go1.24.9", "go1.24.10", "go1.24.12", "go1.25.1", "go1.25.2"]
+            [
+                "go1.24.0",
+                "go1.24.1",
+                "go1.24.2",
+                "go1.24.3",
+                "go1.24.4",
+                "go1.24.5",
+                "go1.24.6",
+                "go1.24.7",
+                "go1.24.8",
+                "go1.24.9",
+                "go1.24.10",
+                "go1.24.12",
+                "go1.25.1",
+                "go1.25.2"
+            ]
         );
         let grpc: Vec<String> = ["v1.69.0", "v1.69.2", "v1.69.4", "v1.70.0"].map(String::from).to_vec();
         assert_eq!(gaps(GRPC, &grpc), ["v1.69.1", "v1.69.3"]);

@@ -69,7 +69,10 @@ pub fn diff(old: &Database, new: &Database) -> Vec<String> {
 
 /// Tracked structs the DWARF did not describe, per module, struct and verdict, as
 /// runs of the versions measured in this run: `go1.22.0..go1.22.12`.
-pub fn missing(measured: &BTreeMap<String, Vec<String>>, missing: &BTreeMap<(String, String, String), Verdict>) -> Vec<String> {
+pub fn missing(
+    measured: &BTreeMap<String, Vec<String>>,
+    missing: &BTreeMap<(String, String, String), Verdict>,
+) -> Vec<String> {
     // Most alarming first: declared structs, then unchecked ones.
     let rank = |v: Verdict| match v {
         Verdict::Declared => 0,
@@ -117,7 +120,11 @@ pub fn summary(db: &Database) -> Vec<String> {
     for module in db.modules() {
         let versions = db.versions(module);
         let (first, last) = (versions.first().copied().unwrap_or(""), versions.last().copied().unwrap_or(""));
-        out.push(format!("{module}: {} versions ({first} .. {last}), {} fields", versions.len(), db.fields(module).len()));
+        out.push(format!(
+            "{module}: {} versions ({first} .. {last}), {} fields",
+            versions.len(),
+            db.fields(module).len()
+        ));
         for (s, f) in db.fields(module) {
             let r = db.ranges(module, s, f);
             let values: BTreeSet<Value> = r.iter().map(|r| r.value).collect();
@@ -148,7 +155,10 @@ mod tests {
         let old = db(&[("go1.22.0", 8), ("go1.22.1", 8)]);
         let same = db(&[("go1.22.0", 8), ("go1.22.1", 8), ("go1.22.2", 8)]);
         let d = diff(&old, &same);
-        assert_eq!(d, ["- `std`: 1 version(s) added: go1.22.2", "- `std`: 1 field(s) keep their value over the added versions"]);
+        assert_eq!(
+            d,
+            ["- `std`: 1 version(s) added: go1.22.2", "- `std`: 1 field(s) keep their value over the added versions"]
+        );
         let moved = db(&[("go1.22.0", 8), ("go1.22.1", 8), ("go1.23.0", 0)]);
         let d = diff(&old, &moved);
         assert_eq!(d[1], "- `std` `a.B.c`: go1.22.0..go1.22.1 @8 → go1.22.0..go1.22.1 @8, go1.23.0 absent");

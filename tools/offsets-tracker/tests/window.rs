@@ -31,10 +31,15 @@ fn proxy_address() -> Option<String> {
         let out = Command::new("go").args(["env", "GOPROXY"]).env("GOTOOLCHAIN", "local").output().ok()?;
         Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
     })?;
-    let url = goproxy.split([',', '|']).map(str::trim).find(|e| e.starts_with("http://") || e.starts_with("https://"))?;
+    let url =
+        goproxy.split([',', '|']).map(str::trim).find(|e| e.starts_with("http://") || e.starts_with("https://"))?;
     let (scheme, rest) = url.split_once("://")?;
     let host = rest.split('/').next()?;
-    Some(if host.contains(':') { host.to_string() } else { format!("{host}:{}", if scheme == "https" { 443 } else { 80 }) })
+    Some(if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:{}", if scheme == "https" { 443 } else { 80 })
+    })
 }
 
 /// Why the test cannot run here, if it cannot.
@@ -103,6 +108,10 @@ fn small_window_regenerates_the_committed_database() {
 
     let committed = Database::from_json(&std::fs::read_to_string(committed_db()).unwrap()).unwrap();
     let expected = committed.restrict(|m, v| regenerated.versions(m).contains(&v)).to_json();
-    assert!(text == expected, "regenerated window differs from offsets-db/offsets.json: {}\n{report}", first_difference(&text, &expected));
+    assert!(
+        text == expected,
+        "regenerated window differs from offsets-db/offsets.json: {}\n{report}",
+        first_difference(&text, &expected)
+    );
     let _ = std::fs::remove_dir_all(&tmp);
 }

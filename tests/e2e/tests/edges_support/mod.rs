@@ -187,7 +187,8 @@ pub fn start_chain(svc: &Path, dir: &Path, cg: Option<&Path>) -> (App, App, App)
 pub fn json_on(conn: &mut HttpConn, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Value {
     let x = conn.request(method, path, headers, body);
     assert_eq!(x.status, 200, "{method} {path}: {}", String::from_utf8_lossy(&x.body));
-    serde_json::from_slice(&x.body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {}", String::from_utf8_lossy(&x.body)))
+    serde_json::from_slice(&x.body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}: {}", String::from_utf8_lossy(&x.body)))
 }
 
 /// GET on a fresh connection.
@@ -280,8 +281,11 @@ impl Drop for Cgroup {
 /// The names under `dir` starting with `gosight-` (gosight's pin directories).
 pub fn pin_dirs(dir: &Path) -> Vec<String> {
     let Ok(rd) = std::fs::read_dir(dir) else { return vec![] };
-    let mut v: Vec<String> =
-        rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("gosight-")).collect();
+    let mut v: Vec<String> = rd
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("gosight-"))
+        .collect();
     v.sort();
     v
 }
