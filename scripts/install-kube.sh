@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Build (once) and cache a real kube-apiserver, etcd and kubectl for the injector's
-# integration test, from the Go module proxy only (no container images, no release
-# downloads).
+# Build (once) and cache the Kubernetes control plane and node components, from the
+# Go module proxy only (no container images, no release downloads): etcd,
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and
+# kubectl. The injector's API-server test uses the first two; tests/e2e/tests/kube_pods.rs
+# runs a whole single-node cluster from them (scripts/kube-node.sh).
 #
 # Usage:   KUBE_DIR=$(bash scripts/install-kube.sh | tail -1)
-#          "$KUBE_DIR"/kube-apiserver, "$KUBE_DIR"/etcd, "$KUBE_DIR"/kubectl
+#          "$KUBE_DIR"/kube-apiserver, "$KUBE_DIR"/kubelet, ...
 #
-# The last line of stdout is the directory holding the three binaries; all logs go
-# to stderr. A warm cache answers at once. A cold build compiles the three from
-# source: about 15 minutes on 2 shared cores (kube-apiserver alone ~11 min with
-# `go build -p 1`), most of it CPU; the Go module cache grows by several hundred MiB.
+# The last line of stdout is the directory holding the binaries; all logs go to
+# stderr. A warm cache answers at once; a binary already built is not rebuilt. A
+# cold build compiles all seven from source: about 25 minutes on 2 shared cores
+# (kube-apiserver alone ~11 min; the others share most of its packages through the
+# Go build cache), most of it CPU; the Go module cache grows by several hundred MiB.
 #
 # How: k8s.io/kubernetes points its staging modules (k8s.io/api, k8s.io/apiserver,
 # ...) at ./staging/src with replace directives, which `go install pkg@version`
@@ -30,17 +33,21 @@ KUBE_VERSION=${KUBE_VERSION:-v1.36.3}
 JOBS=${KUBE_BUILD_JOBS:-1}
 CACHE=${GOSIGHT_CACHE_DIR:-$HOME/.cache/gosight}
 DEST=$CACHE/kube/$KUBE_VERSION
-BINARIES=(kube-apiserver etcd kubectl)
+BINARIES=(etcd kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 log() { printf 'install-kube: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+runs() { # binary: does the cached one run?
+    case $1 in
+    etcd) "$DEST/etcd" --version >/dev/null 2>&1 ;;
+    kubectl) "$DEST/kubectl" version --client >/dev/null 2>&1 ;;
+    *) "$DEST/$1" --version >/dev/null 2>&1 ;;
+    esac
+}
 is_warm() {
     local b
-    for b in "${BINARIES[@]}"; do [[ -x $DEST/$b ]] || return 1; done
-    "$DEST/kube-apiserver" --version >/dev/null 2>&1 &&
-        "$DEST/etcd" --version >/dev/null 2>&1 &&
-        "$DEST/kubectl" version --client >/dev/null 2>&1
+    for b in "${BINARIES[@]}"; do [[ -x $DEST/$b ]] && runs "$b" || return 1; done
 }
 
 if is_warm; then
@@ -121,7 +128,11 @@ package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 EOF
 
@@ -141,18 +152,16 @@ build() { # output package
         die "building $1 failed"
     log "built $1 in $((SECONDS - t0))s"
 }
-build etcd ./cmd/etcd
-build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
-build kubectl k8s.io/kubernetes/cmd/kubectl
-
-"$WORK/bin/kube-apiserver" --version >&2 || die "the built kube-apiserver does not run"
-"$WORK/bin/etcd" --version >&2 || die "the built etcd does not run"
-"$WORK/bin/kubectl" version --client >&2 || die "the built kubectl does not run"
-
-# Install atomically: each binary appears only when complete.
 for b in "${BINARIES[@]}"; do
+    if [[ -x $DEST/$b ]] && runs "$b"; then continue; fi
+    case $b in
+    etcd) build etcd ./cmd/etcd ;;
+    *) build "$b" "k8s.io/kubernetes/cmd/$b" ;;
+    esac
+    # Install atomically: each binary appears only when complete and running.
     cp "$WORK/bin/$b" "$DEST/$b.tmp.$$"
     mv -f "$DEST/$b.tmp.$$" "$DEST/$b"
+    runs "$b" || die "the built $b does not run"
 done
 log "built in $((SECONDS - start))s: $DEST"
 printf '%s\n' "$DEST"

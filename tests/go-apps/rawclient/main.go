@@ -40,6 +40,11 @@
 //	                  DisableKeepAlives, so every request says
 //	                  "Connection: close" and gets its own connection)
 //	-timeout D        per-request timeout (default 60s; 0 = none)
+//	-header "K: V"    add this request header (repeat); "{i}" in the value
+//	                  becomes the request's number + 1 as 16 hex digits (a
+//	                  valid span id: never zero)
+//	-interval D       pause this long before each request after the first
+//	-print-body       add the response body (as text) to each output line
 //
 // Output on stdout, one JSON line per response, in completion order:
 //
@@ -74,6 +79,7 @@ type line struct {
 	I          int    `json:"i"`
 	Status     int    `json:"status"`
 	BodySHA256 string `json:"body_sha256"`
+	Body       string `json:"body,omitempty"`
 }
 
 type summary struct {
@@ -94,6 +100,10 @@ func main() {
 	keepalive := flag.Bool("keepalive", true, "reuse connections (false sets DisableKeepAlives)")
 	timeout := flag.Duration("timeout", 60*time.Second, "per-request timeout (0 = none)")
 	waitFile := flag.String("wait-file", "", "before the first request, print \"ready\" and wait (up to 30s) until this file exists (lets a test attach gosight first)")
+	var headers headerFlags
+	flag.Var(&headers, "header", `request header "Name: value" (repeat); {i} in the value is the request number + 1 as 16 hex digits`)
+	interval := flag.Duration("interval", 0, "pause before each request after the first")
+	printBody := flag.Bool("print-body", false, "add the response body to each output line")
 	flag.Parse()
 	if *waitFile != "" {
 		fmt.Println("ready")
@@ -154,19 +164,26 @@ func main() {
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				status, sum, err := do(client, verb, target, body, *chunked)
+				status, sum, text, err := do(client, verb, target, body, *chunked, headers.For(i))
 				mu.Lock()
 				if err != nil {
 					errs++
 					fmt.Fprintf(os.Stderr, "rawclient: request %d: %v\n", i, err)
 				} else {
-					enc.Encode(line{I: i, Status: status, BodySHA256: sum})
+					out := line{I: i, Status: status, BodySHA256: sum}
+					if *printBody {
+						out.Body = text
+					}
+					enc.Encode(out)
 				}
 				mu.Unlock()
 			}
 		}()
 	}
 	for i := 0; i < *n; i++ {
+		if i > 0 && *interval > 0 {
+			time.Sleep(*interval)
+		}
 		jobs <- i
 	}
 	close(jobs)
@@ -180,7 +197,7 @@ func main() {
 
 // do sends one request and returns the status and the hex SHA-256 of the
 // whole response body.
-func do(client *http.Client, method, target string, body []byte, chunked bool) (int, string, error) {
+func do(client *http.Client, method, target string, body []byte, chunked bool, headers [][2]string) (int, string, string, error) {
 	var rd io.Reader
 	if len(body) > 0 {
 		if chunked {
@@ -193,7 +210,10 @@ func do(client *http.Client, method, target string, body []byte, chunked bool) (
 	}
 	req, err := http.NewRequest(method, target, rd)
 	if err != nil {
-		return 0, "", err
+		return 0, "", "", err
+	}
+	for _, h := range headers {
+		req.Header.Add(h[0], h[1])
 	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/octet-stream")
@@ -203,14 +223,38 @@ func do(client *http.Client, method, target string, body []byte, chunked bool) (
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, "", err
+		return 0, "", "", err
 	}
 	defer resp.Body.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, resp.Body); err != nil {
-		return 0, "", fmt.Errorf("status %d, reading body: %w", resp.StatusCode, err)
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, "", "", fmt.Errorf("status %d, reading body: %w", resp.StatusCode, err)
 	}
-	return resp.StatusCode, hex.EncodeToString(h.Sum(nil)), nil
+	sum := sha256.Sum256(data)
+	return resp.StatusCode, hex.EncodeToString(sum[:]), string(data), nil
+}
+
+// headerFlags are the -header flags: "Name: value" pairs.
+type headerFlags [][2]string
+
+func (h *headerFlags) String() string { return fmt.Sprint(*h) }
+
+func (h *headerFlags) Set(v string) error {
+	name, value, ok := strings.Cut(v, ":")
+	if !ok || strings.TrimSpace(name) == "" {
+		return fmt.Errorf("want \"Name: value\", got %q", v)
+	}
+	*h = append(*h, [2]string{strings.TrimSpace(name), strings.TrimSpace(value)})
+	return nil
+}
+
+// For returns the headers of request i ({i} replaced by i+1 as 16 hex digits).
+func (h headerFlags) For(i int) [][2]string {
+	out := make([][2]string, len(h))
+	for k, kv := range h {
+		out[k] = [2]string{kv[0], strings.ReplaceAll(kv[1], "{i}", fmt.Sprintf("%016x", i+1))}
+	}
+	return out
 }
 
 // unescape interprets \r \n \t \\ \0 and \xHH in s; any other backslash is
