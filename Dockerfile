@@ -19,8 +19,9 @@ RUN cargo build --release --locked -p gosight -p injector \
     && install -D -m 0755 target/release/gosight /out/gosight \
     && install -D -m 0755 target/release/injector /out/injector
 
-# The runtime keeps /bin/sh and tr: the injected sidecar's one-line launcher
-# uses them to name the pod's systemd cgroup for context propagation.
+# The runtime stage: the two binaries on Debian's glibc. scripts/build-images.sh
+# writes the same image without a container engine (this stage's COPY, USER and
+# ENTRYPOINT read from here; the libraries from the build machine's Debian 12).
 FROM debian:bookworm-slim
 COPY --from=build /out/gosight /out/injector /usr/local/bin/
 # Non-root by default (the injector runs as is); the injected sidecar sets

@@ -47,7 +47,7 @@ pause)
     ;;
 gosight)
     # The Dockerfile's build command, as written there.
-    build=$(grep -o 'cargo build --release --locked[^&]*' Dockerfile | sed 's/[[:space:]]*$//')
+    build=$(grep -o 'cargo build --release --locked[^&\\]*' Dockerfile | sed 's/[[:space:]]*$//')
     [[ -n $build ]] || die "no 'cargo build --release --locked' line in the Dockerfile"
     log "$build"
     $build >&2 || die "cargo build failed"

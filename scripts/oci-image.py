@@ -65,7 +65,7 @@ def parse_dockerfile(path, artifacts):
         word, _, rest = line.partition(" ")
         word = word.upper()
         if word == "FROM":
-            current = {"files": [], "entrypoint": None, "cmd": None, "user": None, "env": [], "workdir": None}
+            current = {"unsupported": None, "files": [], "entrypoint": None, "cmd": None, "user": None, "env": [], "workdir": None}
             stages.append(current)
         elif current is None:
             continue
@@ -74,7 +74,8 @@ def parse_dockerfile(path, artifacts):
             flags = [a for a in args if a.startswith("--")]
             paths = [a for a in args if not a.startswith("--")]
             if not any(f.startswith("--from=") for f in flags):
-                die(f"{path}: COPY without --from in the final stage is not supported: {line}")
+                current["unsupported"] = line
+                continue
             *srcs, dest = paths
             for src in srcs:
                 name = os.path.basename(src)
@@ -92,6 +93,8 @@ def parse_dockerfile(path, artifacts):
             current["workdir"] = rest.strip()
     if not stages:
         die(f"{path}: no FROM")
+    if stages[-1]["unsupported"]:
+        die(f"{path}: the final stage copies from the build context, which is not supported: {stages[-1]['unsupported']}")
     return stages[-1]
 
 

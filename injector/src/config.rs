@@ -7,16 +7,6 @@
 
 use clap::{Args, ValueEnum};
 
-/// How the kubelet names pod cgroups: decides the path of the pod's cgroup that
-/// the sidecar watches for context propagation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CgroupDriver {
-    /// `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_with_underscores>.slice`
-    Systemd,
-    /// `kubepods/burstable/pod<uid>`
-    Cgroupfs,
-}
-
 /// Where the sidecar goes in the pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SidecarMode {
@@ -77,10 +67,6 @@ pub struct SidecarConfig {
     #[arg(long, env = "GOSIGHT_SIDECAR_PROPAGATION", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub propagation: bool,
 
-    /// The kubelet's cgroup driver (where the pod's cgroup is on the node).
-    #[arg(long, env = "GOSIGHT_CGROUP_DRIVER", value_enum, default_value = "systemd")]
-    pub cgroup_driver: CgroupDriver,
-
     /// The node's BPF filesystem, mounted into the sidecar at the same path (maps
     /// shared between the sidecar's probes are pinned there).
     #[arg(long, env = "GOSIGHT_SIDECAR_BPFFS", default_value = "/sys/fs/bpf")]
@@ -103,7 +89,6 @@ impl SidecarConfig {
             otlp_endpoint: String::new(),
             otlp_protocol: String::new(),
             propagation: true,
-            cgroup_driver: CgroupDriver::Systemd,
             bpffs: "/sys/fs/bpf".into(),
         }
     }
@@ -149,8 +134,7 @@ mod tests {
     fn bad_protocol_and_switch_are_refused() {
         assert!(Cli::try_parse_from(["injector", "--otlp-protocol", "http"]).is_err());
         assert!(Cli::try_parse_from(["injector", "--propagation", "maybe"]).is_err());
-        let c = Cli::try_parse_from(["injector", "--propagation", "off", "--cgroup-driver", "cgroupfs"]).unwrap();
+        let c = Cli::try_parse_from(["injector", "--propagation", "off"]).unwrap();
         assert!(!c.config.propagation);
-        assert_eq!(c.config.cgroup_driver, CgroupDriver::Cgroupfs);
     }
 }

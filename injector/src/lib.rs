@@ -5,7 +5,7 @@
 //! The pipeline for one request: [`server`] (HTTPS, certificates re-read when
 //! they change, see [`tls`]) → [`review`] (AdmissionReview v1 in and out) →
 //! [`patch`] (the decision and the JSON patch) → [`sidecar`] (the container,
-//! from [`config`], [`annotations`], [`owner`] and [`qos`]). [`certs`] makes a CA
+//! from [`config`], [`annotations`] and [`owner`]). [`certs`] makes a CA
 //! and a serving certificate for `injector certs`.
 
 pub mod annotations;
@@ -13,7 +13,6 @@ pub mod certs;
 pub mod config;
 pub mod owner;
 pub mod patch;
-pub mod qos;
 pub mod review;
 pub mod server;
 pub mod sidecar;

@@ -11,8 +11,7 @@ use serde_json::Value;
 use crate::annotations::{self, PodOptions};
 use crate::config::{SidecarConfig, SidecarMode};
 use crate::owner;
-use crate::qos::qos_class;
-use crate::sidecar::{self, SidecarInputs, BPFFS_VOLUME, HOST_CGROUP_VOLUME, NO_TOKEN_VOLUME};
+use crate::sidecar::{self, SidecarInputs, BPFFS_VOLUME, CONTAINER_NAME_VAR, HOST_CGROUP_VOLUME, NO_TOKEN_VOLUME};
 
 /// How the pod reached the webhook; each is a separate webhook entry (and URL
 /// path) in the MutatingWebhookConfiguration.
@@ -102,12 +101,19 @@ pub fn decide(pod: &Pod, via: OptIn, config: &SidecarConfig) -> Result<Decision,
         service_name: service_name.as_deref(),
         workload: &workload,
     };
-    // The QoS class of the pod as it will be: its containers plus the sidecar.
-    let sidecar_resources = Container { resources: sidecar::resources(config), ..Default::default() };
-    let qos = qos_class(spec.containers.iter().chain(init).chain([&sidecar_resources]));
-    let sidecar = sidecar::build(&inputs, qos);
+    let sidecar = sidecar::build(&inputs);
 
     let mut ops = Vec::new();
+    // Each container's processes carry its name, so gosight can tell them apart
+    // in the shared process namespace (an addition: the variable is appended).
+    for (i, c) in spec.containers.iter().enumerate() {
+        if c.env.iter().flatten().any(|e| e.name == CONTAINER_NAME_VAR) {
+            continue;
+        }
+        let index = i.to_string();
+        let var = serde_json::json!({ "name": CONTAINER_NAME_VAR, "value": c.name });
+        append(&mut ops, &["spec", "containers", &index, "env"], c.env.is_some(), vec![var]);
+    }
     if spec.share_process_namespace != Some(true) {
         ops.push(add(&["spec", "shareProcessNamespace"], Value::Bool(true)));
     }

@@ -5,12 +5,14 @@
 //! | what | why |
 //! |---|---|
 //! | `runAsUser: 0`, `runAsGroup: 0`, `runAsNonRoot: false` | the pinned-map directory on the node's bpffs is root's; gosight reads other users' `/proc/<pid>/exe` |
-//! | `CAP_BPF` | load the uprobe programs and create their maps |
-//! | `CAP_PERFMON` | attach uprobes (perf events) and read the apps' memory from BPF |
-//! | `CAP_SYS_PTRACE` | open `/proc/<pid>/exe` and `/proc/<pid>/maps` of the other containers' processes |
-//! | `CAP_NET_ADMIN` (propagation only) | attach the sockops/sk_msg programs to the pod's cgroup |
+//! | `CAP_SYS_ADMIN` | attach uprobes: the kernel's uprobe perf PMU requires it (`perf_uprobe_event_init`, since the 2025 fix "perf: Require CAP_SYS_ADMIN for uprobes", in 6.16 and the stable kernels 5.4–6.15 after it; `CAP_PERFMON` alone gets `perf_event_open: Permission denied`). It also covers what `CAP_BPF`, `CAP_PERFMON` and `CAP_NET_ADMIN` would grant (loading the programs, the sockops/sk_msg programs and their cgroup attachment, entering the pod's network namespace to enrol connections that existed before gosight) |
+//! | `CAP_SYS_PTRACE` | open `/proc/<pid>/exe`, `/proc/<pid>/environ` and `/proc/<pid>/maps` of the other containers' processes, whose capabilities the sidecar does not hold |
 //! | hostPath `/sys/fs/bpf` | pin the maps the probes share (per gosight, removed at exit) |
-//! | hostPath `/sys/fs/cgroup`, read-only, at `/host/sys/fs/cgroup` (propagation only) | the pod's cgroup, to attach the socket programs to; the container's own `/sys/fs/cgroup` is only its own cgroup |
+//! | hostPath `/sys/fs/cgroup`, read-only, at `/host/sys/fs/cgroup` (propagation only) | the pod's cgroup, to attach the socket programs to (gosight finds it by the pod UID); the container's own `/sys/fs/cgroup` is only its own cgroup |
+//!
+//! Measured on kernel 6.18 under containerd's default seccomp profile, which
+//! allows `bpf`, `perf_event_open` and `setns` to a container holding
+//! `CAP_SYS_ADMIN` (tests/e2e/tests/kube_pods.rs).
 //!
 //! Everything else is dropped (`drop: [ALL]`), `privileged` and privilege escalation
 //! are off and the root filesystem is read-only. The sidecar talks to no API
@@ -23,13 +25,12 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EnvVar, EnvVarSource, HostPathVolumeSource, ObjectFieldSelector, ResourceRequirements,
-    SecurityContext, Volume, VolumeMount,
+    SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::config::{CgroupDriver, SidecarConfig};
+use crate::config::SidecarConfig;
 use crate::owner::Workload;
-use crate::qos::QosClass;
 
 /// Where the node's cgroup tree is mounted in the sidecar.
 pub const HOST_CGROUP_MOUNT: &str = "/host/sys/fs/cgroup";
@@ -37,6 +38,9 @@ pub const HOST_CGROUP_MOUNT: &str = "/host/sys/fs/cgroup";
 pub const BPFFS_VOLUME: &str = "gosight-bpffs";
 pub const HOST_CGROUP_VOLUME: &str = "gosight-host-cgroup";
 pub const NO_TOKEN_VOLUME: &str = "gosight-no-api-token";
+/// The variable every container of an injected pod gets, holding its name: how
+/// gosight tells which container a process belongs to (`sidecar/src/pod.rs`).
+pub const CONTAINER_NAME_VAR: &str = "GOSIGHT_CONTAINER_NAME";
 /// Where the ServiceAccount admission plugin mounts the pod's API token.
 const API_TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
@@ -75,11 +79,13 @@ pub fn resources(config: &SidecarConfig) -> Option<ResourceRequirements> {
     (requests.is_some() || limits.is_some()).then(|| ResourceRequirements { requests, limits, ..Default::default() })
 }
 
-/// Builds the sidecar. `qos` is the class of the pod *with* the sidecar (it places
-/// the pod's cgroup on the node).
-pub fn build(inputs: &SidecarInputs, qos: QosClass) -> Sidecar {
+/// The capabilities the sidecar gets (the table above).
+pub const CAPABILITIES: [&str; 2] = ["SYS_ADMIN", "SYS_PTRACE"];
+
+/// Builds the sidecar.
+pub fn build(inputs: &SidecarInputs) -> Sidecar {
     let config = inputs.config;
-    let mut caps = vec!["BPF", "PERFMON", "SYS_PTRACE"];
+    let caps = CAPABILITIES.to_vec();
     let mut volumes = vec![
         host_path_volume(BPFFS_VOLUME, &config.bpffs),
         Volume { name: NO_TOKEN_VOLUME.into(), empty_dir: Some(Default::default()), ..Default::default() },
@@ -93,9 +99,7 @@ pub fn build(inputs: &SidecarInputs, qos: QosClass) -> Sidecar {
             ..Default::default()
         },
     ];
-    let mut command = None;
     if inputs.propagation {
-        caps.push("NET_ADMIN");
         volumes.push(host_path_volume(HOST_CGROUP_VOLUME, "/sys/fs/cgroup"));
         mounts.push(VolumeMount {
             name: HOST_CGROUP_VOLUME.into(),
@@ -103,16 +107,12 @@ pub fn build(inputs: &SidecarInputs, qos: QosClass) -> Sidecar {
             read_only: Some(true),
             ..Default::default()
         });
-        if config.cgroup_driver == CgroupDriver::Systemd {
-            command = Some(systemd_launcher(qos));
-        }
     }
     let container = Container {
         name: config.sidecar_name.clone(),
         image: Some(inputs.image.to_string()),
         image_pull_policy: Some(config.sidecar_image_pull_policy.clone()).filter(|p| !p.is_empty()),
-        command,
-        env: Some(env(inputs, qos)),
+        env: Some(env(inputs)),
         resources: resources(config),
         volume_mounts: Some(mounts),
         security_context: Some(SecurityContext {
@@ -127,6 +127,10 @@ pub fn build(inputs: &SidecarInputs, qos: QosClass) -> Sidecar {
                 add: Some(caps.into_iter().map(String::from).collect()),
                 drop: Some(vec!["ALL".into()]),
             }),
+            // The runtime's default profile, whatever the kubelet's default is: it
+            // allows what gosight calls (bpf, perf_event_open, setns) to a
+            // container holding CAP_SYS_ADMIN.
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
             ..Default::default()
         }),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
@@ -162,7 +166,7 @@ fn value_env(name: &str, value: impl Into<String>) -> EnvVar {
 
 /// The sidecar's environment. The downward-API variables come first so that the
 /// later values can use them as `$(VAR)`, which the kubelet expands.
-fn env(inputs: &SidecarInputs, qos: QosClass) -> Vec<EnvVar> {
+fn env(inputs: &SidecarInputs) -> Vec<EnvVar> {
     let config = inputs.config;
     let mut env = vec![
         field_env("K8S_NODE_NAME", "spec.nodeName"),
@@ -186,9 +190,6 @@ fn env(inputs: &SidecarInputs, qos: QosClass) -> Vec<EnvVar> {
     env.push(value_env("GOSIGHT_TARGET_CONTAINERS", inputs.traced_containers.join(",")));
     env.push(value_env("GOSIGHT_BPFFS", &config.bpffs));
     env.push(value_env("GOSIGHT_PROPAGATION", if inputs.propagation { "on" } else { "off" }));
-    if inputs.propagation && config.cgroup_driver == CgroupDriver::Cgroupfs {
-        env.push(value_env("GOSIGHT_PROPAGATION_CGROUP", cgroupfs_pod_cgroup(qos)));
-    }
     env
 }
 
@@ -220,33 +221,6 @@ fn resource_attributes(inputs: &SidecarInputs) -> String {
     attributes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
-/// The pod's cgroup under the cgroupfs driver: a `$(K8S_POD_UID)` reference the
-/// kubelet expands.
-fn cgroupfs_pod_cgroup(qos: QosClass) -> String {
-    let qos_dir = match qos {
-        QosClass::Guaranteed => "",
-        QosClass::Burstable => "burstable/",
-        QosClass::BestEffort => "besteffort/",
-    };
-    format!("{HOST_CGROUP_MOUNT}/kubepods/{qos_dir}pod$(K8S_POD_UID)")
-}
-
-/// Under the systemd driver the pod's slice is named with the UID's `-` turned
-/// into `_`, which `$(VAR)` expansion cannot do: a one-line shell start sets
-/// GOSIGHT_PROPAGATION_CGROUP and execs gosight (`$$` is the kubelet's escape for
-/// a literal `$`). The image needs `/bin/sh` and `tr` (the shipped one has both).
-fn systemd_launcher(qos: QosClass) -> Vec<String> {
-    let slice = match qos {
-        QosClass::Guaranteed => "kubepods.slice/kubepods-pod${uid}.slice".to_string(),
-        QosClass::Burstable => "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${uid}.slice".into(),
-        QosClass::BestEffort => "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${uid}.slice".into(),
-    };
-    let script = format!(
-        "uid=$$(echo \"$K8S_POD_UID\" | tr - _) && GOSIGHT_PROPAGATION_CGROUP=\"{HOST_CGROUP_MOUNT}/{slice}\" && export GOSIGHT_PROPAGATION_CGROUP && exec gosight"
-    );
-    vec!["/bin/sh".into(), "-c".into(), script]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,34 +247,20 @@ mod tests {
     }
 
     #[test]
-    fn propagation_off_drops_net_admin_and_cgroup() {
+    fn propagation_off_drops_the_cgroup_mount() {
         let config = SidecarConfig::defaults();
         let w = Workload::default();
         let traced = ["app".to_string()];
-        let s = build(&inputs(&config, &w, &traced, false), QosClass::Burstable);
+        let s = build(&inputs(&config, &w, &traced, false));
         let caps = s.container.security_context.as_ref().unwrap().capabilities.as_ref().unwrap();
-        assert_eq!(caps.add.as_deref().unwrap(), ["BPF", "PERFMON", "SYS_PTRACE"]);
+        assert_eq!(caps.add.as_deref().unwrap(), ["SYS_ADMIN", "SYS_PTRACE"]);
+        assert_eq!(caps.drop.as_deref().unwrap(), ["ALL"]);
         assert_eq!(s.volumes.len(), 2, "bpffs and the empty token directory");
-        assert_eq!(s.container.command, None);
+        assert_eq!(s.container.command, None, "the image's entrypoint, no launcher");
         assert_eq!(env_value(&s.container, "GOSIGHT_PROPAGATION").as_deref(), Some("off"));
-        assert_eq!(env_value(&s.container, "GOSIGHT_PROPAGATION_CGROUP"), None);
-    }
-
-    #[test]
-    fn pod_cgroup_per_driver_and_class() {
-        let mut config = SidecarConfig::defaults();
-        let w = Workload::default();
-        let traced = ["app".to_string()];
-        let s = build(&inputs(&config, &w, &traced, true), QosClass::Guaranteed);
-        assert!(s.container.command.as_ref().unwrap()[2]
-            .contains("/host/sys/fs/cgroup/kubepods.slice/kubepods-pod${uid}.slice"));
-        config.cgroup_driver = CgroupDriver::Cgroupfs;
-        let s = build(&inputs(&config, &w, &traced, true), QosClass::BestEffort);
-        assert_eq!(s.container.command, None);
-        assert_eq!(
-            env_value(&s.container, "GOSIGHT_PROPAGATION_CGROUP").as_deref(),
-            Some("/host/sys/fs/cgroup/kubepods/besteffort/pod$(K8S_POD_UID)")
-        );
+        let on = build(&inputs(&config, &w, &traced, true));
+        assert_eq!(on.volumes.len(), 3, "and the node's cgroup tree");
+        assert_eq!(on.container.security_context, s.container.security_context, "the same privileges");
     }
 
     #[test]
@@ -308,7 +268,7 @@ mod tests {
         let config = SidecarConfig::defaults();
         let w = Workload::default();
         let traced = ["a".to_string(), "b".to_string()];
-        let s = build(&inputs(&config, &w, &traced, true), QosClass::Burstable);
+        let s = build(&inputs(&config, &w, &traced, true));
         let attrs = env_value(&s.container, "OTEL_RESOURCE_ATTRIBUTES").unwrap();
         assert!(!attrs.contains("k8s.container.name"), "{attrs}");
         assert!(attrs.ends_with("service.instance.id=$(K8S_NAMESPACE_NAME).$(K8S_POD_NAME)"), "{attrs}");

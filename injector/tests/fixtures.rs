@@ -57,6 +57,23 @@ fn env(container: &Value, name: &str) -> Option<String> {
     Some(e["value"].as_str()?.to_string())
 }
 
+/// The containers as the pod had them: each patched container with the one
+/// variable the injector adds (GOSIGHT_CONTAINER_NAME = its name) taken out again.
+fn without_name_variable(containers: &Value) -> Value {
+    let mut containers = containers.clone();
+    for c in containers.as_array_mut().unwrap() {
+        let name = c["name"].clone();
+        let env = c["env"].as_array_mut().expect("every container gets the variable");
+        let before = env.len();
+        env.retain(|e| !(e["name"] == "GOSIGHT_CONTAINER_NAME" && e["value"] == name));
+        assert_eq!(env.len() + 1, before, "exactly one GOSIGHT_CONTAINER_NAME, with the container's name: {c}");
+        if env.is_empty() {
+            c.as_object_mut().unwrap().remove("env");
+        }
+    }
+    containers
+}
+
 fn warnings(reviewed: &Reviewed) -> Vec<String> {
     serde_json::from_value(reviewed.json["response"]["warnings"].clone()).unwrap_or_default()
 }
@@ -69,7 +86,11 @@ fn namespace_opt_in_deployment_pod_gets_the_sidecar_and_keeps_its_containers() {
     assert_eq!(reviewed.object, "traced/checkout-7d9f6c5b8-*", "named for the log before it has a name");
     let pod = patched(&request, &reviewed).expect("a patch");
     let original = &request["request"]["object"];
-    assert_eq!(pod["spec"]["containers"], original["spec"]["containers"], "the app's containers keep every field");
+    assert_eq!(
+        without_name_variable(&pod["spec"]["containers"]),
+        original["spec"]["containers"],
+        "the app's containers keep every field"
+    );
     assert_eq!(pod["spec"]["shareProcessNamespace"], true);
     let gosight = sidecar(&pod);
     let expected: Value = fixture("expected-sidecar-deployment.json");
@@ -102,7 +123,7 @@ fn annotation_opt_in_with_options_and_two_containers() {
     assert_eq!(reviewed.outcome, Outcome::Injected);
     let pod = patched(&request, &reviewed).unwrap();
     let original = &request["request"]["object"];
-    assert_eq!(pod["spec"]["containers"], original["spec"]["containers"]);
+    assert_eq!(without_name_variable(&pod["spec"]["containers"]), original["spec"]["containers"]);
     let gosight = sidecar(&pod);
     assert_eq!(gosight["image"], "registry.example/gosight:pinned", "gosight.dev/sidecar-image");
     assert_eq!(env(gosight, "OTEL_SERVICE_NAME").as_deref(), Some("orders-api"), "gosight.dev/service-name first");
@@ -112,7 +133,7 @@ fn annotation_opt_in_with_options_and_two_containers() {
     let attributes = env(gosight, "OTEL_RESOURCE_ATTRIBUTES").unwrap();
     assert!(attributes.contains(",k8s.container.name=api,k8s.statefulset.name=orders,"), "{attributes}");
     assert!(attributes.ends_with("service.instance.id=$(K8S_NAMESPACE_NAME).$(K8S_POD_NAME).api"), "{attributes}");
-    assert_eq!(gosight["securityContext"]["capabilities"]["add"], json!(["BPF", "PERFMON", "SYS_PTRACE"]));
+    assert_eq!(gosight["securityContext"]["capabilities"]["add"], json!(["SYS_ADMIN", "SYS_PTRACE"]));
     assert!(gosight.get("command").is_none());
     // The annotation names a container the pod does not have: said, not fatal.
     assert_eq!(warnings(&reviewed), ["gosight: gosight.dev/containers: no such container(s): sidecar-proxy"]);

@@ -28,6 +28,18 @@ pub struct Config {
     #[arg(long, env = "OTEL_GO_AUTO_TARGET_EXE")]
     pub target_exe: Option<String>,
 
+    /// In a pod: trace only the processes of these containers (comma-separated
+    /// names; empty = every container). The injector sets it from the pod's
+    /// `gosight.dev/containers` annotation and marks each container's processes
+    /// with GOSIGHT_CONTAINER_NAME.
+    #[arg(long, env = "GOSIGHT_TARGET_CONTAINERS", value_delimiter = ',')]
+    pub target_containers: Vec<String>,
+
+    /// The pod's UID (the injector passes it from the downward API): names the
+    /// pod's cgroup on the node, where propagation attaches.
+    #[arg(long, env = "K8S_POD_UID", hide = true)]
+    pub pod_uid: Option<String>,
+
     /// How often /proc is rescanned for targets that started or exited.
     #[arg(long, default_value = "250ms", value_parser = parse_duration)]
     pub scan_interval: Duration,

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::inspect::{GoBinary, InspectError};
+use crate::pod::{Containers, Membership};
 
 /// A running process as seen in /proc.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,8 @@ pub struct Selector {
     exe: Option<glob::Pattern>,
     /// A pattern without '/' matches the executable's file name.
     exe_by_name: bool,
+    /// Only processes of these containers (empty: any).
+    containers: HashSet<String>,
     self_pid: u32,
 }
 
@@ -57,12 +60,21 @@ impl Selector {
             pids: pids.iter().copied().collect(),
             exe_by_name: exe.is_some_and(|e| !e.contains('/')),
             exe: exe_pattern,
+            containers: HashSet::new(),
             self_pid: std::process::id(),
         })
     }
 
+    /// Restricts the selection to the processes of these containers (names; empty
+    /// or blank entries are ignored).
+    pub fn in_containers(mut self, names: &[String]) -> Selector {
+        self.containers = names.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+        self
+    }
+
     pub fn from_config(c: &Config) -> Result<Selector, glob::PatternError> {
-        Selector::new(&c.pids, c.target_exe.as_deref().filter(|s| !s.trim().is_empty()))
+        Ok(Selector::new(&c.pids, c.target_exe.as_deref().filter(|s| !s.trim().is_empty()))?
+            .in_containers(&c.target_containers))
     }
 
     /// True when the user named targets (then a non-Go match is worth a warning).
@@ -90,6 +102,16 @@ impl Selector {
 
     /// Human description for the start-up log.
     pub fn describe(&self) -> String {
+        let mut containers: Vec<_> = self.containers.iter().map(String::as_str).collect();
+        containers.sort();
+        let scope = match containers.as_slice() {
+            [] => String::new(),
+            names => format!(" in containers {}", names.join(",")),
+        };
+        format!("{}{scope}", self.describe_processes())
+    }
+
+    fn describe_processes(&self) -> String {
         if !self.is_explicit() {
             return "all Go processes".into();
         }
@@ -109,22 +131,66 @@ impl Selector {
 /// Reads one process from `<proc_root>/<pid>`; None for kernel threads, processes
 /// that exited meanwhile, or ones we may not look at.
 pub fn read_process(proc_root: &Path, pid: u32) -> Option<Process> {
+    match try_read_process(proc_root, pid) {
+        Seen::Process(p) => Some(p),
+        _ => None,
+    }
+}
+
+/// What a /proc entry gave.
+enum Seen {
+    Process(Process),
+    /// A process whose executable gosight may not look at, with its command name
+    /// and start time.
+    Forbidden { comm: String, start_time: u64 },
+    /// Gone, a kernel thread, or unreadable for another reason.
+    Nothing,
+}
+
+fn try_read_process(proc_root: &Path, pid: u32) -> Seen {
     let dir = proc_root.join(pid.to_string());
-    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else { return Seen::Nothing };
     // Fields after the command name, which may itself contain ')' or spaces.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let start_time = rest.split_whitespace().nth(19)?.parse().ok()?;
-    let exe = std::fs::read_link(dir.join("exe")).ok()?;
-    let meta = std::fs::metadata(dir.join("exe")).ok()?;
-    Some(Process { pid, start_time, exe, exe_id: (meta.dev(), meta.ino()) })
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { return Seen::Nothing };
+    let comm = stat[open + 1..close].to_string();
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let Some(start_time) = fields.get(19).and_then(|s| s.parse().ok()) else { return Seen::Nothing };
+    // Kernel threads (PF_KTHREAD in the flags, field 9) have no executable.
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    if fields.get(6).and_then(|s| s.parse::<u64>().ok()).is_none_or(|flags| flags & PF_KTHREAD != 0) {
+        return Seen::Nothing;
+    }
+    let exe = match std::fs::read_link(dir.join("exe")) {
+        Ok(exe) => exe,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Seen::Forbidden { comm, start_time },
+        Err(_) => return Seen::Nothing,
+    };
+    match std::fs::metadata(dir.join("exe")) {
+        Ok(meta) => Seen::Process(Process { pid, start_time, exe, exe_id: (meta.dev(), meta.ino()) }),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Seen::Forbidden { comm, start_time },
+        Err(_) => Seen::Nothing,
+    }
 }
 
 /// Every process visible under `proc_root`.
 pub fn scan(proc_root: &Path) -> Vec<Process> {
-    let Ok(dir) = std::fs::read_dir(proc_root) else { return Vec::new() };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| read_process(proc_root, pid))
-        .collect()
+    scan_all(proc_root).0
+}
+
+/// Every process visible under `proc_root`, and those whose executable gosight
+/// may not read (pid, command name, start time).
+fn scan_all(proc_root: &Path) -> (Vec<Process>, Vec<(u32, String, u64)>) {
+    let Ok(dir) = std::fs::read_dir(proc_root) else { return (Vec::new(), Vec::new()) };
+    let mut seen = Vec::new();
+    let mut forbidden = Vec::new();
+    for pid in dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+        match try_read_process(proc_root, pid) {
+            Seen::Process(p) => seen.push(p),
+            Seen::Forbidden { comm, start_time } => forbidden.push((pid, comm, start_time)),
+            Seen::Nothing => {}
+        }
+    }
+    (seen, forbidden)
 }
 
 /// Keeps the set of targets in step with /proc.
@@ -140,6 +206,9 @@ pub struct Watcher {
     /// Executables known not to be Go (or not usable), by (dev, inode).
     not_go: HashSet<(u64, u64)>,
     warned_missing_pids: bool,
+    containers: Containers,
+    /// Processes gosight may not look at, already logged (pid, start time).
+    warned_forbidden: HashSet<(u32, u64)>,
 }
 
 impl Watcher {
@@ -151,6 +220,8 @@ impl Watcher {
             passed: HashMap::new(),
             not_go: HashSet::new(),
             warned_missing_pids: false,
+            containers: Containers::default(),
+            warned_forbidden: HashSet::new(),
         }
     }
 
@@ -160,7 +231,8 @@ impl Watcher {
 
     /// Scans once and returns what changed since the previous poll.
     pub fn poll(&mut self) -> Vec<Change> {
-        let procs = scan(&self.proc_root);
+        let (procs, forbidden) = scan_all(&self.proc_root);
+        self.warn_forbidden(forbidden);
         let mut changes = Vec::new();
         let alive: HashMap<u32, (u64, (u64, u64))> = procs.iter().map(|p| (p.pid, (p.start_time, p.exe_id))).collect();
 
@@ -201,9 +273,65 @@ impl Watcher {
         changes
     }
 
+    /// One line for the processes gosight newly finds it cannot look at (their
+    /// executable is not readable): any of them could be a target, and would
+    /// otherwise silently never be found.
+    fn warn_forbidden(&mut self, forbidden: Vec<(u32, String, u64)>) {
+        let alive: HashSet<(u32, u64)> = forbidden.iter().map(|(pid, _, start)| (*pid, *start)).collect();
+        self.warned_forbidden.retain(|k| alive.contains(k));
+        let new: Vec<String> = forbidden
+            .into_iter()
+            .filter(|(pid, _, start)| *pid != self.selector.self_pid && self.warned_forbidden.insert((*pid, *start)))
+            .map(|(pid, comm, _)| format!("{pid} ({comm})"))
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        const SHOWN: usize = 10;
+        let more = new.len().saturating_sub(SHOWN);
+        let listed = new.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        tracing::warn!(
+            processes = new.len(),
+            "cannot inspect {listed}{more}: /proc/<pid>/exe: permission denied (gosight needs CAP_SYS_PTRACE, and every \
+             capability those processes hold); not traced"
+        );
+    }
+
+    /// Whether the process is in one of the selected containers (always, when none
+    /// are named). Logs why a process is left out when it cannot be told.
+    fn in_selected_container(&mut self, p: &Process) -> bool {
+        if self.selector.containers.is_empty() {
+            return true;
+        }
+        match self.containers.membership(&self.proc_root, p.pid) {
+            Membership::Container(name) => {
+                let selected = self.selector.containers.contains(&name);
+                if !selected {
+                    tracing::debug!(pid = p.pid, container = %name, "not tracing: container not selected");
+                }
+                selected
+            }
+            Membership::Unknown => {
+                tracing::debug!(pid = p.pid, exe = %p.exe.display(), "not tracing: not in a selected container");
+                false
+            }
+            Membership::Unreadable(kind) => {
+                tracing::warn!(
+                    pid = p.pid,
+                    exe = %p.exe.display(),
+                    "not tracing: cannot tell its container: /proc/{}/environ: {kind} (gosight needs CAP_SYS_PTRACE, \
+                     and every capability the process holds)",
+                    p.pid
+                );
+                false
+            }
+        }
+    }
+
     /// Decides whether a newly seen process becomes a target.
     fn consider(&mut self, p: &Process) -> Option<Arc<GoBinary>> {
-        if !self.selector.matches(p) || self.not_go.contains(&p.exe_id) {
+        if !self.selector.matches(p) || self.not_go.contains(&p.exe_id) || !self.in_selected_container(p) {
             return None;
         }
         let path = self.proc_root.join(p.pid.to_string()).join("exe");

@@ -17,6 +17,9 @@
 //! [`propagation`] sets up what spans several targets: the pinned maps probes share
 //! and the in-kernel insertion of `traceparent` into outgoing requests.
 //!
+//! [`pod`] is what gosight learns about the pod it was injected into: which
+//! container a process belongs to, and the pod's cgroup.
+//!
 //! [`config`] holds the command line and environment settings; `main.rs` wires the
 //! stages together and owns the process lifecycle (signals, flush).
 
@@ -28,5 +31,6 @@ pub mod discover;
 pub mod export;
 pub mod inspect;
 pub mod offsets;
+pub mod pod;
 pub mod propagation;
 pub mod spans;

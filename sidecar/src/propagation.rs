@@ -8,15 +8,16 @@
 //! does not matter. Only the sockets of registered targets are touched.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use gosight_uprobes::bpffs::PinDir;
 use gosight_uprobes::context_propagation::selfcheck::{self, CheckError};
 use gosight_uprobes::context_propagation::{
-    default_cgroup, Existing, KernelPropagation, Mode, TARGET_GRPC_CLIENT, TARGET_HTTP_CLIENT,
+    default_cgroup, user_memory_writes_allowed, Existing, KernelPropagation, Mode, TARGET_GRPC_CLIENT, TARGET_HTTP_CLIENT,
 };
 
 use crate::config::Config;
+use crate::pod;
 
 /// What is running for cross-process context.
 pub struct Propagation {
@@ -30,8 +31,10 @@ pub struct Propagation {
 }
 
 /// The kernel lockdown mode, if securityfs shows it (`none`, `integrity`, ...);
-/// securityfs is mounted first when it is not and gosight may.
-fn lockdown_mode() -> Option<String> {
+/// securityfs is mounted first when it is not and gosight may. In a container,
+/// where neither works, the verifier is asked whether BPF may write user memory
+/// (what lockdown forbids), which needs CAP_SYS_ADMIN.
+fn lockdown_mode() -> String {
     let path = "/sys/kernel/security/lockdown";
     if !std::path::Path::new(path).exists() {
         // SAFETY: constant C strings; mounting securityfs at its usual place.
@@ -45,10 +48,33 @@ fn lockdown_mode() -> Option<String> {
             )
         };
     }
-    let text = std::fs::read_to_string(path).ok()?;
-    let start = text.find('[')? + 1;
-    let end = text[start..].find(']')? + start;
-    Some(text[start..end].to_string())
+    if let Some(mode) = std::fs::read_to_string(path).ok().and_then(|text| {
+        let start = text.find('[')? + 1;
+        let end = text[start..].find(']')? + start;
+        Some(text[start..end].to_string())
+    }) {
+        return mode;
+    }
+    if !has_cap_sys_admin() {
+        return "unknown (securityfs not readable, no CAP_SYS_ADMIN to ask the verifier)".into();
+    }
+    match user_memory_writes_allowed() {
+        Some(false) => "integrity or confidentiality (bpf_probe_write_user refused by the verifier)".into(),
+        Some(true) => "none (bpf_probe_write_user allowed by the verifier)".into(),
+        None => "unknown (securityfs not readable, the verifier probe failed)".into(),
+    }
+}
+
+/// Whether gosight's effective capabilities include CAP_SYS_ADMIN.
+fn has_cap_sys_admin() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim().to_string();
+            u64::from_str_radix(&hex, 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
 }
 
 fn kernel_release() -> String {
@@ -57,10 +83,21 @@ fn kernel_release() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// The cgroup whose connections are watched: the configured one, else the pod
-/// (parent of gosight's own cgroup), else the cgroup root.
+/// The cgroup whose connections are watched: the configured one; in a pod, the
+/// pod's own directory in the node's cgroup tree (found by its UID at the mount the
+/// injector adds); else the parent of gosight's own cgroup, or the cgroup root.
 fn target_cgroup(config: &Config) -> Option<PathBuf> {
-    config.propagation_cgroup.clone().or_else(default_cgroup)
+    if let Some(cg) = &config.propagation_cgroup {
+        return Some(cg.clone());
+    }
+    let host = Path::new(pod::HOST_CGROUP_MOUNT);
+    if let (Some(uid), true) = (config.pod_uid.as_deref().filter(|u| !u.is_empty()), host.exists()) {
+        match pod::pod_cgroup(host, uid) {
+            Ok(cg) => return Some(cg),
+            Err(e) => tracing::warn!("context propagation: the pod's cgroup: {e}; using gosight's own cgroup's parent"),
+        }
+    }
+    default_cgroup()
 }
 
 /// The outcome of choosing a mode: the mode and what the self-check said.
@@ -120,7 +157,7 @@ impl Propagation {
     }
 
     fn start_inserter(config: &Config, dir: &PinDir) -> Option<KernelPropagation> {
-        let lockdown = lockdown_mode().unwrap_or_else(|| "unknown".into());
+        let lockdown = lockdown_mode();
         let kernel = kernel_release();
         let Some(cg) = target_cgroup(config) else {
             tracing::warn!("context propagation: off: no cgroup v2 hierarchy found");

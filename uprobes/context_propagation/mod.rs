@@ -273,6 +273,15 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut aya::pr
     })
 }
 
+/// Whether this kernel lets BPF programs write user memory (`bpf_probe_write_user`),
+/// asked of the verifier: `Some(false)` under kernel lockdown (integrity or
+/// confidentiality). Only meaningful with CAP_SYS_ADMIN, which the helper needs
+/// in any case; None when the probe itself fails.
+pub fn user_memory_writes_allowed() -> Option<bool> {
+    aya::sys::is_helper_supported(aya::programs::ProgramType::KProbe, aya::sys::BpfHelper::BPF_FUNC_probe_write_user)
+        .ok()
+}
+
 /// The default cgroup to watch: the parent of gosight's own cgroup v2 (in a pod,
 /// gosight's container cgroup's parent is the pod), or the root of the cgroup2
 /// mount when gosight is in the root.
