@@ -20,6 +20,8 @@ pub const SERVICE_NAME: &str = "gosight.dev/service-name";
 pub const PROPAGATION: &str = "gosight.dev/propagation";
 /// Pod annotation written by the injector: the injector version that added the sidecar.
 pub const INJECTED: &str = "gosight.dev/injected";
+/// Set on a pod the injector was asked about but left alone, with the reason.
+pub const NOT_INJECTED: &str = "gosight.dev/not-injected";
 
 /// What the pod asked for, read from its annotations.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

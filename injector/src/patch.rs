@@ -21,6 +21,10 @@ pub enum OptIn {
     Namespace,
     /// The pod must carry the `gosight.dev/inject: "true"` annotation itself.
     PodAnnotation,
+    /// The namespace opted in but enforces this Pod Security level, which refuses
+    /// the sidecar's capabilities and hostPath volumes: the pod is admitted as it
+    /// is, with the reason as a warning and an annotation.
+    PodSecurity(&'static str),
 }
 
 /// What to do with a pod.
@@ -30,6 +34,9 @@ pub enum Decision {
     Skip { reason: String, warnings: Vec<String> },
     /// Apply `patch`.
     Inject { patch: Patch, warnings: Vec<String> },
+    /// Leave the pod without the sidecar, but say why on it: `patch` only adds the
+    /// `gosight.dev/not-injected` annotation.
+    Decline { reason: String, warnings: Vec<String>, patch: Patch },
 }
 
 /// Decides what to do with a pod being created and builds the patch.
@@ -45,6 +52,20 @@ pub fn decide(pod: &Pod, via: OptIn, config: &SidecarConfig) -> Result<Decision,
 
     match (via, options.inject) {
         (_, Some(false)) => return skip("the pod opts out (gosight.dev/inject: \"false\")", warnings, false),
+        (OptIn::PodSecurity(level), _) => {
+            let reason = format!(
+                "the namespace enforces Pod Security \"{level}\", which refuses the sidecar's capabilities \
+                 ({}) and hostPath volumes; label the namespace privileged to trace it",
+                sidecar::CAPABILITIES.join(", ")
+            );
+            warnings.push(format!("gosight: sidecar not injected: {reason}"));
+            let note = Value::String(reason.clone());
+            let op = match pod.metadata.annotations {
+                Some(_) => add(&["metadata", "annotations", annotations::NOT_INJECTED], note),
+                None => add(&["metadata", "annotations"], serde_json::json!({ annotations::NOT_INJECTED: note })),
+            };
+            return Ok(Decision::Decline { reason, warnings, patch: Patch(vec![op]) });
+        }
         (OptIn::PodAnnotation, None) => return skip("the pod is not opted in", warnings, false),
         _ => {}
     }

@@ -120,6 +120,10 @@ fn respond(
             Ok(r) => Ok((with_warnings(r, warnings), Outcome::Injected)),
             Err(e) => Err(format!("cannot serialise the patch: {e}")),
         },
+        Ok(Ok(Decision::Decline { reason, warnings, patch })) => match base.clone().with_patch(patch) {
+            Ok(r) => Ok((with_warnings(r, warnings), Outcome::Skipped(reason))),
+            Err(e) => Err(format!("cannot serialise the patch: {e}")),
+        },
     }
 }
 

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `POST /inject/namespace` | reviews pods of namespaces labelled `gosight.dev/inject: "true"` |
 //! | `POST /inject/pod` | reviews pods that must carry the `gosight.dev/inject: "true"` annotation |
+//! | `POST /skip/pod-security/baseline`, `.../restricted` | pods of opted-in namespaces enforcing that Pod Security level: admitted unchanged but for a `gosight.dev/not-injected` annotation, with the reason as a warning |
 //! | `GET /healthz` | `ok` (readiness and liveness) |
 //!
 //! A body that is not an AdmissionReview gets 400 with the reason; everything
@@ -106,6 +107,8 @@ async fn handle(req: Request<Incoming>, sidecar: Arc<SidecarConfig>) -> Result<R
     let via = match req.uri().path() {
         "/inject/namespace" => OptIn::Namespace,
         "/inject/pod" => OptIn::PodAnnotation,
+        "/skip/pod-security/baseline" => OptIn::PodSecurity("baseline"),
+        "/skip/pod-security/restricted" => OptIn::PodSecurity("restricted"),
         "/healthz" if req.method() == Method::GET => return Ok(text(StatusCode::OK, "ok")),
         _ => return Ok(text(StatusCode::NOT_FOUND, "not found")),
     };

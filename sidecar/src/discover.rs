@@ -142,7 +142,10 @@ enum Seen {
     Process(Process),
     /// A process whose executable gosight may not look at, with its command name
     /// and start time.
-    Forbidden { comm: String, start_time: u64 },
+    Forbidden {
+        comm: String,
+        start_time: u64,
+    },
     /// Gone, a kernel thread, or unreadable for another reason.
     Nothing,
 }

@@ -90,7 +90,9 @@ pub fn pod_cgroup(host_root: &Path, pod_uid: &str) -> Result<PathBuf, String> {
     let v2_root = [host_root.to_path_buf(), host_root.join("unified")]
         .into_iter()
         .find(|r| r.join("cgroup.controllers").exists())
-        .ok_or_else(|| format!("no cgroup v2 hierarchy at {} or {}/unified", host_root.display(), host_root.display()))?;
+        .ok_or_else(|| {
+            format!("no cgroup v2 hierarchy at {} or {}/unified", host_root.display(), host_root.display())
+        })?;
     let names = [format!("pod{pod_uid}"), format!("pod{}", pod_uid.replace('-', "_"))];
     let matches = |name: &str| {
         names.iter().any(|n| name == n.as_str() || name.ends_with(&format!("-{n}.slice")) || name.ends_with(n.as_str()))
@@ -154,10 +156,9 @@ mod tests {
         let root = std::env::temp_dir().join(format!("gosight-cg-test-{}", std::process::id()));
         let uid = "6f405c00-8b9e-47f9-a306-cff494cf6bfa";
         let cgroupfs = root.join("a/unified/kubepods/burstable").join(format!("pod{uid}"));
-        let systemd = root.join("b/kubepods.slice/kubepods-besteffort.slice").join(format!(
-            "kubepods-besteffort-pod{}.slice",
-            uid.replace('-', "_")
-        ));
+        let systemd = root
+            .join("b/kubepods.slice/kubepods-besteffort.slice")
+            .join(format!("kubepods-besteffort-pod{}.slice", uid.replace('-', "_")));
         std::fs::create_dir_all(&cgroupfs).unwrap();
         std::fs::create_dir_all(&systemd).unwrap();
         std::fs::write(root.join("a/unified/cgroup.controllers"), "").unwrap();

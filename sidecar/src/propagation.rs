@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use gosight_uprobes::bpffs::PinDir;
 use gosight_uprobes::context_propagation::selfcheck::{self, CheckError};
 use gosight_uprobes::context_propagation::{
-    default_cgroup, user_memory_writes_allowed, Existing, KernelPropagation, Mode, TARGET_GRPC_CLIENT, TARGET_HTTP_CLIENT,
+    default_cgroup, user_memory_writes_allowed, Existing, KernelPropagation, Mode, TARGET_GRPC_CLIENT,
+    TARGET_HTTP_CLIENT,
 };
 
 use crate::config::Config;

@@ -44,6 +44,12 @@ pub struct Collector {
 
 impl Collector {
     pub fn start(bin: &std::path::Path) -> Collector {
+        Collector::start_on(bin, "127.0.0.1")
+    }
+
+    /// A collector listening on `host` (`0.0.0.0` for pods to reach it at the
+    /// node's address); the endpoints name `host`.
+    pub fn start_on(bin: &std::path::Path, host: &str) -> Collector {
         let dir = std::env::temp_dir().join(format!("gosight-e2e-col-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).unwrap();
         let (grpc, http) = (free_port(), free_port());
@@ -51,16 +57,16 @@ impl Collector {
         let mut cmd = Command::new(bin);
         cmd.arg("--config")
             .arg(repo_root().join("tests/collector/config.yaml"))
-            .env("GRPC_ENDPOINT", format!("127.0.0.1:{grpc}"))
-            .env("HTTP_ENDPOINT", format!("127.0.0.1:{http}"))
+            .env("GRPC_ENDPOINT", format!("{host}:{grpc}"))
+            .env("HTTP_ENDPOINT", format!("{host}:{http}"))
             .env("OUTPUT_FILE", &traces_file)
             .env("METRICS_FILE", dir.join("metrics.jsonl"));
         let metrics_file = dir.join("metrics.jsonl");
         let child = Child::spawn("otelcol", cmd, &dir);
         child.wait_for_log("Everything is ready", Duration::from_secs(30));
         Collector {
-            grpc_endpoint: format!("http://127.0.0.1:{grpc}"),
-            http_endpoint: format!("http://127.0.0.1:{http}"),
+            grpc_endpoint: format!("http://{host}:{grpc}"),
+            http_endpoint: format!("http://{host}:{http}"),
             traces_file,
             metrics_file,
             _child: child,

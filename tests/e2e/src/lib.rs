@@ -7,6 +7,7 @@
 //! skipped and why.
 
 pub mod collector;
+pub mod kube;
 pub mod process;
 
 use std::path::{Path, PathBuf};
