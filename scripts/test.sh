@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests and the end-to-end tests (real Go apps, real
 # uprobes, a real OpenTelemetry Collector, a real kube-apiserver for the injector),
-# then the fuzz targets for a bounded time. Installs what it needs first.
+# and a real single-node Kubernetes for the injected sidecar), then the fuzz
+# targets for a bounded time. Installs what it needs first.
 # Run as root (uprobes need it). With CI=true a missing prerequisite fails loudly.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -12,10 +13,13 @@ export GOSIGHT_CACHE_DIR=${GOSIGHT_CACHE_DIR:-$HOME/.cache/gosight}
 bash scripts/install-deps.sh
 GOSIGHT_OTELCOL=$(bash scripts/install-collector.sh | tail -1)
 export GOSIGHT_OTELCOL
-# A real kube-apiserver, etcd and kubectl for the injector's integration tests
-# (built from the Go module proxy once, cached).
+# Kubernetes from the Go module proxy (built once, cached): kube-apiserver, etcd
+# and kubectl for the injector's integration tests, and with the controller-manager,
+# scheduler, kubelet, kube-proxy, containerd and runc a whole node for
+# tests/e2e/tests/kube_pods.rs (scripts/kube-node.sh starts it).
 GOSIGHT_KUBE_DIR=$(bash scripts/install-kube.sh | tail -1)
 export GOSIGHT_KUBE_DIR
+bash scripts/install-node.sh >/dev/null
 cargo build --release -p gosight
 export GOSIGHT_BIN=$PWD/target/release/gosight
 

@@ -10,6 +10,12 @@
 //!
 //! A body that is not an AdmissionReview gets 400 with the reason; everything
 //! else about a review answers 200 with `allowed: true` (see [`crate::review`]).
+//!
+//! Hostile or broken clients are bounded, so the injector stays within its memory
+//! limit and keeps answering the API server: at most `--max-connections` are
+//! open (a new one closes the oldest, so stalled connections cannot lock the API
+//! server out), the TLS handshake, the request head and the body each have a
+//! deadline, and a connection lives at most [`CONNECTION_LIFETIME`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,8 +39,15 @@ use crate::tls::{server_config, ReloadingCert};
 /// Largest request body read (a pod is at most ~1.5 MiB in etcd; its review is
 /// a little more).
 const MAX_BODY: usize = 8 << 20;
-/// A client that has not finished its TLS handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that has not finished its TLS handshake by then is dropped (the API
+/// server gives a webhook call 5 s by default, 30 s at most).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time to send a request's head, counted from when the connection waits for one.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time to send a request's body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest life of one connection (the API server reconnects as needed).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
 /// `injector serve` settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -51,6 +64,9 @@ pub struct ServeConfig {
     /// How often the certificate files are checked for changes, in seconds.
     #[arg(long, env = "GOSIGHT_INJECTOR_CERT_RELOAD_SECONDS", default_value_t = 10.0)]
     pub cert_reload_seconds: f64,
+    /// Most connections open at once; a new one beyond closes the oldest.
+    #[arg(long, env = "GOSIGHT_INJECTOR_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
     #[command(flatten)]
     pub sidecar: SidecarConfig,
 }
@@ -66,6 +82,8 @@ pub async fn serve(config: ServeConfig, shutdown: impl std::future::Future<Outpu
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, "injector listening (HTTPS)");
     let sidecar = Arc::new(config.sidecar);
+    let open = Arc::new(std::sync::Mutex::new(OpenConnections::default()));
+    let max = config.max_connections.max(1);
 
     tokio::pin!(shutdown);
     loop {
@@ -82,23 +100,70 @@ pub async fn serve(config: ServeConfig, shutdown: impl std::future::Future<Outpu
         };
         let acceptor = acceptor.clone();
         let sidecar = Arc::clone(&sidecar);
+        let (id, mut closed) = open.lock().unwrap_or_else(|e| e.into_inner()).admit(max);
+        let open = Arc::clone(&open);
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            let connection = async {
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                };
+                let service = hyper::service::service_fn(move |req| handle(req, Arc::clone(&sidecar)));
+                let served = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(TokioIo::new(tls), service);
+                if let Err(e) = served.await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
             };
-            let service = hyper::service::service_fn(move |req| handle(req, Arc::clone(&sidecar)));
-            if let Err(e) =
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await
-            {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            tokio::select! {
+                _ = tokio::time::timeout(CONNECTION_LIFETIME, connection) => {}
+                _ = &mut closed => tracing::debug!(%peer, "closed: the oldest of too many connections"),
             }
+            open.lock().unwrap_or_else(|e| e.into_inner()).release(id);
         });
     }
     watcher.abort();
     tracing::info!("injector stopped");
     Ok(())
+}
+
+/// The open connections, oldest first, each with the sender that closes it.
+#[derive(Default)]
+struct OpenConnections {
+    next: u64,
+    live: std::collections::BTreeMap<u64, tokio::sync::oneshot::Sender<()>>,
+    closed_oldest: u64,
+    last_warning: Option<std::time::Instant>,
+}
+
+impl OpenConnections {
+    /// Registers a new connection, closing the oldest when `max` are open.
+    fn admit(&mut self, max: usize) -> (u64, tokio::sync::oneshot::Receiver<()>) {
+        while self.live.len() >= max {
+            let Some((_, close)) = self.live.pop_first() else { break };
+            let _ = close.send(());
+            self.closed_oldest += 1;
+            if self.last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                self.last_warning = Some(std::time::Instant::now());
+                tracing::warn!(
+                    max_connections = max,
+                    closed_total = self.closed_oldest,
+                    "too many open connections: closing the oldest (at most one such message per 10s)"
+                );
+            }
+        }
+        let (close, closed) = tokio::sync::oneshot::channel();
+        self.next += 1;
+        self.live.insert(self.next, close);
+        (self.next, closed)
+    }
+
+    fn release(&mut self, id: u64) {
+        self.live.remove(&id);
+    }
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -115,9 +180,10 @@ async fn handle(req: Request<Incoming>, sidecar: Arc<SidecarConfig>) -> Result<R
     if req.method() != Method::POST {
         return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "use POST"));
     }
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => return Ok(text(StatusCode::BAD_REQUEST, &format!("cannot read the request body: {e}"))),
+    let body = match tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), MAX_BODY).collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) => return Ok(text(StatusCode::BAD_REQUEST, &format!("cannot read the request body: {e}"))),
+        Err(_) => return Ok(text(StatusCode::REQUEST_TIMEOUT, "the request body took too long")),
     };
     Ok(answer(&body, via, &sidecar))
 }

@@ -79,6 +79,7 @@ async fn start(
         tls_cert: dir.join("tls.crt"),
         tls_key: dir.join("tls.key"),
         cert_reload_seconds: 0.2,
+        max_connections: 1024,
         sidecar: SidecarConfig::defaults(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -158,6 +159,7 @@ async fn refuses_to_start_without_a_certificate() {
         tls_cert: dir.path().join("missing.crt"),
         tls_key: dir.path().join("missing.key"),
         cert_reload_seconds: 1.0,
+        max_connections: 1024,
         sidecar: SidecarConfig::defaults(),
     };
     let error = serve(config, std::future::pending()).await.unwrap_err();
