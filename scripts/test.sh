@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests and the end-to-end tests (real Go apps, real
-# uprobes, a real OpenTelemetry Collector, a real kube-apiserver for the injector),
+# uprobes, a real OpenTelemetry Collector, a real kube-apiserver for the injector,
 # and a real single-node Kubernetes for the injected sidecar), then the fuzz
 # targets for a bounded time. Installs what it needs first.
 # Run as root (uprobes need it). With CI=true a missing prerequisite fails loudly.
