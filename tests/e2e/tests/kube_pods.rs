@@ -344,10 +344,22 @@ patches:
         let id = status.iter().find(|c| c["name"] == "gosight").unwrap()["containerID"].as_str().unwrap();
         let uid = p["metadata"]["uid"].as_str().unwrap();
         let (now, peak) = container_memory(uid, id).expect("the sidecar's memory cgroup");
-        memory.push((name(p), now, peak));
+        // The process's own peak resident set (VmHWM), attach included.
+        let pid = host_pid_of_sidecar(uid).expect("the sidecar's process");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let hwm_kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        memory.push((name(p), now, hwm_kb * 1024, peak));
     }
-    for (pod, now, peak) in &memory {
-        println!("sidecar memory: pod={pod} steady_rss_bytes={now} peak_usage_bytes={peak}");
+    for (pod, now, hwm, peak) in &memory {
+        println!(
+            "sidecar memory: pod={pod} steady_resident_bytes={now} peak_resident_bytes={hwm} cgroup_peak_with_page_cache_bytes={peak}"
+        );
+        // The injector's defaults (deploy/deployment.yaml): request 64Mi, limit 256Mi.
+        assert!(*hwm < 256 << 20, "the sidecar's peak resident memory is over its 256Mi limit");
     }
 
     // 2. The app container's process dies; the kubelet restarts it; traced again.
