@@ -246,8 +246,20 @@ patches:
     ]);
     node.kubectl(&["-n", "gosight-system", "rollout", "status", "deployment/gosight-injector", "--timeout=120s"]);
 
-    // 1. The workloads and one trace across the pods.
-    node.apply(&workloads());
+    // 1. The workloads and one trace across the pods. The webhook is called through
+    // its Service, which the API server can reach a moment after the rollout:
+    // until a server-side dry run of a pod comes back injected, a pod created now
+    // would be admitted without the sidecar (failurePolicy: Ignore).
+    let yaml = workloads();
+    let (namespace, rest) = yaml.split_once("---").unwrap();
+    node.apply(namespace);
+    let probe = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": "shop"},
+        "spec": {"containers": [{"name": "app", "image": "gosight-test/httpserver:1"}]}}"#;
+    node.wait(Duration::from_secs(60), "the webhook to inject (server-side dry run)", || {
+        let out = node.kubectl_in(&["create", "--dry-run=server", "-o", "json", "-f", "-"], Some(probe));
+        String::from_utf8_lossy(&out.stdout).contains("\"name\": \"gosight\"").then_some(())
+    });
+    node.apply(rest);
     for d in ["greeter", "web"] {
         node.kubectl(&["-n", "shop", "rollout", "status", &format!("deployment/{d}"), "--timeout=180s"]);
     }
