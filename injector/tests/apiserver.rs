@@ -399,10 +399,12 @@ fn deploy_kustomization_passes_server_dry_run() {
         ],
         None,
     );
-    let patch = format!(
-        "[{{\"op\":\"add\",\"path\":\"/webhooks/0/clientConfig/caBundle\",\"value\":\"{ca}\"}},\
-          {{\"op\":\"add\",\"path\":\"/webhooks/1/clientConfig/caBundle\",\"value\":\"{ca}\"}}]"
-    );
+    // Every entry of the webhook configuration, as the README's patch does.
+    let patch = (0..4)
+        .map(|i| format!(r#"{{"op":"add","path":"/webhooks/{i}/clientConfig/caBundle","value":"{ca}"}}"#))
+        .collect::<Vec<_>>()
+        .join(",");
+    let patch = format!("[{patch}]");
     cluster.must(&["patch", "mutatingwebhookconfiguration", "gosight-injector", "--type=json", "-p", &patch], None);
     let config = cluster.get(&["mutatingwebhookconfiguration", "gosight-injector"]);
     for webhook in config["webhooks"].as_array().unwrap() {
