@@ -94,10 +94,10 @@ pub fn pod_cgroup(host_root: &Path, pod_uid: &str) -> Result<PathBuf, String> {
             format!("no cgroup v2 hierarchy at {} or {}/unified", host_root.display(), host_root.display())
         })?;
     let names = [format!("pod{pod_uid}"), format!("pod{}", pod_uid.replace('-', "_"))];
-    let matches = |name: &str| {
-        names.iter().any(|n| name == n.as_str() || name.ends_with(&format!("-{n}.slice")) || name.ends_with(n.as_str()))
-    };
-    // Pod directories sit at most three levels down (kubepods[.slice]/<qos>/pod...).
+    let matches =
+        |name: &str| names.iter().any(|n| name.ends_with(n.as_str()) || name.ends_with(&format!("-{n}.slice")));
+    // Pod directories sit three levels down (kubepods[.slice]/<qos>/pod...); one
+    // more level is searched for a kubelet with its own cgroup root.
     let mut level = vec![v2_root.clone()];
     for _ in 0..4 {
         let mut next = Vec::new();
