@@ -1,5 +1,7 @@
-//! Compiles every `<probe>/probe.bpf.c` of this crate with clang into
-//! `$OUT_DIR/<probe>.bpf.o`, which the probe's Rust module embeds, and every
+//! Compiles every BPF program of this crate with clang: `<dir>/probe.bpf.c` into
+//! `$OUT_DIR/<dir>.bpf.o`, and `<library>/<name>.bpf.c` (a library folder holding
+//! several programs, e.g. `grpc/client.bpf.c`) into `$OUT_DIR/<library>_<name>.bpf.o`;
+//! the Rust module beside each program embeds it. Also every
 //! `tests/<dir>/probe.bpf.c` into `$OUT_DIR/test_<dir>.bpf.o` for the integration
 //! tests. The objects are never committed: they are rebuilt whenever a C source or
 //! a shared header changes, so they cannot drift from their sources.
@@ -23,15 +25,22 @@ fn main() {
     println!("cargo:rerun-if-env-changed=GOSIGHT_CLANG");
     println!("cargo:rerun-if-changed=include");
 
-    let mut probes: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("probe.bpf.c").is_file())
-        .collect();
-    probes.sort();
-    for dir in probes {
-        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let src = dir.join("probe.bpf.c");
+    let mut programs: Vec<(String, PathBuf)> = Vec::new();
+    for dir in std::fs::read_dir(&root).unwrap().filter_map(|e| e.ok().map(|e| e.path())) {
+        if !dir.is_dir() || dir.ends_with("tests") {
+            continue;
+        }
+        let folder = dir.file_name().unwrap().to_string_lossy().into_owned();
+        println!("cargo:rerun-if-changed={}", dir.display());
+        for src in std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok().map(|e| e.path())) {
+            let file = src.file_name().unwrap().to_string_lossy().into_owned();
+            let Some(stem) = file.strip_suffix(".bpf.c") else { continue };
+            let name = if stem == "probe" { folder.clone() } else { format!("{folder}_{stem}") };
+            programs.push((name, src));
+        }
+    }
+    programs.sort();
+    for (name, src) in programs {
         println!("cargo:rerun-if-changed={}", src.display());
         compile(&clang, &src, &out.join(format!("{name}.bpf.o")), &root.join("include"), bpf_arch, multiarch);
     }

@@ -18,14 +18,10 @@ mod ring;
 
 #[path = "context_propagation/mod.rs"]
 pub mod context_propagation;
-#[path = "grpc_client/mod.rs"]
-pub mod grpc_client;
-#[path = "grpc_server/mod.rs"]
-pub mod grpc_server;
-#[path = "net_http_client/mod.rs"]
-pub mod net_http_client;
-#[path = "net_http_server/mod.rs"]
-pub mod net_http_server;
+#[path = "grpc/mod.rs"]
+pub mod grpc;
+#[path = "net_http/mod.rs"]
+pub mod net_http;
 pub mod socket;
 
 pub use loader::{load, AttachedProbe, ProbeError};
@@ -126,11 +122,33 @@ pub struct AddressSpec {
     pub interface: &'static str,
 }
 
+/// A third-party Go module whose releases decide the layout of fields a probe
+/// reads, described as data for the offsets-tracker: it lists the module's
+/// releases, builds `program` against each one and reads the probe's fields from
+/// the program's DWARF. Fields of the standard library need none (their layout
+/// follows the Go release).
+#[derive(Debug, PartialEq, Eq)]
+pub struct GoModule {
+    /// Module path (`google.golang.org/grpc`).
+    pub path: &'static str,
+    /// Short name for the tracker's command line and reports (`grpc`).
+    pub short: &'static str,
+    /// Oldest release the database covers.
+    pub oldest: &'static str,
+    /// A Go program (file name, text) that calls the probed functions, so that its
+    /// DWARF describes every struct the probe reads. Built against each release
+    /// (`go mod edit -require=<path>@<version>` + `go mod tidy`).
+    pub program: &'static [(&'static str, &'static str)],
+}
+
 /// Everything a probe needs from a target, declared statically.
 #[derive(Debug)]
 pub struct ProbeSpec {
     /// Short name used in logs (`net_http_server`).
     pub name: &'static str,
+    /// The third-party module whose releases decide the probe's layouts (None: the
+    /// standard library only).
+    pub module: Option<&'static GoModule>,
     pub functions: &'static [FunctionSpec],
     /// Field groups (a probe's own fields, plus shared groups such as the Go map
     /// layout of `go_header`).
@@ -201,15 +219,26 @@ pub struct ProbeInputs {
 /// A decoded event from any probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    HttpServer(net_http_server::HttpServerEvent),
-    HttpClient(net_http_client::HttpClientEvent),
-    GrpcServer(grpc_server::GrpcServerEvent),
-    GrpcClient(grpc_client::GrpcClientEvent),
+    HttpServer(net_http::server::HttpServerEvent),
+    HttpClient(net_http::client::HttpClientEvent),
+    GrpcServer(grpc::server::GrpcServerEvent),
+    GrpcClient(grpc::client::GrpcClientEvent),
 }
 
 /// Every per-target probe this crate ships.
 pub static ALL_PROBES: &[&ProbeSpec] =
-    &[&net_http_server::SPEC, &net_http_client::SPEC, &grpc_server::SPEC, &grpc_client::SPEC];
+    &[&net_http::server::SPEC, &net_http::client::SPEC, &grpc::server::SPEC, &grpc::client::SPEC];
+
+/// Every third-party Go module whose layouts the probes read, once each.
+pub fn modules() -> Vec<&'static GoModule> {
+    let mut out: Vec<&'static GoModule> = Vec::new();
+    for m in ALL_PROBES.iter().filter_map(|p| p.module) {
+        if !out.iter().any(|o| o.path == m.path) {
+            out.push(m);
+        }
+    }
+    out
+}
 
 /// A TCP endpoint as the probes read it from a Go `*net.TCPAddr`
 /// (`include/go_net.h` `struct ip_port`).

@@ -212,7 +212,7 @@ mod tests {
     #[test]
     fn required_missing_is_named_with_version() {
         let r = Resolver::new(vec![Box::new(Fixed("one", Lookup::Absent))], go1_22());
-        let spec = ProbeSpec { fields: &[&[F]], ..gosight_uprobes::net_http_server::SPEC };
+        let spec = ProbeSpec { fields: &[&[F]], ..gosight_uprobes::net_http::server::SPEC };
         let err = r.resolve(&spec).unwrap_err();
         assert_eq!(err.to_string(), "offsets not found for a.B.C (go1.22.0)");
     }

@@ -1,7 +1,7 @@
 //! gRPC spans, per the OpenTelemetry RPC semantic conventions for gRPC.
 
-use gosight_uprobes::grpc_client::GrpcClientEvent;
-use gosight_uprobes::grpc_server::GrpcServerEvent;
+use gosight_uprobes::grpc::client::GrpcClientEvent;
+use gosight_uprobes::grpc::server::GrpcServerEvent;
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::SpanData;

@@ -5,8 +5,8 @@
 
 use std::borrow::Cow;
 
-use gosight_uprobes::net_http_client::HttpClientEvent;
-use gosight_uprobes::net_http_server::HttpServerEvent;
+use gosight_uprobes::net_http::client::HttpClientEvent;
+use gosight_uprobes::net_http::server::HttpServerEvent;
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::resource::{EnvResourceDetector, Resource};

@@ -21,8 +21,8 @@ pub const STD: Program = Program {
 pub const GRPC: Program = Program {
     name: "grpc",
     files: &[
-        ("go.mod", include_str!("../programs/grpc/go.mod")),
-        ("main.go", include_str!("../programs/grpc/main.go")),
+        ("go.mod", include_str!("../../../uprobes/grpc/tracker/go.mod")),
+        ("main.go", include_str!("../../../uprobes/grpc/tracker/main.go")),
     ],
 };
 

@@ -2,7 +2,7 @@
 //! `(*grpc.Server).handleStream` entry to the status write. C program:
 //! `probe.bpf.c` beside this file. Cost: 2 uprobe hits per RPC.
 //!
-//! Layouts differ across grpc-go releases (uprobes/grpc_layouts.md): the server
+//! Layouts differ across grpc-go releases (uprobes/grpc/layouts.md): the server
 //! stream is `transport.Stream` before 1.69, a `ServerStream` embedding `*Stream`
 //! in 1.69–1.76 and embedding `Stream` by value from 1.77; the status writer is
 //! `WriteStatus` before 1.69 and `writeStatus` after. Offsets come from the binary.
@@ -17,6 +17,7 @@ const TRANSPORT: &str = "google.golang.org/grpc/internal/transport";
 
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "grpc_server",
+    module: Some(&super::MODULE),
     functions: &[
         FunctionSpec {
             symbol: HANDLE_STREAM,

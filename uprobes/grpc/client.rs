@@ -13,6 +13,7 @@ pub const CLIENT_HEADER_HANDLER: &str = "google.golang.org/grpc/internal/transpo
 
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "grpc_client",
+    module: Some(&super::MODULE),
     functions: &[
         FunctionSpec {
             symbol: NEW_ATTEMPT,

@@ -11,6 +11,7 @@ pub const REQUEST_WRITE: &str = "net/http.(*Request).write";
 
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "net_http_client",
+    module: None,
     functions: &[
         FunctionSpec {
             symbol: ROUND_TRIP,

@@ -9,6 +9,7 @@ pub const SERVE_HTTP: &str = "net/http.serverHandler.ServeHTTP";
 
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "net_http_server",
+    module: None,
     functions: &[FunctionSpec {
         symbol: SERVE_HTTP,
         entry_program: Some("serve_http_entry"),
