@@ -6,7 +6,13 @@
 //! tests. The objects are never committed: they are rebuilt whenever a C source or
 //! a shared header changes, so they cannot drift from their sources.
 //!
-//! Needs clang (Debian's, >= 14) and libbpf's headers (`apt-get install clang
+//! The records the kernel and user sides exchange are declared once, in C: every
+//! `<dir>/records.h` (with the shared `include/span_head.h`). bindgen turns them
+//! into `$OUT_DIR/records.rs`, the `gosight_uprobes::records` module, so the Rust
+//! side is generated from the same text the BPF programs compile, never mirrored
+//! by hand.
+//!
+//! Needs clang (Debian's, >= 14) with libclang, and libbpf's headers (`apt-get install clang
 //! libbpf-dev`). `GOSIGHT_CLANG` names another clang.
 
 use std::path::{Path, PathBuf};
@@ -40,6 +46,7 @@ fn main() {
         }
     }
     programs.sort();
+    generate_records(&root, &out, bpf_arch, multiarch);
     for (name, src) in programs {
         println!("cargo:rerun-if-changed={}", src.display());
         compile(&clang, &src, &out.join(format!("{name}.bpf.o")), &root.join("include"), bpf_arch, multiarch);
@@ -59,6 +66,41 @@ fn main() {
         println!("cargo:rerun-if-changed={}", src.display());
         compile(&clang, &src, &out.join(format!("test_{name}.bpf.o")), &root.join("include"), bpf_arch, multiarch);
     }
+}
+
+/// Every `<dir>/records.h` of the crate, as one Rust module (`$OUT_DIR/records.rs`).
+fn generate_records(root: &Path, out: &Path, bpf_arch: &str, multiarch: &str) {
+    let mut headers: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path().join("records.h")))
+        .filter(|p| p.is_file())
+        .collect();
+    headers.sort();
+    let mut all = String::new();
+    for h in &headers {
+        println!("cargo:rerun-if-changed={}", h.display());
+        all.push_str(&format!("#include \"{}\"\n", h.display()));
+    }
+    let include = root.join("include");
+    let bindings = bindgen::Builder::default()
+        .header_contents("gosight_records.h", &all)
+        .clang_args(["-target", "bpf", &format!("-D__TARGET_ARCH_{bpf_arch}")])
+        .clang_arg(format!("-I{}", include.display()))
+        .clang_arg(format!("-I/usr/include/{multiarch}"))
+        // What the records headers declare, and the types those use.
+        .allowlist_file(r".*/records\.h")
+        .prepend_enum_name(false)
+        .derive_default(true)
+        .derive_eq(true)
+        .layout_tests(true)
+        .generate()
+        .unwrap_or_else(|e| {
+            panic!(
+                "bindgen could not read the records headers ({e}): it needs libclang \
+                 (`apt-get install libclang-dev`; LIBCLANG_PATH names another one)"
+            )
+        });
+    bindings.write_to_file(out.join("records.rs")).expect("write records.rs");
 }
 
 fn compile(clang: &str, src: &Path, obj: &Path, include: &Path, bpf_arch: &str, multiarch: &str) {

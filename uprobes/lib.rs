@@ -1,9 +1,15 @@
 //! gosight-uprobes: the eBPF side of gosight.
 //!
-//! One folder per instrumented library, each holding its C program (`probe.bpf.c`,
-//! compiled by `build.rs`) beside the Rust module that declares what the program
-//! needs (functions, struct fields), loads and attaches it, and decodes its events.
-//! Shared C headers live in `include/`.
+//! One folder per instrumented library (`net_http/`, `grpc/`), holding everything
+//! about it: its BPF programs in C (`<probe>.bpf.c`, compiled by `build.rs`), the
+//! records they send (`records.h`, from which build.rs generates the Rust side,
+//! [`records`]), and per probe a Rust module that declares what the program needs
+//! (functions, struct fields, the Go module whose releases decide their layout)
+//! and builds the span a record describes ([`ProbeSpan`]: name, kind,
+//! semantic-convention attributes, status, and how its connection is found).
+//! Adding a library is a new folder and one line in [`ALL_PROBES`]. The kernel
+//! socket probes that serve every library live in `socket/` and
+//! `context_propagation/`; shared C headers in `include/`.
 //!
 //! A probe is described by a [`ProbeSpec`]. The sidecar resolves the spec against a
 //! target binary (function file offsets, RET sites, field offsets) into
@@ -15,6 +21,7 @@ pub mod bpffs;
 pub mod go_header;
 mod loader;
 mod ring;
+pub mod span;
 
 #[path = "context_propagation/mod.rs"]
 pub mod context_propagation;
@@ -24,8 +31,16 @@ pub mod grpc;
 pub mod net_http;
 pub mod socket;
 
+/// The records the BPF programs and this crate exchange, generated at build time
+/// from every `<dir>/records.h` (and `include/span_head.h`): one definition, in C.
+#[allow(non_camel_case_types, non_upper_case_globals, non_snake_case, dead_code, clippy::all)]
+pub mod records {
+    include!(concat!(env!("OUT_DIR"), "/records.rs"));
+}
+
 pub use loader::{load, AttachedProbe, ProbeError};
 pub use ring::EventReader;
+pub use span::{Connection, ProbeSpan, TargetInfo};
 
 /// Maps that several objects share (`include/shared_maps.h`): pinned by name in
 /// gosight's bpffs directory when there is one.
@@ -156,8 +171,9 @@ pub struct ProbeSpec {
     pub addresses: &'static [AddressSpec],
     /// The compiled BPF object.
     pub object: &'static [u8],
-    /// Decodes one ring-buffer record into an event.
-    pub decode: fn(&[u8]) -> Option<Event>,
+    /// Turns one ring-buffer record into the span it describes (name, kind,
+    /// attributes, status, connection), None when the record is malformed.
+    pub decode: fn(&[u8], &dyn TargetInfo) -> Option<ProbeSpan>,
     /// Settings derived from resolved field offsets (e.g. whether a struct embeds
     /// another by pointer in this version); given a lookup of (struct, field).
     pub derive: fn(OffsetLookup) -> Vec<(&'static str, u64)>,
@@ -176,16 +192,6 @@ impl ProbeSpec {
     pub fn all_fields(&self) -> impl Iterator<Item = &'static FieldSpec> {
         self.fields.iter().flat_map(|g| g.iter())
     }
-}
-
-/// Mirror of `struct span_ctx` (include/traceparent.h).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RawSpanContext {
-    pub trace_id: [u8; 16],
-    pub span_id: [u8; 8],
-    pub flags: u8,
-    pub _pad: [u8; 7],
 }
 
 /// Where a function lives in the target's executable file.
@@ -216,15 +222,6 @@ pub struct ProbeInputs {
     pub settings: Vec<(&'static str, u64)>,
 }
 
-/// A decoded event from any probe.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    HttpServer(net_http::server::HttpServerEvent),
-    HttpClient(net_http::client::HttpClientEvent),
-    GrpcServer(grpc::server::GrpcServerEvent),
-    GrpcClient(grpc::client::GrpcClientEvent),
-}
-
 /// Every per-target probe this crate ships.
 pub static ALL_PROBES: &[&ProbeSpec] =
     &[&net_http::server::SPEC, &net_http::client::SPEC, &grpc::server::SPEC, &grpc::client::SPEC];
@@ -240,34 +237,7 @@ pub fn modules() -> Vec<&'static GoModule> {
     out
 }
 
-/// A TCP endpoint as the probes read it from a Go `*net.TCPAddr`
-/// (`include/go_net.h` `struct ip_port`).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RawIpPort {
-    pub ip: [u8; 16],
-    pub ip_len: u8,
-    pub _pad: u8,
-    pub port: u16,
-    pub _pad2: u32,
-}
-
-impl RawIpPort {
-    /// The address, when the probe could read one.
-    pub fn addr(&self) -> Option<std::net::SocketAddr> {
-        let ip: std::net::IpAddr = match self.ip_len {
-            4 => std::net::Ipv4Addr::new(self.ip[0], self.ip[1], self.ip[2], self.ip[3]).into(),
-            16 => {
-                let v6 = std::net::Ipv6Addr::from(self.ip);
-                v6.to_ipv4_mapped().map(Into::into).unwrap_or(v6.into())
-            }
-            _ => return None,
-        };
-        Some(std::net::SocketAddr::new(ip, self.port))
-    }
-}
-
-/// Fields and addresses of `include/go_net.h` and `include/grpc_status.h`.
+/// Fields and addresses of `include/go_net.h` (reading a `*net.TCPAddr`).
 pub mod shared_fields {
     use crate::{std_field, AddressSpec, FieldSpec};
 
@@ -275,51 +245,8 @@ pub mod shared_fields {
         std_field("off_tcpaddr_ip", "net.TCPAddr", "IP", false),
         std_field("off_tcpaddr_port", "net.TCPAddr", "Port", false),
     ];
-    pub const GRPC_STATUS: &[FieldSpec] = &[
-        grpc_field("off_status_s", "google.golang.org/grpc/internal/status.Status", "s"),
-        FieldSpec {
-            global: "off_spb_code",
-            strukt: "google.golang.org/genproto/googleapis/rpc/status.Status",
-            field: "Code",
-            required: false,
-        },
-        grpc_field("off_status_error_s", "google.golang.org/grpc/internal/status.Error", "s"),
-    ];
     pub const TCP_ADDR_ITAB: AddressSpec =
         AddressSpec { global: "tcp_addr_itab", concrete: "*net.TCPAddr", interface: "net.Addr" };
-    pub const GRPC_STATUS_ADDRESSES: [AddressSpec; 2] = [
-        AddressSpec {
-            global: "status_error_itab",
-            concrete: "*google.golang.org/grpc/internal/status.Error",
-            interface: "error",
-        },
-        // io.EOF is an *errors.errorString saying "EOF" (the io.EOF variable itself
-        // has no name in a stripped binary).
-        AddressSpec { global: "errors_string_itab", concrete: "*errors.errorString", interface: "error" },
-    ];
-
-    /// A field of google.golang.org/grpc (its layout follows the module version).
-    pub const fn grpc_field(global: &'static str, strukt: &'static str, field: &'static str) -> FieldSpec {
-        FieldSpec { global, strukt, field, required: false }
-    }
-}
-
-/// A ring-buffer record as the C struct it mirrors (`T` must be a `#[repr(C)]`
-/// plain-old-data mirror); None when the record is too short.
-pub(crate) fn read_raw<T: Copy>(bytes: &[u8]) -> Option<T> {
-    if bytes.len() < std::mem::size_of::<T>() {
-        return None;
-    }
-    // SAFETY: length checked; T is a plain-old-data mirror of a C struct, every bit
-    // pattern valid; read unaligned.
-    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const T) })
-}
-
-/// A string field of an event: its first `len` bytes (at most the buffer), and
-/// whether the original was longer than the buffer (truncated).
-pub(crate) fn event_text(buf: &[u8], len: u16) -> (String, bool) {
-    let n = (len as usize).min(buf.len());
-    (String::from_utf8_lossy(&buf[..n]).into_owned(), len as usize > buf.len())
 }
 
 /// Embeds a compiled BPF object with the 8-byte alignment the ELF parser needs.

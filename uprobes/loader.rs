@@ -8,7 +8,7 @@ use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 
-use crate::{Event, EventReader, ProbeInputs, ProbeSpec};
+use crate::{EventReader, ProbeInputs, ProbeSpec};
 
 /// Why a probe could not be loaded or attached (one line each).
 #[derive(Debug, thiserror::Error)]
@@ -172,4 +172,4 @@ impl std::fmt::Debug for AttachedProbe {
 }
 
 #[allow(dead_code)]
-fn _assert_event_send(_: Event) {}
+fn _assert_span_send(_: crate::ProbeSpan) {}

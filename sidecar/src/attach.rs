@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use gosight_uprobes::{AttachedProbe, Event, FunctionSite, ProbeInputs, ProbeSpec, Sampling, ALL_PROBES};
+use gosight_uprobes::{
+    AttachedProbe, FunctionSite, ProbeInputs, ProbeSpan, ProbeSpec, Sampling, TargetInfo, ALL_PROBES,
+};
 use tokio::task::JoinHandle;
 
 use crate::discover::Target;
@@ -44,8 +46,10 @@ impl ErrorTypes {
             itabs.iter().filter(|i| i.interface == "error").map(|i| (i.address + bias, i.concrete.clone())).collect(),
         )
     }
+}
 
-    pub fn name(&self, itab: u64) -> Option<&str> {
+impl TargetInfo for ErrorTypes {
+    fn error_type(&self, itab: u64) -> Option<&str> {
         self.0.get(&itab).map(String::as_str)
     }
 }
@@ -185,23 +189,19 @@ struct EventSink {
 }
 
 impl EventSink {
-    fn handle(&self, ev: Event) {
-        let span = match &ev {
-            Event::HttpServer(e) => self.factory.http_server(e),
-            Event::HttpClient(e) => self.factory.http_client(e, self.errors.name(e.error_itab)),
-            Event::GrpcServer(e) => self.factory.grpc_server(e),
-            Event::GrpcClient(e) => self.factory.grpc_client(e),
-        };
-        let Some(mut span) = span else { return };
+    fn handle(&self, probe_span: ProbeSpan) {
+        let (connection, window) = (probe_span.connection, (probe_span.start_ns, probe_span.end_ns));
+        let Some(mut span) = self.factory.finish(probe_span) else { return };
+        use crate::connections::enrich::enrich;
         match &self.connections {
-            Some(table) if !crate::connections::enrich::enrich(table, self.pid, &ev, &mut span) => {
+            Some(table) if !enrich(table, self.pid, connection, window, &mut span) => {
                 // The connection's record may not have been read yet: one more try
                 // shortly, then the span goes out either way.
                 let (table, exporter, export, pid) =
                     (table.clone(), self.exporter.clone(), self.export.clone(), self.pid);
                 tokio::spawn(async move {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    crate::connections::enrich::enrich(&table, pid, &ev, &mut span);
+                    enrich(&table, pid, connection, window, &mut span);
                     exporter.submit(&export, span);
                 });
             }
@@ -212,7 +212,7 @@ impl EventSink {
 
 async fn run_events(mut reader: gosight_uprobes::EventReader, sink: EventSink, pid: u32) {
     loop {
-        let res = reader.next_batch(|ev| sink.handle(ev));
+        let res = reader.next_batch(sink.errors.as_ref(), |span| sink.handle(span));
         if let Err(e) = res.await {
             tracing::warn!(pid, "event reader stopped: {e}");
             return;

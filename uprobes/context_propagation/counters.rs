@@ -1,35 +1,48 @@
 //! What the propagation programs counted, per target and in all. The indices are
-//! those of `sock_state.h` (`C_*`); the names are the ones the log lines print.
+//! those `records.h` declares (`C_*`, generated into [`crate::records`]); the
+//! names are the ones the log lines print.
 
-/// Counter names in the order of their indices in `sock_state.h`.
-pub const NAMES: [&str; N] = [
-    "enrolled",
-    "existing_enrolled",
-    "existing_busy",
-    "kept_http1",
-    "kept_h2",
-    "released",
-    "tls",
-    "fastopen",
-    "inserted",
-    "h2_inserted",
-    "replaced_malformed",
-    "kept_valid",
-    "held_by_other",
-    "insert_failed",
-    "h2_unaligned",
-    "h2_lost",
-    "not_request",
-    "stale",
-    "h2_skipped",
-    "add_failed",
+use crate::records as r;
+
+/// Counter names (the ones the log lines print) by their index in `records.h`.
+pub const NAMES: [(&str, r::propagation_counter); N] = [
+    ("enrolled", r::C_ENROLLED),
+    ("existing_enrolled", r::C_EXISTING_ENROLLED),
+    ("existing_busy", r::C_EXISTING_BUSY),
+    ("kept_http1", r::C_KEPT_HTTP1),
+    ("kept_h2", r::C_KEPT_H2),
+    ("released", r::C_RELEASED),
+    ("tls", r::C_TLS),
+    ("fastopen", r::C_FASTOPEN),
+    ("inserted", r::C_INSERTED),
+    ("h2_inserted", r::C_H2_INSERTED),
+    ("replaced_malformed", r::C_REPLACED),
+    ("kept_valid", r::C_KEPT_VALID),
+    ("held_by_other", r::C_HELD),
+    ("insert_failed", r::C_INSERT_FAILED),
+    ("h2_unaligned", r::C_H2_UNALIGNED),
+    ("h2_lost", r::C_H2_LOST),
+    ("not_request", r::C_NOT_REQUEST),
+    ("stale", r::C_STALE),
+    ("h2_skipped", r::C_H2_SKIPPED),
+    ("add_failed", r::C_ADD_FAILED),
 ];
 
+// Every counter of records.h is named, in index order.
+const _: () = {
+    let mut i = 0;
+    while i < N {
+        assert!(NAMES[i].1 as usize == i, "NAMES out of records.h's order");
+        i += 1;
+    }
+};
+
 /// Number of counters (`N_COUNTERS`).
-pub const N: usize = 20;
+pub const N: usize = r::N_COUNTERS as usize;
 
 /// Slots in a target's counter record (`N_SLOTS`, a power of two).
-pub const SLOTS: usize = 32;
+pub const SLOTS: usize = r::N_SLOTS as usize;
+const _: () = assert!(std::mem::size_of::<r::target_counts>() == SLOTS * 8 && N <= SLOTS);
 
 /// One set of counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,9 +52,9 @@ macro_rules! getters {
     ($($name:ident = $i:expr),* $(,)?) => {
         impl Counters {
             $(
-                #[doc = concat!("`", stringify!($name), "` (index ", stringify!($i), ").")]
+                #[doc = concat!("`", stringify!($name), "` (`", stringify!($i), "`).")]
                 pub fn $name(&self) -> u64 {
-                    self.0[$i]
+                    self.0[$i as usize]
                 }
             )*
         }
@@ -49,26 +62,26 @@ macro_rules! getters {
 }
 
 getters! {
-    enrolled = 0,
-    existing_enrolled = 1,
-    existing_busy = 2,
-    kept_http1 = 3,
-    kept_h2 = 4,
-    released = 5,
-    tls = 6,
-    fastopen = 7,
-    inserted = 8,
-    h2_inserted = 9,
-    replaced_malformed = 10,
-    kept_valid = 11,
-    held_by_other = 12,
-    insert_failed = 13,
-    h2_unaligned = 14,
-    h2_lost = 15,
-    not_request = 16,
-    stale = 17,
-    h2_skipped = 18,
-    add_failed = 19,
+    enrolled = r::C_ENROLLED,
+    existing_enrolled = r::C_EXISTING_ENROLLED,
+    existing_busy = r::C_EXISTING_BUSY,
+    kept_http1 = r::C_KEPT_HTTP1,
+    kept_h2 = r::C_KEPT_H2,
+    released = r::C_RELEASED,
+    tls = r::C_TLS,
+    fastopen = r::C_FASTOPEN,
+    inserted = r::C_INSERTED,
+    h2_inserted = r::C_H2_INSERTED,
+    replaced_malformed = r::C_REPLACED,
+    kept_valid = r::C_KEPT_VALID,
+    held_by_other = r::C_HELD,
+    insert_failed = r::C_INSERT_FAILED,
+    h2_unaligned = r::C_H2_UNALIGNED,
+    h2_lost = r::C_H2_LOST,
+    not_request = r::C_NOT_REQUEST,
+    stale = r::C_STALE,
+    h2_skipped = r::C_H2_SKIPPED,
+    add_failed = r::C_ADD_FAILED,
 }
 
 impl Counters {
@@ -95,6 +108,6 @@ impl Counters {
 
     /// `name=value` pairs, every counter, for one log line.
     pub fn fields(&self) -> String {
-        NAMES.iter().zip(self.0.iter()).map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join(" ")
+        NAMES.iter().zip(self.0.iter()).map(|((n, _), v)| format!("{n}={v}")).collect::<Vec<_>>().join(" ")
     }
 }

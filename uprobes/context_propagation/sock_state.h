@@ -8,7 +8,7 @@
  * whatever task runs then, only enrols marked sockets. Sockets of any other process
  * never get storage here and are never put in the socket map.
  *
- * Mirrored by `counters.rs` (the counter indices) on the Rust side.
+ * The counters it keeps are declared in `records.h` (shared with the Rust side).
  */
 #pragma once
 
@@ -70,33 +70,7 @@ struct {
 	__type(value, struct target);
 } targets SEC(".maps");
 
-/* Counter indices: per target (target_counts) and in all (counters). */
-#define C_ENROLLED 0
-#define C_EXISTING_ENROLLED 1
-#define C_EXISTING_BUSY 2
-#define C_KEPT_HTTP1 3
-#define C_KEPT_H2 4
-#define C_RELEASED 5
-#define C_TLS 6
-#define C_FASTOPEN 7
-#define C_INSERTED 8
-#define C_H2_INSERTED 9
-#define C_REPLACED 10
-#define C_KEPT_VALID 11
-#define C_HELD 12
-#define C_INSERT_FAILED 13
-#define C_H2_UNALIGNED 14
-#define C_H2_LOST 15
-#define C_NOT_REQUEST 16
-#define C_STALE 17
-#define C_H2_SKIPPED 18
-#define C_ADD_FAILED 19
-#define N_COUNTERS 20
-#define N_SLOTS 32 /* a power of two: indices are masked for the verifier */
-
-struct target_counts {
-	u64 c[N_SLOTS];
-};
+#include "records.h"
 
 /* Per target, created by the sidecar at registration (never in the kernel). */
 struct {

@@ -26,9 +26,10 @@
 #include "go_types.h"
 #include "probe_stats.h"
 #include "go_net.h"
-#include "grpc_status.h"
+#include "status.h"
 #include "traceparent.h"
 #include "span_start.h"
+#include "records.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -45,31 +46,9 @@ volatile const u64 off_clientheaders_hf = OFF_ABSENT;    /* transport.clientHead
 /* Whether outgoing RPCs get a traceparent (the loader's setting). */
 volatile const u64 propagate = 1;
 
-#define METHOD_CAP 128
-
 struct call {
-	u64 start_ns;
-	struct span_ctx sc;
-	u8 parent_span_id[8];
-	u8 has_parent;
-	u8 _pad[7];
+	struct span_head head;
 };
-
-struct grpc_client_event {
-	u64 start_ns;
-	u64 end_ns;
-	struct span_ctx sc;
-	u8 parent_span_id[8];
-	s32 code;
-	u8 has_parent;
-	u8 _pad[3];
-	struct ip_port peer;
-	u16 method_len;
-	u16 _pad2[3];
-	char method[METHOD_CAP];
-};
-
-_Static_assert(sizeof(struct grpc_client_event) == 224, "update RawEvent in mod.rs");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -109,11 +88,11 @@ int new_attempt_entry(struct go_regs *regs)
 	u64 cs = GO_ARG1(regs);
 	if (bpf_map_lookup_elem(&calls, &cs))
 		return 0; /* a retry, or the entry again after stack growth */
-	struct call c = { .start_ns = bpf_ktime_get_ns() };
+	struct call c = {};
+	u64 start_ns = bpf_ktime_get_ns();
 	u64 ctx = off_cs_ctx == OFF_ABSENT ? 0 : read_u64(cs + off_cs_ctx + 8);
 	struct active_span *as = find_parent_span(bpf_get_current_pid_tgid() >> 32, GO_G(regs), ctx);
-	c.has_parent = as != 0;
-	span_start(&c.sc, c.parent_span_id, as ? &as->sc : 0);
+	span_head_start(&c.head, GO_G(regs), start_ns, as ? &as->sc : 0);
 	bpf_map_update_elem(&calls, &cs, &c, BPF_ANY);
 
 	if (propagate) {
@@ -122,7 +101,7 @@ int new_attempt_entry(struct go_regs *regs)
 		f.bytes[1] = 11;
 		__builtin_memcpy(f.bytes + 2, "traceparent", 11);
 		f.bytes[13] = TRACEPARENT_LEN;
-		traceparent_format(&c.sc, f.bytes + 14);
+		traceparent_format(&c.head.sc, f.bytes + 14);
 		u64 g = GO_G(regs);
 		bpf_map_update_elem(&field_by_goroutine, &g, &f, BPF_ANY);
 	}
@@ -217,21 +196,11 @@ int attempt_finish_entry(struct go_regs *regs)
 	struct call *c = bpf_map_lookup_elem(&calls, &cs);
 	if (!c)
 		return 0;
-	if (!(c->sc.flags & SAMPLED)) {
-		bpf_map_delete_elem(&calls, &cs);
-		return 0;
-	}
-	struct grpc_client_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct grpc_client_record *e = span_record_reserve(&events, sizeof(*e), &c->head);
 	if (!e) {
-		count_lost();
 		bpf_map_delete_elem(&calls, &cs);
 		return 0;
 	}
-	e->start_ns = c->start_ns;
-	e->end_ns = bpf_ktime_get_ns();
-	e->sc = c->sc;
-	__builtin_memcpy(e->parent_span_id, c->parent_span_id, 8);
-	e->has_parent = c->has_parent;
 	e->code = grpc_error_code(GO_ARG2(regs), GO_ARG3(regs));
 	__builtin_memset(&e->peer, 0, sizeof(e->peer));
 	if (off_attempt_transport != OFF_ABSENT && off_http2client_remote != OFF_ABSENT) {
@@ -240,7 +209,7 @@ int attempt_finish_entry(struct go_regs *regs)
 			read_tcp_addr(t + off_http2client_remote, &e->peer);
 	}
 	u64 hdr = off_cs_callhdr == OFF_ABSENT ? 0 : read_u64(cs + off_cs_callhdr);
-	e->method_len = read_go_string(e->method, METHOD_CAP, hdr, off_callhdr_method);
+	e->method_len = read_go_string(e->method, GRPC_METHOD_CAP, hdr, off_callhdr_method);
 	bpf_ringbuf_submit(e, 0);
 	bpf_map_delete_elem(&calls, &cs);
 	return 0;

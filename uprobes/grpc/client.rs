@@ -1,9 +1,14 @@
-//! gRPC client probe (google.golang.org/grpc): one CLIENT event per RPC, unary or
+//! gRPC client probe (google.golang.org/grpc): one CLIENT span per RPC, unary or
 //! streaming, from `(*clientStream).newAttemptLocked` to `(*csAttempt).finish`
-//! (C program: `probe.bpf.c` beside this file). Cost: 2 uprobe hits per RPC.
+//! (C program: `client.bpf.c` beside this file; its record: `records.h`). Cost: 2 uprobe hits per RPC.
 
-use crate::shared_fields::{grpc_field, GO_NET, GRPC_STATUS, GRPC_STATUS_ADDRESSES, TCP_ADDR_ITAB};
-use crate::{Event, FieldSpec, FunctionSpec, ProbeSpec, RawIpPort, RawSpanContext};
+use opentelemetry::trace::SpanKind;
+
+use super::{code_status, grpc_field, rpc_attributes, STATUS_ADDRESSES, STATUS_FIELDS};
+use crate::records::grpc_client_record;
+use crate::shared_fields::{GO_NET, TCP_ADDR_ITAB};
+use crate::span::{push_address, read_record, text, Connection, ProbeSpan, TargetInfo};
+use crate::{FieldSpec, FunctionSpec, ProbeSpec};
 
 pub const NEW_ATTEMPT: &str = "google.golang.org/grpc.(*clientStream).newAttemptLocked";
 pub const ATTEMPT_FINISH: &str = "google.golang.org/grpc.(*csAttempt).finish";
@@ -47,8 +52,8 @@ pub static SPEC: ProbeSpec = ProbeSpec {
             optional: true,
         },
     ],
-    fields: &[FIELDS, GO_NET, GRPC_STATUS],
-    addresses: &[TCP_ADDR_ITAB, GRPC_STATUS_ADDRESSES[0], GRPC_STATUS_ADDRESSES[1]],
+    fields: &[FIELDS, GO_NET, STATUS_FIELDS],
+    addresses: &[TCP_ADDR_ITAB, STATUS_ADDRESSES[0], STATUS_ADDRESSES[1]],
     object: crate::bpf_object!("grpc_client"),
     decode,
     derive: crate::derive_nothing,
@@ -70,49 +75,33 @@ const FIELDS: &[FieldSpec] = &[
     grpc_field("off_clientheaders_hf", "google.golang.org/grpc/internal/transport.clientHeaders", "hf"),
 ];
 
-/// One RPC made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GrpcClientEvent {
-    pub start_ns: u64,
-    pub end_ns: u64,
-    pub trace_id: [u8; 16],
-    pub span_id: [u8; 8],
-    pub parent_span_id: Option<[u8; 8]>,
-    pub flags: u8,
-    pub code: i32,
-    pub method: String,
-    pub peer: Option<std::net::SocketAddr>,
+/// The CLIENT span of one RPC made. Any non-OK code is an error for the client.
+fn decode(bytes: &[u8], _: &dyn TargetInfo) -> Option<ProbeSpan> {
+    let r: grpc_client_record = read_record(bytes)?;
+    let (name, attributes) = rpc_attributes(&text(&r.method, r.method_len).0, r.code);
+    let mut span = ProbeSpan::from_head(&r.head, SpanKind::Client, name);
+    span.attributes = attributes;
+    push_address(&mut span.attributes, "server", r.peer.addr());
+    span.status = code_status(r.code, r.code != 0);
+    if let Some(peer) = r.peer.addr() {
+        span.connection = Connection::Dialed(peer);
+    }
+    Some(span)
 }
 
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct RawEvent {
-    start_ns: u64,
-    end_ns: u64,
-    sc: RawSpanContext,
-    parent_span_id: [u8; 8],
-    code: i32,
-    has_parent: u8,
-    _pad: [u8; 3],
-    peer: RawIpPort,
-    method_len: u16,
-    _pad2: [u16; 3],
-    method: [u8; 128],
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span::{record_bytes, set_text, NoTargetInfo};
 
-const _: () = assert!(std::mem::size_of::<RawEvent>() == 224, "update probe.bpf.c");
-
-fn decode(bytes: &[u8]) -> Option<Event> {
-    let raw: RawEvent = crate::read_raw(bytes)?;
-    Some(Event::GrpcClient(GrpcClientEvent {
-        start_ns: raw.start_ns,
-        end_ns: raw.end_ns,
-        trace_id: raw.sc.trace_id,
-        span_id: raw.sc.span_id,
-        parent_span_id: (raw.has_parent != 0).then_some(raw.parent_span_id),
-        flags: raw.sc.flags,
-        code: raw.code,
-        method: crate::event_text(&raw.method, raw.method_len).0,
-        peer: raw.peer.addr(),
-    }))
+    #[test]
+    fn client_span_any_non_ok_code_is_an_error() {
+        let mut r = grpc_client_record { code: 5, ..Default::default() };
+        r.head.sc.flags = 1;
+        set_text(&mut r.method, &mut r.method_len, "/helloworld.Greeter/SayHello");
+        let s = decode(&record_bytes(&r), &NoTargetInfo).unwrap();
+        assert_eq!(s.kind, SpanKind::Client);
+        assert_eq!(s.status, opentelemetry::trace::Status::error("NOT_FOUND"));
+        assert_eq!(s.connection, Connection::Unknown);
+    }
 }

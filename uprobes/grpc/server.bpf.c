@@ -15,9 +15,10 @@
 #include "probe_stats.h"
 #include "go_header.h"
 #include "go_net.h"
-#include "grpc_status.h"
+#include "status.h"
 #include "traceparent.h"
 #include "span_start.h"
+#include "records.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -33,39 +34,15 @@ volatile const u64 value_ctx_itab = 0;               /* go:itab.*context.valueCt
 volatile const u64 stream_embed_ptr = 0;
 volatile const u64 off_serverstream_st = OFF_ABSENT; /* transport.ServerStream.st */
 
-#define METHOD_CAP 128
-
 struct call {
-	u64 start_ns;
-	u64 goroutine;
+	struct span_head head;
 	u64 context;
-	struct span_ctx sc;
-	u8 parent_span_id[8];
-	u8 has_parent;
-	u8 _pad[7];
 	struct ip_port peer;
 	struct ip_port local;
 	u16 method_len;
 	u16 _pad2[3];
-	char method[METHOD_CAP];
+	char method[GRPC_METHOD_CAP];
 };
-
-struct grpc_server_event {
-	u64 start_ns;
-	u64 end_ns;
-	struct span_ctx sc;
-	u8 parent_span_id[8];
-	s32 code;
-	u8 has_parent;
-	u8 _pad[3];
-	struct ip_port peer;
-	struct ip_port local;
-	u16 method_len;
-	u16 _pad2[3];
-	char method[METHOD_CAP];
-};
-
-_Static_assert(sizeof(struct grpc_server_event) == 248, "update RawEvent in mod.rs");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -98,11 +75,11 @@ int handle_stream_entry(struct go_regs *regs)
 	if (!c)
 		return 0;
 	__builtin_memset(c, 0, sizeof(*c));
-	c->start_ns = bpf_ktime_get_ns();
-	c->goroutine = GO_G(regs);
+	u64 start_ns = bpf_ktime_get_ns();
+	int has_parent = 0;
 
 	u64 base = stream_embed_ptr ? read_u64(stream) : stream;
-	c->method_len = read_go_string(c->method, METHOD_CAP, base, off_stream_method);
+	c->method_len = read_go_string(c->method, GRPC_METHOD_CAP, base, off_stream_method);
 	u64 t = GO_ARG3(regs); /* *http2Server */
 	if (t && off_http2server_peer != OFF_ABSENT) {
 		if (off_peer_addr != OFF_ABSENT)
@@ -122,12 +99,12 @@ int handle_stream_entry(struct go_regs *regs)
 			u64 md = read_u64(ctx.data + off_valuectx_val + 8);
 			char tp[TRACEPARENT_LEN];
 			if (md && go_header_traceparent(md, tp) && traceparent_parse(tp, &parent))
-				c->has_parent = 1;
+				has_parent = 1;
 		}
 	}
-	span_start(&c->sc, c->parent_span_id, c->has_parent ? &parent : 0);
+	span_head_start(&c->head, GO_G(regs), start_ns, has_parent ? &parent : 0);
 	bpf_map_update_elem(&calls, &stream, c, BPF_ANY);
-	span_publish(c->goroutine, c->context, &c->sc);
+	span_publish(c->head.goroutine, c->context, &c->head.sc);
 	return 0;
 }
 
@@ -139,27 +116,17 @@ int write_status_entry(struct go_regs *regs)
 	struct call *c = bpf_map_lookup_elem(&calls, &stream);
 	if (!c)
 		return 0; /* a second status write for the same stream */
-	span_unpublish(c->goroutine, c->context);
-	if (!(c->sc.flags & SAMPLED)) {
-		bpf_map_delete_elem(&calls, &stream);
-		return 0;
-	}
-	struct grpc_server_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	span_unpublish(c->head.goroutine, c->context);
+	struct grpc_server_record *e = span_record_reserve(&events, sizeof(*e), &c->head);
 	if (!e) {
-		count_lost();
 		bpf_map_delete_elem(&calls, &stream);
 		return 0;
 	}
-	e->start_ns = c->start_ns;
-	e->end_ns = bpf_ktime_get_ns();
-	e->sc = c->sc;
-	__builtin_memcpy(e->parent_span_id, c->parent_span_id, 8);
-	e->has_parent = c->has_parent;
 	e->code = grpc_status_code(GO_ARG3(regs));
 	e->peer = c->peer;
 	e->local = c->local;
 	e->method_len = c->method_len;
-	__builtin_memcpy(e->method, c->method, METHOD_CAP);
+	__builtin_memcpy(e->method, c->method, GRPC_METHOD_CAP);
 	bpf_ringbuf_submit(e, 0);
 	bpf_map_delete_elem(&calls, &stream);
 	return 0;

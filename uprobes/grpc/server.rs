@@ -1,14 +1,19 @@
-//! gRPC server probe (google.golang.org/grpc): one SERVER event per RPC, from
+//! gRPC server probe (google.golang.org/grpc): one SERVER span per RPC, from
 //! `(*grpc.Server).handleStream` entry to the status write. C program:
-//! `probe.bpf.c` beside this file. Cost: 2 uprobe hits per RPC.
+//! `server.bpf.c` beside this file; its record: `records.h`. Cost: 2 uprobe hits per RPC.
 //!
 //! Layouts differ across grpc-go releases (uprobes/grpc/layouts.md): the server
 //! stream is `transport.Stream` before 1.69, a `ServerStream` embedding `*Stream`
 //! in 1.69–1.76 and embedding `Stream` by value from 1.77; the status writer is
 //! `WriteStatus` before 1.69 and `writeStatus` after. Offsets come from the binary.
 
-use crate::shared_fields::{grpc_field, GO_NET, GRPC_STATUS, GRPC_STATUS_ADDRESSES, TCP_ADDR_ITAB};
-use crate::{std_field, AddressSpec, Event, FieldSpec, FunctionSpec, ProbeSpec, RawIpPort, RawSpanContext};
+use opentelemetry::trace::SpanKind;
+
+use super::{code_status, grpc_field, rpc_attributes, STATUS_ADDRESSES, STATUS_FIELDS};
+use crate::records::grpc_server_record;
+use crate::shared_fields::{GO_NET, TCP_ADDR_ITAB};
+use crate::span::{push_address, read_record, text, Connection, ProbeSpan, TargetInfo};
+use crate::{std_field, AddressSpec, FieldSpec, FunctionSpec, ProbeSpec};
 
 pub const HANDLE_STREAM: &str = "google.golang.org/grpc.(*Server).handleStream";
 pub const WRITE_STATUS: &str = "google.golang.org/grpc/internal/transport.(*http2Server).writeStatus|\
@@ -32,11 +37,11 @@ pub static SPEC: ProbeSpec = ProbeSpec {
             optional: false,
         },
     ],
-    fields: &[FIELDS, GO_NET, GRPC_STATUS, crate::go_header::FIELDS],
+    fields: &[FIELDS, GO_NET, STATUS_FIELDS, crate::go_header::FIELDS],
     addresses: &[
         TCP_ADDR_ITAB,
-        GRPC_STATUS_ADDRESSES[0],
-        GRPC_STATUS_ADDRESSES[1],
+        STATUS_ADDRESSES[0],
+        STATUS_ADDRESSES[1],
         AddressSpec { global: "value_ctx_itab", concrete: "*context.valueCtx", interface: "context.Context" },
     ],
     object: crate::bpf_object!("grpc_server"),
@@ -63,54 +68,46 @@ fn derive(offset: crate::OffsetLookup) -> Vec<(&'static str, u64)> {
     vec![("stream_embed_ptr", (st == Some(8)) as u64)]
 }
 
-/// One RPC served.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GrpcServerEvent {
-    pub start_ns: u64,
-    pub end_ns: u64,
-    pub trace_id: [u8; 16],
-    pub span_id: [u8; 8],
-    pub parent_span_id: Option<[u8; 8]>,
-    pub flags: u8,
-    /// gRPC status code sent.
-    pub code: i32,
-    /// Full method, `/package.Service/Method`.
-    pub method: String,
-    pub peer: Option<std::net::SocketAddr>,
-    pub local: Option<std::net::SocketAddr>,
+/// The SERVER span of one RPC served.
+fn decode(bytes: &[u8], _: &dyn TargetInfo) -> Option<ProbeSpan> {
+    let r: grpc_server_record = read_record(bytes)?;
+    let (name, attributes) = rpc_attributes(&text(&r.method, r.method_len).0, r.code);
+    let mut span = ProbeSpan::from_head(&r.head, SpanKind::Server, name);
+    span.attributes = attributes;
+    push_address(&mut span.attributes, "server", r.local.addr());
+    push_address(&mut span.attributes, "client", r.peer.addr());
+    span.status = code_status(r.code, server_error(r.code));
+    if let Some(peer) = r.peer.addr() {
+        span.connection = Connection::Accepted(peer);
+    }
+    Some(span)
 }
 
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct RawEvent {
-    start_ns: u64,
-    end_ns: u64,
-    sc: RawSpanContext,
-    parent_span_id: [u8; 8],
-    code: i32,
-    has_parent: u8,
-    _pad: [u8; 3],
-    peer: RawIpPort,
-    local: RawIpPort,
-    method_len: u16,
-    _pad2: [u16; 3],
-    method: [u8; 128],
+/// Codes that are errors for the server (semantic conventions): UNKNOWN,
+/// DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS.
+fn server_error(code: i32) -> bool {
+    matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
 }
 
-const _: () = assert!(std::mem::size_of::<RawEvent>() == 248, "update probe.bpf.c");
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span::{record_bytes, set_text, NoTargetInfo};
+    use opentelemetry::trace::Status;
 
-fn decode(bytes: &[u8]) -> Option<Event> {
-    let raw: RawEvent = crate::read_raw(bytes)?;
-    Some(Event::GrpcServer(GrpcServerEvent {
-        start_ns: raw.start_ns,
-        end_ns: raw.end_ns,
-        trace_id: raw.sc.trace_id,
-        span_id: raw.sc.span_id,
-        parent_span_id: (raw.has_parent != 0).then_some(raw.parent_span_id),
-        flags: raw.sc.flags,
-        code: raw.code,
-        method: crate::event_text(&raw.method, raw.method_len).0,
-        peer: raw.peer.addr(),
-        local: raw.local.addr(),
-    }))
+    #[test]
+    fn server_span_and_which_codes_are_errors() {
+        let mut r = grpc_server_record { code: 5, ..Default::default() };
+        r.head.sc.flags = 1;
+        set_text(&mut r.method, &mut r.method_len, "/helloworld.Greeter/SayHello");
+        r.peer = crate::records::ip_port { ip: [0; 16], ip_len: 4, port: 4000, ..Default::default() };
+        r.peer.ip[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let s = decode(&record_bytes(&r), &NoTargetInfo).unwrap();
+        assert_eq!((s.name.as_str(), s.kind.clone()), ("helloworld.Greeter/SayHello", SpanKind::Server));
+        assert_eq!(s.status, Status::Unset); // NOT_FOUND is the client's error, not the server's
+        assert_eq!(s.connection, Connection::Accepted("127.0.0.1:4000".parse().unwrap()));
+        assert_eq!(s.attribute("client.port"), Some(&opentelemetry::Value::I64(4000)));
+        r.code = 14;
+        assert_eq!(decode(&record_bytes(&r), &NoTargetInfo).unwrap().status, Status::error("UNAVAILABLE"));
+    }
 }

@@ -8,6 +8,8 @@
 #include "traceparent.h"
 #include "sampling.h"
 #include "shared_maps.h"
+#include "span_head.h"
+#include "probe_stats.h"
 
 /* Fills `sc` and `parent_span_id` for a new span whose parent is `parent` (NULL
  * for a root span). */
@@ -24,6 +26,34 @@ static __always_inline void span_start(struct span_ctx *sc, u8 *parent_span_id, 
 	u64 sid = random_id64();
 	__builtin_memcpy(sc->span_id, &sid, 8);
 	sc->flags = sample(sc, parent != 0, parent ? parent->flags : 0);
+}
+
+/* Starts the span `h` of goroutine `g`, begun at `start_ns`, as a child of
+ * `parent` (NULL: a root span). */
+static __always_inline void span_head_start(struct span_head *h, u64 g, u64 start_ns, const struct span_ctx *parent)
+{
+	h->start_ns = start_ns;
+	h->goroutine = g;
+	h->has_parent = parent != 0;
+	span_start(&h->sc, h->parent_span_id, parent);
+}
+
+/* Ends the span `h` now: reserves its record of `size` bytes (a struct that begins
+ * with a span_head) on `ring` and fills the head. NULL when the span is not sampled
+ * (nothing to export) or the ring buffer is full (counted as lost); the caller then
+ * forgets the call. Otherwise the caller fills the rest and submits. */
+static __always_inline void *span_record_reserve(void *ring, u64 size, const struct span_head *h)
+{
+	if (!(h->sc.flags & SAMPLED))
+		return 0;
+	struct span_head *e = bpf_ringbuf_reserve(ring, size, 0);
+	if (!e) {
+		count_lost();
+		return 0;
+	}
+	*e = *h;
+	e->end_ns = bpf_ktime_get_ns();
+	return e;
 }
 
 /* Publishes a server span for client calls made while serving: by the goroutine

@@ -20,6 +20,7 @@
 #include "go_header.h"
 #include "traceparent.h"
 #include "span_start.h"
+#include "records.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -35,44 +36,10 @@ volatile const u64 off_response_status = OFF_ABSENT; /* net/http.Response.Status
 /* Whether outgoing requests get a traceparent (the loader's setting). */
 volatile const u64 propagate = 1;
 
-#define METHOD_CAP 16
-#define SCHEME_CAP 16
-#define HOST_CAP 128
-#define PATH_CAP 256
-#define QUERY_CAP 128
-
 struct call {
-	u64 start_ns;
+	struct span_head head;
 	u64 request;
-	struct span_ctx sc;
-	u8 parent_span_id[8];
-	u8 has_parent;
-	u8 _pad[7];
 };
-
-struct http_client_event {
-	u64 start_ns;
-	u64 end_ns;
-	u64 goroutine;
-	struct span_ctx sc;
-	u8 parent_span_id[8];
-	s64 status;     /* -1: no response */
-	u64 error_tab;  /* itab of the returned error; 0 = nil */
-	u8 has_parent;
-	u8 _pad;
-	u16 method_len;
-	u16 scheme_len;
-	u16 host_len;
-	u16 path_len;
-	u16 query_len;
-	char method[METHOD_CAP];
-	char scheme[SCHEME_CAP];
-	char host[HOST_CAP];
-	char path[PATH_CAP];
-	char query[QUERY_CAP];
-};
-
-_Static_assert(sizeof(struct http_client_event) == 640, "update RawEvent in mod.rs");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -129,7 +96,9 @@ int round_trip_entry(struct go_regs *regs)
 		return 0; /* the entry ran again after stack growth */
 
 	u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct call c = { .start_ns = bpf_ktime_get_ns(), .request = req };
+	struct call c = { .request = req };
+	u64 start_ns = bpf_ktime_get_ns();
+	int has_parent = 0;
 	struct span_ctx parent = {};
 	int inject = propagate;
 
@@ -141,18 +110,18 @@ int round_trip_entry(struct go_regs *regs)
 	u8 judge = 0;
 	int found = header ? go_header_find_traceparent(header, tp) : GO_HDR_ABSENT;
 	if (found == GO_HDR_FOUND && traceparent_parse(tp, &parent))
-		c.has_parent = 1;
+		has_parent = 1;
 	if (found != GO_HDR_ABSENT)
 		judge = 1;
-	if (!c.has_parent) {
+	if (!has_parent) {
 		u64 ctx = off_request_ctx == OFF_ABSENT ? 0 : read_u64(req + off_request_ctx + 8);
 		struct active_span *as = find_parent_span(tgid, g, ctx);
 		if (as) {
 			parent = as->sc;
-			c.has_parent = 1;
+			has_parent = 1;
 		}
 	}
-	span_start(&c.sc, c.parent_span_id, c.has_parent ? &parent : 0);
+	span_head_start(&c.head, g, start_ns, has_parent ? &parent : 0);
 	bpf_map_update_elem(&calls, &g, &c, BPF_ANY);
 
 	if (inject) {
@@ -164,7 +133,7 @@ int round_trip_entry(struct go_regs *regs)
 		p->awaiting_crlf = 0;
 		p->judge = judge;
 		__builtin_memcpy(p->line, "traceparent: ", 13);
-		traceparent_format(&c.sc, p->line + 13);
+		traceparent_format(&c.head.sc, p->line + 13);
 		p->line[TP_HEADER_LEN - 2] = '\r';
 		p->line[TP_HEADER_LEN - 1] = '\n';
 		struct request_key rk = request_key_of(req);
@@ -198,33 +167,21 @@ int round_trip_return(struct go_regs *regs)
 	u64 req = c->request;
 	struct request_key rk = request_key_of(req);
 	bpf_map_delete_elem(&outgoing, &rk);
-	if (!(c->sc.flags & SAMPLED)) {
-		bpf_map_delete_elem(&calls, &g);
-		return 0;
-	}
-
-	struct http_client_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct http_client_record *e = span_record_reserve(&events, sizeof(*e), &c->head);
 	if (!e) {
-		count_lost();
 		bpf_map_delete_elem(&calls, &g);
 		return 0;
 	}
 	u64 resp = GO_ARG1(regs);
-	e->start_ns = c->start_ns;
-	e->end_ns = bpf_ktime_get_ns();
-	e->goroutine = g;
-	e->sc = c->sc;
-	__builtin_memcpy(e->parent_span_id, c->parent_span_id, 8);
-	e->has_parent = c->has_parent;
 	e->error_tab = GO_ARG2(regs);
 	e->status = resp && off_response_status != OFF_ABSENT ? (s64)read_u64(resp + off_response_status) : -1;
 
-	e->method_len = read_go_string(e->method, METHOD_CAP, req, off_request_method);
+	e->method_len = read_go_string(e->method, HTTP_METHOD_CAP, req, off_request_method);
 	u64 url = off_request_url == OFF_ABSENT ? 0 : read_u64(req + off_request_url);
-	e->scheme_len = read_go_string(e->scheme, SCHEME_CAP, url, off_url_scheme);
-	e->host_len = read_go_string(e->host, HOST_CAP, url, off_url_host);
-	e->path_len = read_go_string(e->path, PATH_CAP, url, off_url_path);
-	e->query_len = read_go_string(e->query, QUERY_CAP, url, off_url_raw_query);
+	e->scheme_len = read_go_string(e->scheme, HTTP_SCHEME_CAP, url, off_url_scheme);
+	e->host_len = read_go_string(e->host, HTTP_HOST_CAP, url, off_url_host);
+	e->path_len = read_go_string(e->path, HTTP_PATH_CAP, url, off_url_path);
+	e->query_len = read_go_string(e->query, HTTP_QUERY_CAP, url, off_url_raw_query);
 
 	bpf_ringbuf_submit(e, 0);
 	bpf_map_delete_elem(&calls, &g);

@@ -1,10 +1,17 @@
-//! net/http client probe: one CLIENT event per `(*http.Transport).roundTrip`, and
+//! net/http client probe: one CLIENT span per `(*http.Transport).roundTrip`, and
 //! the hand-off of the request's `traceparent` to the in-kernel inserter
-//! (`context_propagation`). C program: `probe.bpf.c` beside this file.
+//! (`context_propagation`). C program: `client.bpf.c` beside this file; its
+//! record: `records.h`.
 //!
 //! Cost: three uprobe hits per request (roundTrip entry and RET, Request.write entry).
 
-use crate::{std_field, Event, FieldSpec, FunctionSpec, ProbeSpec, RawSpanContext};
+use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry::KeyValue;
+
+use super::normalize_method;
+use crate::records::http_client_record;
+use crate::span::{read_record, split_host_port, text, Connection, ProbeSpan, TargetInfo};
+use crate::{std_field, FieldSpec, FunctionSpec, ProbeSpec};
 
 pub const ROUND_TRIP: &str = "net/http.(*Transport).roundTrip";
 pub const REQUEST_WRITE: &str = "net/http.(*Request).write";
@@ -45,73 +52,112 @@ const FIELDS: &[FieldSpec] = &[
     std_field("off_response_status", "net/http.Response", "StatusCode", true),
 ];
 
-/// One client request as the probe saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpClientEvent {
-    /// CLOCK_MONOTONIC nanoseconds.
-    pub start_ns: u64,
-    pub end_ns: u64,
-    pub goroutine: u64,
-    pub trace_id: [u8; 16],
-    pub span_id: [u8; 8],
-    /// The server span (or the app's own span) this call was made under.
-    pub parent_span_id: Option<[u8; 8]>,
-    pub flags: u8,
-    /// Response status; None when there was no response (transport error).
-    pub status: Option<u16>,
-    /// Runtime address of the returned error's itab; 0 when the error was nil.
-    pub error_itab: u64,
-    pub method: String,
-    pub scheme: String,
-    pub host: String,
-    pub path: String,
-    pub query: String,
+/// The CLIENT span of one outgoing request.
+fn decode(bytes: &[u8], target: &dyn TargetInfo) -> Option<ProbeSpan> {
+    let r: http_client_record = read_record(bytes)?;
+    let (method, method_original) = normalize_method(&text(&r.method, r.method_len).0);
+    let name = if method == "_OTHER" { "HTTP".to_string() } else { method.to_string() };
+    let mut span = ProbeSpan::from_head(&r.head, SpanKind::Client, name);
+    let (scheme, host) = (text(&r.scheme, r.scheme_len).0, text(&r.host, r.host_len).0);
+    let (path, query) = (text(&r.path, r.path_len).0, text(&r.query, r.query_len).0);
+    let attrs = &mut span.attributes;
+    attrs.push(KeyValue::new("http.request.method", method));
+    if let Some(orig) = method_original {
+        attrs.push(KeyValue::new("http.request.method_original", orig));
+    }
+    // url.full never carries credentials: URL.User is a separate field not read.
+    let mut full = format!("{scheme}://{host}{}", if path.is_empty() { "/" } else { &path });
+    if !query.is_empty() {
+        full.push('?');
+        full.push_str(&query);
+    }
+    attrs.push(KeyValue::new("url.full", full));
+    let default_port = match scheme.as_str() {
+        "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
+    };
+    let (host_part, port) = split_host_port(&host).map_or(("", None), |(h, p)| (h, p.or(default_port)));
+    if !host_part.is_empty() {
+        attrs.push(KeyValue::new("server.address", host_part.to_string()));
+        if let Some(p) = port {
+            attrs.push(KeyValue::new("server.port", p as i64));
+        }
+    }
+    // -1: no response (a transport error, whose type the error's itab names).
+    match (u16::try_from(r.status).ok(), r.error_tab) {
+        (Some(code), _) => {
+            attrs.push(KeyValue::new("http.response.status_code", code as i64));
+            if code >= 400 {
+                attrs.push(KeyValue::new("error.type", code.to_string()));
+                span.status = Status::error("");
+            }
+        }
+        (None, 0) => {}
+        (None, itab) => {
+            let t = target.error_type(itab).unwrap_or("_OTHER").to_string();
+            attrs.push(KeyValue::new("error.type", t.clone()));
+            span.status = Status::error(t);
+        }
+    }
+    if let Some(port) = port {
+        span.connection = Connection::DialedDuring { ip: host_part.parse().ok(), port };
+    }
+    Some(span)
 }
 
-/// Mirror of `struct http_client_event` in probe.bpf.c.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct RawEvent {
-    start_ns: u64,
-    end_ns: u64,
-    goroutine: u64,
-    sc: RawSpanContext,
-    parent_span_id: [u8; 8],
-    status: i64,
-    error_tab: u64,
-    has_parent: u8,
-    _pad: u8,
-    method_len: u16,
-    scheme_len: u16,
-    host_len: u16,
-    path_len: u16,
-    query_len: u16,
-    method: [u8; 16],
-    scheme: [u8; 16],
-    host: [u8; 128],
-    path: [u8; 256],
-    query: [u8; 128],
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span::{record_bytes, set_text, NoTargetInfo};
+    use opentelemetry::Value;
 
-const _: () = assert!(std::mem::size_of::<RawEvent>() == 640, "update probe.bpf.c");
+    struct OpError;
+    impl TargetInfo for OpError {
+        fn error_type(&self, itab: u64) -> Option<&str> {
+            (itab == 0x1234).then_some("*net.OpError")
+        }
+    }
 
-fn decode(bytes: &[u8]) -> Option<Event> {
-    let raw: RawEvent = crate::read_raw(bytes)?;
-    let text = crate::event_text;
-    Some(Event::HttpClient(HttpClientEvent {
-        start_ns: raw.start_ns,
-        end_ns: raw.end_ns,
-        goroutine: raw.goroutine,
-        trace_id: raw.sc.trace_id,
-        span_id: raw.sc.span_id,
-        parent_span_id: (raw.has_parent != 0).then_some(raw.parent_span_id),
-        flags: raw.sc.flags,
-        status: u16::try_from(raw.status).ok(),
-        error_itab: raw.error_tab,
-        method: text(&raw.method, raw.method_len).0,
-        scheme: text(&raw.scheme, raw.scheme_len).0,
-        host: text(&raw.host, raw.host_len).0,
-        path: text(&raw.path, raw.path_len).0,
-        query: text(&raw.query, raw.query_len).0,
-    }))
+    fn record() -> http_client_record {
+        let mut r = http_client_record { status: -1, error_tab: 0x1234, ..Default::default() };
+        r.head.sc.flags = 1;
+        r.head.has_parent = 1;
+        r.head.parent_span_id = [5; 8];
+        set_text(&mut r.method, &mut r.method_len, "GET");
+        set_text(&mut r.scheme, &mut r.scheme_len, "http");
+        set_text(&mut r.host, &mut r.host_len, "127.0.0.1:1");
+        set_text(&mut r.path, &mut r.path_len, "/hop");
+        set_text(&mut r.query, &mut r.query_len, "a=b");
+        r
+    }
+
+    #[test]
+    fn client_span_with_parent_and_transport_error() {
+        let s = decode(&record_bytes(&record()), &OpError).unwrap();
+        assert_eq!(s.name, "GET");
+        assert_eq!(s.kind, SpanKind::Client);
+        assert_eq!(s.parent_span_id, Some([5; 8]));
+        assert_eq!(s.attribute("url.full"), Some(&Value::from("http://127.0.0.1:1/hop?a=b")));
+        assert_eq!(s.attribute("server.port"), Some(&Value::I64(1)));
+        assert_eq!(s.attribute("error.type"), Some(&Value::from("*net.OpError")));
+        assert!(matches!(s.status, Status::Error { .. }));
+        assert_eq!(s.connection, Connection::DialedDuring { ip: Some("127.0.0.1".parse().unwrap()), port: 1 });
+        let unknown = decode(&record_bytes(&record()), &NoTargetInfo).unwrap();
+        assert_eq!(unknown.attribute("error.type"), Some(&Value::from("_OTHER")));
+    }
+
+    #[test]
+    fn http_errors_and_default_ports() {
+        let mut r = http_client_record { status: 404, error_tab: 0, ..record() };
+        set_text(&mut r.host, &mut r.host_len, "example.com");
+        let s = decode(&record_bytes(&r), &NoTargetInfo).unwrap();
+        assert_eq!(s.attribute("error.type"), Some(&Value::from("404")));
+        assert_eq!(s.attribute("server.port"), Some(&Value::I64(80)));
+        assert_eq!(s.connection, Connection::DialedDuring { ip: None, port: 80 });
+        set_text(&mut r.host, &mut r.host_len, "[::1]");
+        set_text(&mut r.scheme, &mut r.scheme_len, "https");
+        let s = decode(&record_bytes(&r), &NoTargetInfo).unwrap();
+        assert_eq!(s.connection, Connection::DialedDuring { ip: Some("::1".parse().unwrap()), port: 443 });
+    }
 }

@@ -5,3 +5,13 @@
 
 pub mod client;
 pub mod server;
+
+const KNOWN_METHODS: [&str; 9] = ["CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"];
+
+/// The semantic-convention method and, when it is not a known one, the original.
+fn normalize_method(m: &str) -> (&'static str, Option<String>) {
+    match KNOWN_METHODS.iter().find(|k| **k == m) {
+        Some(k) => (k, None),
+        None => ("_OTHER", Some(m.to_string())),
+    }
+}

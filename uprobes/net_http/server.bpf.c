@@ -20,6 +20,7 @@
 #include "go_header.h"
 #include "traceparent.h"
 #include "span_start.h"
+#include "records.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -39,51 +40,13 @@ volatile const u64 off_response_status = OFF_ABSENT;    /* net/http.response.sta
  * load bias of a PIE target; 0 = unknown (then every writer is taken as *response). */
 volatile const u64 response_itab = 0;
 
-#define METHOD_CAP 16
-#define PATH_CAP 256
-#define PATTERN_CAP 128
-#define HOST_CAP 128
-#define REMOTE_CAP 64
-#define PROTO_CAP 16
-
 struct call {
-	u64 start_ns;
+	struct span_head head;
 	u64 request;
 	u64 writer_tab;
 	u64 writer;
 	u64 context;
-	struct span_ctx sc;
-	u8 parent_span_id[8];
-	u8 has_parent;
-	u8 _pad[7];
 };
-
-struct http_server_event {
-	u64 start_ns;
-	u64 end_ns;
-	u64 goroutine;
-	struct span_ctx sc;
-	u8 parent_span_id[8];
-	s64 status;         /* -1: the writer is not a *response (status unknown) */
-	u8 tls;
-	u8 has_parent;
-	u16 method_len;
-	u16 path_len;
-	u16 pattern_len;
-	u16 host_len;
-	u16 remote_len;
-	u16 proto_len;
-	u16 _pad;
-	char method[METHOD_CAP];
-	char path[PATH_CAP];
-	char pattern[PATTERN_CAP];
-	char host[HOST_CAP];
-	char remote[REMOTE_CAP];
-	char proto[PROTO_CAP];
-};
-
-/* The Rust decoder (mod.rs) mirrors this layout; both sides assert its size. */
-_Static_assert(sizeof(struct http_server_event) == 696, "update RawEvent in mod.rs");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -121,7 +84,7 @@ int serve_http_entry(struct go_regs *regs)
 	if (!c)
 		return 0;
 	__builtin_memset(c, 0, sizeof(*c));
-	c->start_ns = bpf_ktime_get_ns();
+	u64 start_ns = bpf_ktime_get_ns();
 	c->request = req;
 	c->writer_tab = GO_ARG2(regs);
 	c->writer = GO_ARG3(regs);
@@ -130,12 +93,12 @@ int serve_http_entry(struct go_regs *regs)
 	struct span_ctx parent = {};
 	char tp[TRACEPARENT_LEN];
 	u64 header = off_request_header == OFF_ABSENT ? 0 : read_u64(req + off_request_header);
-	c->has_parent = header && go_header_traceparent(header, tp) && traceparent_parse(tp, &parent);
-	span_start(&c->sc, c->parent_span_id, c->has_parent ? &parent : 0);
+	int has_parent = header && go_header_traceparent(header, tp) && traceparent_parse(tp, &parent);
+	span_head_start(&c->head, g, start_ns, has_parent ? &parent : 0);
 	if (off_request_ctx != OFF_ABSENT)
 		c->context = read_u64(req + off_request_ctx + 8); /* context iface data word */
 	bpf_map_update_elem(&calls, &g, c, BPF_ANY);
-	span_publish(g, c->context, &c->sc);
+	span_publish(g, c->context, &c->head.sc);
 	return 0;
 }
 
@@ -149,25 +112,13 @@ int serve_http_return(struct go_regs *regs)
 		return 0;
 
 	span_unpublish(g, c->context);
-	if (!(c->sc.flags & SAMPLED)) {
-		bpf_map_delete_elem(&calls, &g);
-		return 0;
-	}
-
-	struct http_server_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct http_server_record *e = span_record_reserve(&events, sizeof(*e), &c->head);
 	if (!e) {
-		count_lost();
 		bpf_map_delete_elem(&calls, &g);
 		return 0;
 	}
 
 	u64 req = c->request;
-	e->start_ns = c->start_ns;
-	e->end_ns = bpf_ktime_get_ns();
-	e->goroutine = g;
-	e->sc = c->sc;
-	__builtin_memcpy(e->parent_span_id, c->parent_span_id, 8);
-	e->has_parent = c->has_parent;
 
 	if (response_itab == 0 || c->writer_tab == response_itab)
 		e->status = off_response_status == OFF_ABSENT ? -1 : (s64)read_u64(c->writer + off_response_status);
@@ -175,13 +126,13 @@ int serve_http_return(struct go_regs *regs)
 		e->status = -1;
 	e->tls = off_request_tls != OFF_ABSENT && read_u64(req + off_request_tls) != 0;
 
-	e->method_len = read_go_string(e->method, METHOD_CAP, req, off_request_method);
+	e->method_len = read_go_string(e->method, HTTP_METHOD_CAP, req, off_request_method);
 	u64 url = off_request_url == OFF_ABSENT ? 0 : read_u64(req + off_request_url);
-	e->path_len = read_go_string(e->path, PATH_CAP, url, off_url_path);
-	e->pattern_len = read_go_string(e->pattern, PATTERN_CAP, req, off_request_pattern);
-	e->host_len = read_go_string(e->host, HOST_CAP, req, off_request_host);
-	e->remote_len = read_go_string(e->remote, REMOTE_CAP, req, off_request_remote_addr);
-	e->proto_len = read_go_string(e->proto, PROTO_CAP, req, off_request_proto);
+	e->path_len = read_go_string(e->path, HTTP_PATH_CAP, url, off_url_path);
+	e->pattern_len = read_go_string(e->pattern, HTTP_PATTERN_CAP, req, off_request_pattern);
+	e->host_len = read_go_string(e->host, HTTP_HOST_CAP, req, off_request_host);
+	e->remote_len = read_go_string(e->remote, HTTP_REMOTE_CAP, req, off_request_remote_addr);
+	e->proto_len = read_go_string(e->proto, HTTP_PROTO_CAP, req, off_request_proto);
 
 	bpf_ringbuf_submit(e, 0);
 	bpf_map_delete_elem(&calls, &g);

@@ -1,9 +1,16 @@
-//! net/http server probe: one SERVER event per request served by
-//! `net/http.serverHandler.ServeHTTP` (C program: `probe.bpf.c` beside this file).
+//! net/http server probe: one SERVER span per request served by
+//! `net/http.serverHandler.ServeHTTP` (C program: `server.bpf.c` beside this file;
+//! its record: `records.h`).
 //!
 //! Cost: two uprobe hits per request (the entry and the RET taken).
 
-use crate::{std_field, AddressSpec, Event, FieldSpec, FunctionSpec, ProbeSpec};
+use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry::KeyValue;
+
+use super::normalize_method;
+use crate::records::http_server_record;
+use crate::span::{read_record, split_host_port, text, Connection, ProbeSpan, TargetInfo};
+use crate::{std_field, AddressSpec, FieldSpec, FunctionSpec, ProbeSpec};
 
 pub const SERVE_HTTP: &str = "net/http.serverHandler.ServeHTTP";
 
@@ -41,127 +48,155 @@ const FIELDS: &[FieldSpec] = &[
     std_field("off_request_ctx", "net/http.Request", "ctx", false),
 ];
 
-/// One served request, as read by the probe. Strings are truncated to the C
-/// program's capacities; `*_truncated` says when.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpServerEvent {
-    /// CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns).
-    pub start_ns: u64,
-    pub end_ns: u64,
-    /// The goroutine (g pointer) that served the request.
-    pub goroutine: u64,
-    pub trace_id: [u8; 16],
-    pub span_id: [u8; 8],
-    /// The caller's span, from an incoming `traceparent` header.
-    pub parent_span_id: Option<[u8; 8]>,
-    /// W3C trace flags decided in the kernel (bit 0: sampled).
-    pub flags: u8,
-    /// Status the handler set; 0 = none set (net/http then sends 200); None when the
-    /// ResponseWriter was not net/http's HTTP/1 response (e.g. HTTP/2).
-    pub status: Option<u16>,
-    pub tls: bool,
-    pub method: String,
-    pub path: String,
-    pub path_truncated: bool,
-    pub pattern: String,
-    pub host: String,
-    pub remote_addr: String,
-    pub proto: String,
+/// The SERVER span of one request served.
+fn decode(bytes: &[u8], _: &dyn TargetInfo) -> Option<ProbeSpan> {
+    let r: http_server_record = read_record(bytes)?;
+    let method = text(&r.method, r.method_len).0;
+    let pattern = text(&r.pattern, r.pattern_len).0;
+    let route = route_of(&pattern);
+    let (method, method_original) = normalize_method(&method);
+    let name = match (&route, method) {
+        (Some(r), "_OTHER") => format!("HTTP {r}"),
+        (Some(r), m) => format!("{m} {r}"),
+        (None, "_OTHER") => "HTTP".to_string(),
+        (None, m) => m.to_string(),
+    };
+    let mut span = ProbeSpan::from_head(&r.head, SpanKind::Server, name);
+    let tls = r.tls != 0;
+    let attrs = &mut span.attributes;
+    attrs.push(KeyValue::new("http.request.method", method));
+    attrs.push(KeyValue::new("url.path", text(&r.path, r.path_len).0));
+    attrs.push(KeyValue::new("url.scheme", if tls { "https" } else { "http" }));
+    if let Some(orig) = method_original {
+        attrs.push(KeyValue::new("http.request.method_original", orig));
+    }
+    if let Some(r) = &route {
+        attrs.push(KeyValue::new("http.route", r.clone()));
+    }
+    // -1: the writer was not net/http's HTTP/1 response (status unknown); 0: the
+    // handler set none, and net/http sends 200.
+    let status = u16::try_from(r.status).ok().map(|s| if s == 0 { 200 } else { s });
+    if let Some(s) = status {
+        attrs.push(KeyValue::new("http.response.status_code", s as i64));
+    }
+    let host = text(&r.host, r.host_len).0;
+    if let Some((host, port)) = split_host_port(&host) {
+        attrs.push(KeyValue::new("server.address", host.to_string()));
+        attrs.push(KeyValue::new("server.port", port.unwrap_or(if tls { 443 } else { 80 }) as i64));
+    }
+    let remote = text(&r.remote, r.remote_len).0;
+    if let Some((addr, port)) = split_host_port(&remote) {
+        attrs.push(KeyValue::new("client.address", addr.to_string()));
+        if let Some(p) = port {
+            attrs.push(KeyValue::new("client.port", p as i64));
+        }
+    }
+    if let Some(v) = protocol_version(&text(&r.proto, r.proto_len).0) {
+        attrs.push(KeyValue::new("network.protocol.version", v));
+    }
+    if status.is_some_and(|s| s >= 500) {
+        span.status = Status::error("");
+    }
+    if let Ok(a) = remote.parse() {
+        span.connection = Connection::Accepted(a);
+    }
+    Some(span)
 }
 
-const METHOD_CAP: usize = 16;
-const PATH_CAP: usize = 256;
-const PATTERN_CAP: usize = 128;
-const HOST_CAP: usize = 128;
-const REMOTE_CAP: usize = 64;
-const PROTO_CAP: usize = 16;
-
-/// Mirror of `struct http_server_event` in probe.bpf.c.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct RawEvent {
-    start_ns: u64,
-    end_ns: u64,
-    goroutine: u64,
-    sc: crate::RawSpanContext,
-    parent_span_id: [u8; 8],
-    status: i64,
-    tls: u8,
-    has_parent: u8,
-    method_len: u16,
-    path_len: u16,
-    pattern_len: u16,
-    host_len: u16,
-    remote_len: u16,
-    proto_len: u16,
-    _pad: u16,
-    method: [u8; METHOD_CAP],
-    path: [u8; PATH_CAP],
-    pattern: [u8; PATTERN_CAP],
-    host: [u8; HOST_CAP],
-    remote: [u8; REMOTE_CAP],
-    proto: [u8; PROTO_CAP],
+/// http.route from a ServeMux pattern (`[METHOD ][HOST]/PATH`): the path part.
+fn route_of(pattern: &str) -> Option<String> {
+    let p = pattern.trim();
+    if p.is_empty() {
+        return None;
+    }
+    let after_method = match p.split_once([' ', '\t']) {
+        Some((_, rest)) => rest.trim_start(),
+        None => p,
+    };
+    after_method.find('/').map(|i| after_method[i..].to_string())
 }
 
-const _: () = assert!(std::mem::size_of::<RawEvent>() == 696, "update probe.bpf.c");
-
-use crate::event_text as text;
-
-fn decode(bytes: &[u8]) -> Option<Event> {
-    let raw: RawEvent = crate::read_raw(bytes)?;
-    let (path, path_truncated) = text(&raw.path, raw.path_len);
-    Some(Event::HttpServer(HttpServerEvent {
-        start_ns: raw.start_ns,
-        end_ns: raw.end_ns,
-        goroutine: raw.goroutine,
-        trace_id: raw.sc.trace_id,
-        span_id: raw.sc.span_id,
-        parent_span_id: (raw.has_parent != 0).then_some(raw.parent_span_id),
-        flags: raw.sc.flags,
-        status: u16::try_from(raw.status).ok(),
-        tls: raw.tls != 0,
-        method: text(&raw.method, raw.method_len).0,
-        path,
-        path_truncated,
-        pattern: text(&raw.pattern, raw.pattern_len).0,
-        host: text(&raw.host, raw.host_len).0,
-        remote_addr: text(&raw.remote, raw.remote_len).0,
-        proto: text(&raw.proto, raw.proto_len).0,
-    }))
+/// `HTTP/1.1` → `1.1`, `HTTP/2.0` → `2`.
+fn protocol_version(proto: &str) -> Option<String> {
+    let v = proto.strip_prefix("HTTP/")?;
+    Some(match v {
+        "2.0" => "2".into(),
+        "3.0" => "3".into(),
+        other => other.into(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::span::{record_bytes, set_text, NoTargetInfo};
+    use opentelemetry::Value;
 
-    #[test]
-    fn decodes_a_record_laid_out_like_the_c_struct() {
-        let mut raw: RawEvent = unsafe { std::mem::zeroed() };
-        raw.start_ns = 10;
-        raw.end_ns = 20;
-        raw.status = 404;
-        raw.method[..3].copy_from_slice(b"GET");
-        raw.method_len = 3;
-        raw.path[..6].copy_from_slice(b"/users");
-        raw.path_len = 300; // longer than the capacity: truncated
-        let bytes = unsafe {
-            std::slice::from_raw_parts(&raw as *const RawEvent as *const u8, std::mem::size_of::<RawEvent>())
-        };
-        let Some(Event::HttpServer(e)) = decode(bytes) else { panic!("no event") };
-        assert_eq!((e.start_ns, e.end_ns, e.status), (10, 20, Some(404)));
-        assert_eq!(e.method, "GET");
-        assert!(e.path_truncated && e.path.starts_with("/users"));
-        assert!(decode(&bytes[..10]).is_none());
+    fn record() -> http_server_record {
+        let mut r = http_server_record::default();
+        r.head.start_ns = 1_000;
+        r.head.end_ns = 5_000;
+        r.head.sc.trace_id = [1; 16];
+        r.head.sc.span_id = [2; 8];
+        r.head.sc.flags = 1;
+        set_text(&mut r.method, &mut r.method_len, "GET");
+        set_text(&mut r.path, &mut r.path_len, "/users/7");
+        set_text(&mut r.pattern, &mut r.pattern_len, "GET /users/{id}");
+        set_text(&mut r.host, &mut r.host_len, "localhost:8080");
+        set_text(&mut r.remote, &mut r.remote_len, "[::1]:5555");
+        set_text(&mut r.proto, &mut r.proto_len, "HTTP/1.1");
+        r
+    }
+
+    fn span(r: &http_server_record) -> ProbeSpan {
+        decode(&record_bytes(r), &NoTargetInfo).unwrap()
     }
 
     #[test]
-    fn negative_status_means_unknown() {
-        let mut raw: RawEvent = unsafe { std::mem::zeroed() };
-        raw.status = -1;
-        let bytes = unsafe {
-            std::slice::from_raw_parts(&raw as *const RawEvent as *const u8, std::mem::size_of::<RawEvent>())
-        };
-        let Some(Event::HttpServer(e)) = decode(bytes) else { panic!() };
-        assert_eq!(e.status, None);
+    fn server_span_follows_semconv() {
+        let s = span(&record());
+        assert_eq!(s.name, "GET /users/{id}");
+        assert_eq!(s.kind, SpanKind::Server);
+        assert_eq!(s.attribute("http.route"), Some(&Value::from("/users/{id}")));
+        assert_eq!(s.attribute("http.response.status_code"), Some(&Value::I64(200)));
+        assert_eq!(s.attribute("server.port"), Some(&Value::I64(8080)));
+        assert_eq!(s.attribute("client.address"), Some(&Value::from("::1")));
+        assert_eq!(s.attribute("client.port"), Some(&Value::I64(5555)));
+        assert_eq!(s.attribute("network.protocol.version"), Some(&Value::from("1.1")));
+        assert_eq!(s.status, Status::Unset);
+        assert_eq!((s.start_ns, s.end_ns), (1_000, 5_000));
+        assert_eq!(s.connection, Connection::Accepted("[::1]:5555".parse().unwrap()));
+    }
+
+    #[test]
+    fn errors_unknown_methods_no_route_and_unknown_status() {
+        let mut r = record();
+        r.status = 503;
+        r.pattern_len = 0;
+        set_text(&mut r.method, &mut r.method_len, "BREW");
+        let s = span(&r);
+        assert_eq!(s.name, "HTTP");
+        assert!(matches!(s.status, Status::Error { .. }));
+        assert_eq!(s.attribute("http.request.method"), Some(&Value::from("_OTHER")));
+        assert_eq!(s.attribute("http.request.method_original"), Some(&Value::from("BREW")));
+        r.status = -1;
+        assert_eq!(span(&r).attribute("http.response.status_code"), None);
+    }
+
+    #[test]
+    fn long_paths_are_cut_and_short_records_refused() {
+        let mut r = record();
+        r.path_len = 300; // longer than the buffer
+        let bytes = record_bytes(&r);
+        assert!(decode(&bytes, &NoTargetInfo).is_some());
+        assert!(decode(&bytes[..10], &NoTargetInfo).is_none());
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(route_of("GET example.com/a/{b}"), Some("/a/{b}".into()));
+        assert_eq!(route_of("/static/"), Some("/static/".into()));
+        assert_eq!(route_of(""), None);
+        assert_eq!(protocol_version("HTTP/2.0"), Some("2".into()));
     }
 }

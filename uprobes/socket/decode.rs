@@ -1,36 +1,12 @@
-//! The socket probe's ring-buffer record (`struct conn_record` in `probe.bpf.c`)
-//! and its decoding into a [`ConnEvent`].
+//! Decoding the socket probe's ring-buffer record (`struct conn_record`, declared
+//! once in `records.h`) into a [`ConnEvent`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use crate::records::{conn_record, KIND_CLOSE, KIND_OPEN, ROLE_CLIENT, ROLE_SERVER};
+
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
-
-/// Mirror of `struct conn_record` (probe.bpf.c), byte for byte.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct RawConnRecord {
-    pub id: u64,
-    pub open_ns: u64,
-    pub close_ns: u64,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    pub local_ip: [u8; 16],
-    pub remote_ip: [u8; 16],
-    pub pid: u32,
-    pub srtt_us: u32,
-    pub local_port: u16,
-    pub remote_port: u16,
-    pub family: u16,
-    pub kind: u8,
-    pub role: u8,
-    pub failed: u8,
-    pub have_tuple: u8,
-    pub _pad: [u8; 2],
-    pub comm: [u8; 16],
-    pub _pad2: u32,
-}
-const _: () = assert!(std::mem::size_of::<RawConnRecord>() == 112);
 
 /// Whether a record announces a connection or ends it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,23 +68,23 @@ pub struct ConnEvent {
 /// Decodes one ring-buffer record; None when it is malformed (short, unknown
 /// kind, role or family: a C/Rust layout mismatch, a bug).
 pub fn decode(bytes: &[u8]) -> Option<ConnEvent> {
-    let raw: RawConnRecord = crate::read_raw(bytes)?;
-    let kind = match raw.kind {
-        1 => ConnKind::Open,
-        2 => ConnKind::Close,
+    let raw: conn_record = crate::span::read_record(bytes)?;
+    let kind = match raw.kind as u32 {
+        KIND_OPEN => ConnKind::Open,
+        KIND_CLOSE => ConnKind::Close,
         _ => return None,
     };
-    let role = match raw.role {
-        1 => ConnRole::Client,
-        2 => ConnRole::Server,
+    let role = match raw.role as u32 {
+        ROLE_CLIENT => ConnRole::Client,
+        ROLE_SERVER => ConnRole::Server,
         _ => return None,
     };
-    let comm_len = raw.comm.iter().position(|&b| b == 0).unwrap_or(raw.comm.len());
+    let comm: Vec<u8> = raw.comm.iter().map(|&c| c as u8).take_while(|&b| b != 0).collect();
     Some(ConnEvent {
         kind,
         id: raw.id,
         pid: raw.pid,
-        comm: String::from_utf8_lossy(&raw.comm[..comm_len]).into_owned(),
+        comm: String::from_utf8_lossy(&comm).into_owned(),
         role,
         local: SocketAddr::new(ip(raw.family, &raw.local_ip)?, raw.local_port),
         remote: SocketAddr::new(ip(raw.family, &raw.remote_ip)?, raw.remote_port),
@@ -136,16 +112,19 @@ fn ip(family: u16, bytes: &[u8; 16]) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
-    fn bytes_of(raw: &RawConnRecord) -> Vec<u8> {
-        // SAFETY: RawConnRecord is plain old data with explicit padding fields.
-        unsafe { std::slice::from_raw_parts(raw as *const _ as *const u8, std::mem::size_of::<RawConnRecord>()) }
-            .to_vec()
+    use crate::span::record_bytes as bytes_of;
+
+    fn comm_of(name: &[u8]) -> [std::os::raw::c_char; 16] {
+        let mut comm = [0; 16];
+        for (d, b) in comm.iter_mut().zip(name) {
+            *d = *b as std::os::raw::c_char;
+        }
+        comm
     }
 
-    fn record(family: u16, local: [u8; 16], remote: [u8; 16]) -> RawConnRecord {
-        let mut comm = [0u8; 16];
-        comm[..4].copy_from_slice(b"curl");
-        RawConnRecord {
+    fn record(family: u16, local: [u8; 16], remote: [u8; 16]) -> conn_record {
+        let comm = comm_of(b"curl");
+        conn_record {
             id: 7,
             open_ns: 100,
             close_ns: 250,
@@ -190,7 +169,7 @@ mod tests {
         raw.kind = 1;
         raw.role = 2;
         raw.failed = 1;
-        raw.comm = *b"a-full-16-bytes!"; // no NUL: all 16 bytes are the name
+        raw.comm = comm_of(b"a-full-16-bytes!"); // no NUL: all 16 bytes are the name
         let ev = decode(&bytes_of(&raw)).unwrap();
         assert_eq!(ev.local, "[::1]:40000".parse().unwrap());
         assert_eq!(ev.remote, "[2001:db8::5]:8080".parse().unwrap());
@@ -209,9 +188,7 @@ mod tests {
         let raw = record(AF_INET, [0; 16], [0; 16]);
         let b = bytes_of(&raw);
         assert!(decode(&b[..111]).is_none());
-        for bad in
-            [RawConnRecord { kind: 0, ..raw }, RawConnRecord { role: 3, ..raw }, RawConnRecord { family: 1, ..raw }]
-        {
+        for bad in [conn_record { kind: 0, ..raw }, conn_record { role: 3, ..raw }, conn_record { family: 1, ..raw }] {
             assert!(decode(&bytes_of(&bad)).is_none());
         }
     }

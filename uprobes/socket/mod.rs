@@ -205,15 +205,16 @@ impl SocketProbe {
     }
 
     pub fn counters(&self) -> SocketCounters {
-        let get = |i: u32| crate::loader::percpu_sum(&self.ebpf, "counters", i);
+        use crate::records::*;
+        let get = |i: socket_counter| crate::loader::percpu_sum(&self.ebpf, "counters", i);
         SocketCounters {
-            tracked: get(0),
-            lost_open: get(1),
-            lost_records: get(2),
-            untracked: get(3),
-            failed_connects: get(4),
-            closed: get(5),
-            other_netns: get(6),
+            tracked: get(C_TRACKED),
+            lost_open: get(C_LOST_OPEN),
+            lost_records: get(C_LOST_CLOSE),
+            untracked: get(C_UNTRACKED),
+            failed_connects: get(C_FAILED_CONNECT),
+            closed: get(C_CLOSED),
+            other_netns: get(C_OTHER_NETNS),
         }
     }
 

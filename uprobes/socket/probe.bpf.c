@@ -47,6 +47,8 @@ typedef __u32 u32;
 typedef __u64 u64;
 typedef __s32 s32;
 
+#include "records.h"
+
 /* Inode of the network namespace whose connections are recorded (the pod's: the
  * inode of /proc/self/ns/net of the sidecar), set at load time. */
 volatile const u32 netns_ino = 0;
@@ -60,11 +62,6 @@ volatile const u32 netns_ino = 0;
 #define TCP_CLOSE 7
 #define MSG_PEEK 0x2
 #define MSG_ERRQUEUE 0x2000
-
-#define KIND_OPEN 1
-#define KIND_CLOSE 2
-#define ROLE_CLIENT 1
-#define ROLE_SERVER 2
 
 /* Partial kernel structs, relocated by CO-RE against the running kernel's BTF. */
 struct ns_common {
@@ -103,30 +100,6 @@ struct tcp_sock {
 	u32 srtt_us; /* smoothed RTT << 3, in microseconds */
 } __attribute__((preserve_access_index));
 
-/* One connection end; the ring-buffer record and the map value alike. Mirrored by
- * `RawConnRecord` in decode.rs. */
-struct conn_record {
-	u64 id;             /* unique per probe instance, pairs OPEN and CLOSE */
-	u64 open_ns;        /* client: connect(); server: handshake completed */
-	u64 close_ns;       /* the transition to TCP_CLOSE (or the release); 0 in OPEN */
-	u64 bytes_sent;
-	u64 bytes_received;
-	u8 local_ip[16];    /* IPv4: first 4 bytes */
-	u8 remote_ip[16];
-	u32 pid;            /* tgid; 0 = not known (a server connection never used) */
-	u32 srtt_us;        /* smoothed RTT in microseconds (tcp_info's tcpi_rtt); 0 in OPEN */
-	u16 local_port;     /* host order */
-	u16 remote_port;    /* host order */
-	u16 family;         /* AF_INET / AF_INET6 */
-	u8 kind;            /* KIND_OPEN / KIND_CLOSE */
-	u8 role;            /* ROLE_CLIENT / ROLE_SERVER */
-	u8 failed;          /* connect failed (SYN_SENT -> CLOSE) */
-	u8 have_tuple;      /* addresses read (map value only) */
-	u8 _pad[2];
-	char comm[16];
-	u32 _pad2;
-};
-_Static_assert(sizeof(struct conn_record) == 112, "conn_record layout (decode.rs)");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -140,15 +113,6 @@ struct {
 	__uint(max_entries, 8 << 20);
 } events SEC(".maps");
 
-/* Per-CPU counters, read by SocketProbe::counters (same indexes). */
-#define C_TRACKED 0        /* connection ends tracked (entry inserted) */
-#define C_LOST_OPEN 1      /* OPEN records the full ring buffer refused */
-#define C_LOST_CLOSE 2     /* CLOSE records the full ring buffer refused */
-#define C_UNTRACKED 3      /* connection ends not tracked: `conns` full */
-#define C_FAILED_CONNECT 4 /* connects that failed (their CLOSE record says so) */
-#define C_CLOSED 5         /* CLOSE records submitted */
-#define C_OTHER_NETNS 6    /* connection ends of other network namespaces, ignored */
-#define C_COUNT 7
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

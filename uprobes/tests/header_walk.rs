@@ -23,7 +23,8 @@ use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use gosight_uprobes::go_header::{self, MapLayout};
-use gosight_uprobes::{RawSpanContext, OFF_ABSENT};
+use gosight_uprobes::records::span_ctx as RawSpanContext;
+use gosight_uprobes::OFF_ABSENT;
 use object::{Object, ObjectSection, ObjectSymbol};
 
 fn object_bytes() -> &'static [u8] {
