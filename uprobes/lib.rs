@@ -27,6 +27,7 @@ pub mod net_http_client;
 #[path = "net_http_server/mod.rs"]
 pub mod net_http_server;
 pub mod socket;
+pub mod tracked;
 
 pub use loader::{load, AttachedProbe, ProbeError};
 pub use ring::EventReader;
