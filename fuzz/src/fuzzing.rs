@@ -164,8 +164,8 @@ fn check_function(data_len: usize, f: &Function) {
 }
 
 /// Open the bytes as a Go executable, then ask everything the sidecar asks: build
-/// info, functions (by `.symtab` and by pclntab), data symbols, struct offsets from
-/// DWARF and the offsets database, and each probe's resolved fields.
+/// info, functions (by `.symtab` and by pclntab), data symbols, every tracked
+/// field's offset from DWARF and the offsets database, and the itab table.
 pub fn elf_and_buildinfo(data: &[u8]) -> Reached {
     let mut reached = Reached::default();
     let Ok(bin) = go_binary(data) else {
@@ -467,6 +467,7 @@ fn word_le(data: &[u8], at: usize, width: usize) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use gosight_goexe::testutil::{build_fixture, Build};
+    use object::Object;
 
     use super::*;
 
