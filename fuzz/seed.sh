@@ -35,11 +35,13 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/bin" "$out"
 
-# What the probes look up, as the sources name them: function symbols (`a|b`
-# alternatives split) and the structs whose fields they read.
+# What the probes and the itab reader look up, as the sources name them: function
+# symbols (`a|b` alternatives split) and the structs whose fields they read.
 names=$( {
     grep -rhoE 'const [A-Z_]+: &str = "[^"]+' uprobes | sed 's/.*= "//' | tr '|' '\n'
-    grep -rhoE '_field\("[^"]+", *"[^"]+"' uprobes sidecar/src | sed -E 's/.*, *"//; s/"$//'
+    grep -rhoE '_field\("[^"]+", *"[^"]+"' uprobes | sed -E 's/.*, *"//; s/"$//'
+    # The itab reader's runtime structs (`itabs::FIELDS`, (struct, field) pairs).
+    sed -n '/^pub const FIELDS/,/^];/p' sidecar/goexe/src/itabs.rs | sed -nE 's/^ +\("([^"]+)", "[^"]+"\),$/\1/p'
     grep -rhoE 'strukt: *"[^"]+"' uprobes | sed -E 's/.*"(.*)"/\1/'
     printf '%s\n' main.main runtime.main runtime.g
 } | grep -v '^$' | sort -u | paste -sd, -)

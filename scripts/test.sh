@@ -29,8 +29,13 @@ trap 'rm -f "$out"' EXIT
 set +e
 cargo test --workspace --release --no-fail-fast -- --test-threads=1 "$@" 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
-# Fuzz targets for the binary readers, bounded: no input may panic them.
+# Fuzz targets for the binary readers, bounded: no input may panic them. First the
+# fuzz crate's unit tests (its own workspace, so not in --workspace above): the
+# regression inputs and real binaries through every entry.
 if [[ $# -eq 0 ]]; then
+    cargo test --release --manifest-path fuzz/Cargo.toml --target-dir "$GOSIGHT_CACHE_DIR/fuzz-target" --lib 2>&1 |
+        tee -a "$out"
+    ((PIPESTATUS[0] == 0)) || status=1
     GOSIGHT_FUZZ_TARGET_DIR=$GOSIGHT_CACHE_DIR/fuzz-target bash fuzz/run.sh "${GOSIGHT_FUZZ_SECS:-30}" || status=1
 fi
 set -e

@@ -30,6 +30,7 @@ pub mod grpc;
 #[path = "net_http/mod.rs"]
 pub mod net_http;
 pub mod socket;
+pub mod tracked;
 
 /// The records the BPF programs and this crate exchange, generated at build time
 /// from every `<dir>/records.h` (and `include/span_head.h`): one definition, in C.

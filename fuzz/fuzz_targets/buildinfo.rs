@@ -1,5 +1,5 @@
 #![no_main]
-//! See `gosight::inspect::fuzzing::buildinfo`.
+//! See `gosight_fuzz::fuzzing::buildinfo`.
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    gosight::inspect::fuzzing::buildinfo(data);
+    gosight_fuzz::fuzzing::buildinfo(data);
 });

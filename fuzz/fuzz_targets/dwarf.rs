@@ -1,5 +1,5 @@
 #![no_main]
-//! See `gosight::inspect::fuzzing::dwarf`.
+//! See `gosight_fuzz::fuzzing::dwarf`.
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    gosight::inspect::fuzzing::dwarf(data);
+    gosight_fuzz::fuzzing::dwarf(data);
 });

@@ -1,5 +1,5 @@
 #![no_main]
-//! See `gosight::inspect::fuzzing::elf_and_buildinfo`.
+//! See `gosight_fuzz::fuzzing::elf_and_buildinfo`.
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    gosight::inspect::fuzzing::elf_and_buildinfo(data);
+    gosight_fuzz::fuzzing::elf_and_buildinfo(data);
 });

@@ -1,5 +1,5 @@
 #![no_main]
-//! See `gosight::inspect::fuzzing::offsets_db`.
+//! See `gosight_fuzz::fuzzing::offsets_db`.
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    gosight::inspect::fuzzing::offsets_db(data);
+    gosight_fuzz::fuzzing::offsets_db(data);
 });

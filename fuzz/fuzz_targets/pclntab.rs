@@ -1,5 +1,5 @@
 #![no_main]
-//! See `gosight::inspect::fuzzing::pclntab`.
+//! See `gosight_fuzz::fuzzing::pclntab`.
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    gosight::inspect::fuzzing::pclntab(data);
+    gosight_fuzz::fuzzing::pclntab(data);
 });

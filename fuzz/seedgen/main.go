@@ -788,7 +788,7 @@ func dwarfELF(f *elf.File, wanted map[string]bool, compress string) ([]byte, err
 	return file.Bytes(), nil
 }
 
-// itabWindows are the address ranges the itab reader (sidecar/src/inspect/itabs.rs)
+// itabWindows are the address ranges the itab reader (sidecar/goexe/src/itabs.rs)
 // reads for the first eight itabs: each itab, both type descriptors and the names
 // they point at. Up to Go 1.26 the itabs are listed by moduledata.itablinks; from
 // Go 1.27 they lie in a row at types+itaboffset. So that the reader stops after

@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use gosight_goexe::itabs::{self, Itab};
+use gosight_goexe::{Arch, GoBinary};
 use gosight_uprobes::{
     AttachedProbe, FunctionSite, ProbeInputs, ProbeSpan, ProbeSpec, Sampling, TargetInfo, ALL_PROBES,
 };
@@ -15,8 +17,6 @@ use tokio::task::JoinHandle;
 
 use crate::discover::Target;
 use crate::export::{Exporter, TargetHandle};
-use crate::inspect::itabs::{self, Itab};
-use crate::inspect::{Arch, GoBinary};
 use crate::offsets::Resolver;
 use crate::spans::{resource_for, SpanFactory};
 
@@ -253,7 +253,7 @@ fn prepare(
     // Optional functions serve context propagation: not attached when it is off.
     let wanted = spec.functions.iter().filter(|f| !f.optional || shared.propagate);
     let symbols: Vec<&str> = wanted.clone().flat_map(|f| f.symbol.split('|')).collect();
-    let mut found: HashMap<&str, crate::inspect::Function> = symbols
+    let mut found: HashMap<&str, gosight_goexe::Function> = symbols
         .iter()
         .copied()
         .zip(bin.functions(&symbols).map_err(|e| e.to_string())?)

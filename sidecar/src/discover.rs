@@ -11,8 +11,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use gosight_goexe::{GoBinary, InspectError};
+
 use crate::config::Config;
-use crate::inspect::{GoBinary, InspectError};
 use crate::pod::{Containers, Membership};
 
 /// A running process as seen in /proc.

@@ -4,8 +4,10 @@
 //!
 //! 1. [`discover`] — scan `/proc`, recognise Go processes, select targets, watch for
 //!    targets that start, restart or exit.
-//! 2. [`inspect`] — read a target's executable: ELF, Go build info, function file
-//!    offsets and the file offsets of their RET instructions.
+//! 2. inspect — read a target's executable: ELF, Go build info, function file
+//!    offsets and the file offsets of their RET instructions. The crate
+//!    [`gosight_goexe`] (`sidecar/goexe/`) does it, from the file alone, for the
+//!    sidecar as for `offsets-tracker` and the fuzz targets.
 //! 3. [`offsets`] — resolve the struct field offsets the probes read (DWARF first;
 //!    further sources slot in behind it).
 //! 4. [`attach`] — load each probe from `gosight-uprobes` with its offsets and attach
@@ -29,7 +31,6 @@ pub mod config;
 pub mod connections;
 pub mod discover;
 pub mod export;
-pub mod inspect;
 pub mod offsets;
 pub mod pod;
 pub mod propagation;

@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use super::otlp_env::{effective_compression, effective_endpoint, effective_timeout, header_names};
+use super::otlp_env::{
+    effective_compression, effective_endpoint, effective_timeout, header_names, parse_protocol, OtlpProtocol,
+};
 
 /// Where spans go (`OTEL_TRACES_EXPORTER`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,28 +34,6 @@ pub enum ExporterKind {
     Console,
     /// Count and discard.
     None,
-}
-
-/// OTLP wire protocol, which also selects the transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OtlpProtocol {
-    /// gRPC over tonic.
-    Grpc,
-    /// Protobuf over HTTP (reqwest); the default.
-    HttpProtobuf,
-    /// JSON over HTTP (reqwest).
-    HttpJson,
-}
-
-impl OtlpProtocol {
-    /// The spelling used by the environment variables.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OtlpProtocol::Grpc => "grpc",
-            OtlpProtocol::HttpProtobuf => "http/protobuf",
-            OtlpProtocol::HttpJson => "http/json",
-        }
-    }
 }
 
 /// Settings of our batcher (`OTEL_BSP_*`).
@@ -244,15 +224,6 @@ fn parse_exporter(raw: &str) -> anyhow::Result<ExporterKind> {
     })
 }
 
-pub(crate) fn parse_protocol(var: &str, raw: &str) -> anyhow::Result<OtlpProtocol> {
-    Ok(match raw.trim().to_ascii_lowercase().as_str() {
-        "grpc" => OtlpProtocol::Grpc,
-        "http/protobuf" => OtlpProtocol::HttpProtobuf,
-        "http/json" => OtlpProtocol::HttpJson,
-        _ => bail!("{var}: unknown protocol {raw:?} (expected grpc, http/protobuf or http/json)"),
-    })
-}
-
 /// A positive integer variable; anything else warns and yields `default`.
 fn positive(get: &impl Fn(&str) -> Option<String>, var: &str, default: u64, warnings: &mut Vec<String>) -> u64 {
     let Some(raw) = get(var) else { return default };
@@ -266,12 +237,12 @@ fn positive(get: &impl Fn(&str) -> Option<String>, var: &str, default: u64, warn
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
     use std::collections::HashMap;
 
     /// Parses a config from `vars` alone, without touching the process environment.
-    pub(in crate::export) fn parse(vars: &[(&str, &str)]) -> anyhow::Result<(ExportConfig, Vec<String>)> {
+    fn parse(vars: &[(&str, &str)]) -> anyhow::Result<(ExportConfig, Vec<String>)> {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         ExportConfig::from_lookup(|k| map.get(k).cloned())
     }
@@ -356,5 +327,62 @@ pub(super) mod tests {
         assert!(cfg.otlp.endpoint_explicit && cfg.otlp.timeout_explicit);
         assert!(cfg.describe().contains("endpoint=http://127.0.0.1:1/v1/traces"));
         assert!(cfg.describe().contains("timeout=200ms"));
+    }
+
+    #[test]
+    fn protocol_precedence_and_endpoints() {
+        let (cfg, _) = parse(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]).unwrap();
+        assert_eq!(cfg.otlp.protocol, OtlpProtocol::Grpc);
+        assert_eq!(cfg.otlp.endpoint, "http://localhost:4317");
+
+        let (cfg, _) = parse(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.otlp.protocol, OtlpProtocol::HttpJson);
+        assert_eq!(cfg.otlp.endpoint, "http://collector:4318/v1/traces");
+
+        let (cfg, _) = parse(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:9999/custom"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:4318"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.otlp.endpoint, "http://c:9999/custom");
+
+        let (cfg, _) = parse(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "GRPC"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+            ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.otlp.endpoint, "http://collector:4317");
+
+        let err = parse(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")]).unwrap_err();
+        assert!(err.to_string().contains("thrift"), "{err}");
+    }
+
+    #[test]
+    fn otlp_timeout_compression_headers() {
+        let (cfg, warnings) = parse(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "abc"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "GZIP"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=secret, x-tenant=a%20b,broken"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.otlp.timeout, Duration::from_millis(2500));
+        assert_eq!(cfg.otlp.compression.as_deref(), Some("gzip"));
+        assert_eq!(cfg.otlp.header_names, vec!["api-key", "x-tenant"]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"));
+        assert!(!cfg.describe().contains("secret"));
+
+        let (cfg, _) =
+            parse(&[("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"), ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")])
+                .unwrap();
+        assert_eq!(cfg.otlp.compression, None);
     }
 }

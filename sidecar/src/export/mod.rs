@@ -38,8 +38,9 @@ use opentelemetry_sdk::Resource;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-pub(crate) use config::parse_protocol;
-pub use config::{BatchConfig, ExportConfig, ExporterKind, OtlpConfig, OtlpProtocol};
+pub use config::{BatchConfig, ExportConfig, ExporterKind, OtlpConfig};
+pub(crate) use otlp_env::parse_protocol;
+pub use otlp_env::OtlpProtocol;
 
 use batch::{Control, Shared};
 use sink::Sink;

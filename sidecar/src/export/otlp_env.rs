@@ -1,4 +1,5 @@
-//! What `opentelemetry-otlp` 0.33 will resolve from the `OTEL_EXPORTER_OTLP_*` variables.
+//! What `opentelemetry-otlp` 0.33 will resolve from the `OTEL_EXPORTER_OTLP_*` variables,
+//! and the OTLP protocol they name (which `config` reads to pick the transport).
 //!
 //! The crate reads endpoint, headers, timeout, compression and (gRPC) insecure from the
 //! environment itself; these functions mirror its rules so that the start-up log can
@@ -7,7 +8,39 @@
 
 use std::time::Duration;
 
-use super::config::OtlpProtocol;
+use anyhow::bail;
+
+/// OTLP wire protocol, which also selects the transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// gRPC over tonic.
+    Grpc,
+    /// Protobuf over HTTP (reqwest); the default.
+    HttpProtobuf,
+    /// JSON over HTTP (reqwest).
+    HttpJson,
+}
+
+impl OtlpProtocol {
+    /// The spelling used by the environment variables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtlpProtocol::Grpc => "grpc",
+            OtlpProtocol::HttpProtobuf => "http/protobuf",
+            OtlpProtocol::HttpJson => "http/json",
+        }
+    }
+}
+
+/// The protocol as the variables spell it (`var` names the variable in the error).
+pub(crate) fn parse_protocol(var: &str, raw: &str) -> anyhow::Result<OtlpProtocol> {
+    Ok(match raw.trim().to_ascii_lowercase().as_str() {
+        "grpc" => OtlpProtocol::Grpc,
+        "http/protobuf" => OtlpProtocol::HttpProtobuf,
+        "http/json" => OtlpProtocol::HttpJson,
+        _ => bail!("{var}: unknown protocol {raw:?} (expected grpc, http/protobuf or http/json)"),
+    })
+}
 
 /// Default OTLP request timeout applied by `opentelemetry-otlp` when none is set.
 const OTLP_TIMEOUT_DEFAULT: Duration = Duration::from_millis(10_000);
@@ -92,68 +125,4 @@ pub(crate) fn header_names(lookup: &impl Fn(&str) -> Option<String>) -> Vec<Stri
         .filter(|(k, v)| !k.trim().is_empty() && !v.trim().is_empty())
         .map(|(k, _)| k.trim().to_string())
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::config::tests::parse;
-    use super::super::config::OtlpProtocol;
-    use std::time::Duration;
-
-    #[test]
-    fn protocol_precedence_and_endpoints() {
-        let (cfg, _) = parse(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]).unwrap();
-        assert_eq!(cfg.otlp.protocol, OtlpProtocol::Grpc);
-        assert_eq!(cfg.otlp.endpoint, "http://localhost:4317");
-
-        let (cfg, _) = parse(&[
-            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
-        ])
-        .unwrap();
-        assert_eq!(cfg.otlp.protocol, OtlpProtocol::HttpJson);
-        assert_eq!(cfg.otlp.endpoint, "http://collector:4318/v1/traces");
-
-        let (cfg, _) = parse(&[
-            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:9999/custom"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:4318"),
-        ])
-        .unwrap();
-        assert_eq!(cfg.otlp.endpoint, "http://c:9999/custom");
-
-        let (cfg, _) = parse(&[
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "GRPC"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
-            ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
-        ])
-        .unwrap();
-        assert_eq!(cfg.otlp.endpoint, "http://collector:4317");
-
-        let err = parse(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")]).unwrap_err();
-        assert!(err.to_string().contains("thrift"), "{err}");
-    }
-
-    #[test]
-    fn otlp_timeout_compression_headers() {
-        let (cfg, warnings) = parse(&[
-            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "abc"),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
-            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "GZIP"),
-            ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=secret, x-tenant=a%20b,broken"),
-        ])
-        .unwrap();
-        assert_eq!(cfg.otlp.timeout, Duration::from_millis(2500));
-        assert_eq!(cfg.otlp.compression.as_deref(), Some("gzip"));
-        assert_eq!(cfg.otlp.header_names, vec!["api-key", "x-tenant"]);
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0].contains("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"));
-        assert!(!cfg.describe().contains("secret"));
-
-        let (cfg, _) =
-            parse(&[("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"), ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")])
-                .unwrap();
-        assert_eq!(cfg.otlp.compression, None);
-    }
 }

@@ -11,8 +11,9 @@ use opentelemetry_otlp::{Protocol, RetryPolicy, WithExportConfig, WithHttpConfig
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use opentelemetry_sdk::Resource;
 
-use super::config::{ExportConfig, ExporterKind, OtlpConfig, OtlpProtocol};
+use super::config::{ExportConfig, ExporterKind, OtlpConfig};
 use super::console;
+use super::otlp_env::OtlpProtocol;
 
 /// Retries inside one export call, for retryable failures only (connection errors,
 /// gRPC UNAVAILABLE etc., HTTP 429/502/503/504). Backoff 100ms, 200ms, 400ms (capped

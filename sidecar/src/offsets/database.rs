@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use gosight_offsets_db::{Coverage, Database, Value};
 
-use super::modules::ModuleVersions;
+use gosight_goexe::modules::ModuleVersions;
+
 use super::{Lookup, OffsetSource};
 
 /// Loads the database `gosight` uses: the embedded one with `file` laid over it.
@@ -89,6 +90,12 @@ mod tests {
         let p = std::env::temp_dir().join(format!("gosight-db-{}-{name}.json", std::process::id()));
         std::fs::write(&p, text).unwrap();
         p
+    }
+
+    /// Layout versions name the standard library as the database keys it.
+    #[test]
+    fn the_standard_library_has_one_name() {
+        assert_eq!(gosight_goexe::modules::STD, gosight_offsets_db::STD);
     }
 
     #[test]

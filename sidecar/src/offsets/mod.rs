@@ -8,32 +8,18 @@
 //! one line naming the field and the version; the others keep running.
 
 pub mod database;
-pub mod dwarf;
-pub mod modules;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use gosight_goexe::dwarf;
+use gosight_goexe::modules::ModuleVersions;
+use gosight_goexe::{GoBinary, InspectError};
 use gosight_offsets_db::Database;
-use gosight_uprobes::{FieldSpec, ProbeSpec, ALL_PROBES, OFF_ABSENT};
+use gosight_uprobes::tracked::tracked_fields;
+use gosight_uprobes::{FieldSpec, ProbeSpec, OFF_ABSENT};
 
-use crate::inspect::{GoBinary, InspectError};
 use database::DatabaseSource;
-use modules::ModuleVersions;
-
-/// Every field gosight may read, alternatives split: what the database must hold.
-/// (`struct`, `field`) pairs, sorted and without duplicates.
-pub fn tracked_fields() -> Vec<(&'static str, &'static str)> {
-    let mut out: Vec<(&str, &str)> = ALL_PROBES
-        .iter()
-        .flat_map(|p| p.all_fields())
-        .chain(crate::inspect::itabs::FIELDS)
-        .flat_map(|f| f.field.split('|').map(move |alt| (f.strukt, alt)))
-        .collect();
-    out.sort();
-    out.dedup();
-    out
-}
 
 /// What a source knows about one field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,8 +179,8 @@ mod tests {
     const F: FieldSpec = FieldSpec { global: "g", strukt: "a.B", field: "C", required: true };
 
     fn go1_22() -> ModuleVersions {
-        let build = crate::inspect::BuildInfo {
-            go_version: crate::inspect::GoVersion::parse("go1.22.0").unwrap(),
+        let build = gosight_goexe::BuildInfo {
+            go_version: gosight_goexe::GoVersion::parse("go1.22.0").unwrap(),
             ..Default::default()
         };
         ModuleVersions::of(&build)

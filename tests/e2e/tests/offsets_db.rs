@@ -9,14 +9,14 @@
 use std::process::Command;
 use std::time::Duration;
 
-use gosight::inspect::GoBinary;
-use gosight::offsets::dwarf::struct_fields;
-use gosight::offsets::modules::ModuleVersions;
-use gosight::offsets::tracked_fields;
 use gosight_e2e::collector::{require_collector, Collector};
 use gosight_e2e::process::{Child, HttpConn};
 use gosight_e2e::*;
+use gosight_goexe::dwarf::struct_fields;
+use gosight_goexe::modules::ModuleVersions;
+use gosight_goexe::GoBinary;
 use gosight_offsets_db::{Database, Value};
+use gosight_uprobes::tracked::tracked_fields;
 
 /// Compares one binary; returns (fields compared, mismatches).
 fn compare(db: &Database, path: &std::path::Path) -> (usize, Vec<String>) {

@@ -1,7 +1,7 @@
 //! `offsets-tracker` regenerates `offsets-db/offsets.json`, the versioned database of
 //! Go struct field offsets that `gosight` uses for binaries without DWARF.
 //!
-//! The fields it measures are exactly `gosight::offsets::tracked_fields()` — every
+//! The fields it measures are exactly `gosight_uprobes::tracked::tracked_fields()` — every
 //! field a probe (or the itab reader) may read — and it reads them with the sidecar's
 //! own DWARF code, so the database says what the sidecar would have read from an
 //! unstripped build of the same versions. A run:

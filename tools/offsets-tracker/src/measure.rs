@@ -1,16 +1,17 @@
 //! Reading one built program: the offset of every tracked field, by the module
 //! version its struct's layout follows — with the same code the sidecar uses
-//! (`gosight::offsets::dwarf`, `gosight::offsets::modules`), so the database holds
+//! (`gosight_goexe::dwarf`, `gosight_goexe::modules`), so the database holds
 //! exactly what the sidecar would have read from DWARF.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use gosight::inspect::{BuildInfo, GoBinary, Module};
-use gosight::offsets::modules::{package_of, ModuleVersions};
-use gosight::offsets::{dwarf, tracked_fields};
+use gosight_goexe::dwarf;
+use gosight_goexe::modules::{package_of, ModuleVersions};
+use gosight_goexe::{BuildInfo, GoBinary, Module};
 use gosight_offsets_db::{Database, Value, STD};
+use gosight_uprobes::tracked::tracked_fields;
 
 use crate::sources::Verdict;
 

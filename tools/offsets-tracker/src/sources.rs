@@ -5,7 +5,7 @@
 //! The judge is the source the build compiled: `go list` (same toolchain, same build
 //! tags) names each package's files, and those are searched for the declaration.
 
-use gosight::offsets::modules::package_of;
+use gosight_goexe::modules::package_of;
 
 use crate::gobuild::Package;
 

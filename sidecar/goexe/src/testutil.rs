@@ -1,5 +1,7 @@
-//! Test support: builds the Go programs under `sidecar/tests/fixtures/` with the `go`
-//! on PATH (optionally for another GOARCH or toolchain) and caches them per process.
+//! Test support: builds the Go programs under `sidecar/goexe/tests/fixtures/` with the
+//! `go` on PATH (optionally for another GOARCH or toolchain) and caches them per
+//! process. Compiled for this crate's tests, and for other crates' tests with the
+//! `testutil` feature (the fuzz crate's).
 //!
 //! Without `go`, tests print "skipped: go not found" and pass — except under `CI=true`,
 //! where a missing toolchain is an error.
@@ -11,7 +13,7 @@ use std::sync::Mutex;
 
 /// What to build: a fixture directory and its build environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub(crate) struct Build {
+pub struct Build {
     fixture: String,
     goarch: Option<String>,
     toolchain: Option<String>,
@@ -20,27 +22,27 @@ pub(crate) struct Build {
 }
 
 impl Build {
-    pub(crate) fn new(fixture: &str) -> Build {
+    pub fn new(fixture: &str) -> Build {
         Build { fixture: fixture.to_string(), ..Build::default() }
     }
 
-    pub(crate) fn goarch(mut self, goarch: &str) -> Build {
+    pub fn goarch(mut self, goarch: &str) -> Build {
         self.goarch = Some(goarch.to_string());
         self
     }
 
     /// A `GOTOOLCHAIN` value such as `go1.22.12` (downloaded by `go` if needed).
-    pub(crate) fn toolchain(mut self, toolchain: &str) -> Build {
+    pub fn toolchain(mut self, toolchain: &str) -> Build {
         self.toolchain = Some(toolchain.to_string());
         self
     }
 
-    pub(crate) fn buildmode(mut self, buildmode: &str) -> Build {
+    pub fn buildmode(mut self, buildmode: &str) -> Build {
         self.buildmode = Some(buildmode.to_string());
         self
     }
 
-    pub(crate) fn ldflags(mut self, ldflags: &str) -> Build {
+    pub fn ldflags(mut self, ldflags: &str) -> Build {
         self.ldflags = Some(ldflags.to_string());
         self
     }
@@ -70,10 +72,10 @@ impl Build {
 
 /// A built fixture binary.
 #[derive(Debug, Clone)]
-pub(crate) struct Built {
-    pub(crate) path: PathBuf,
+pub struct Built {
+    pub path: PathBuf,
     /// `go env GOVERSION` of the toolchain that built it.
-    pub(crate) go_version: String,
+    pub go_version: String,
 }
 
 impl AsRef<Path> for Built {
@@ -86,7 +88,7 @@ static BUILT: Mutex<Option<HashMap<Build, Built>>> = Mutex::new(None);
 
 /// Builds (once per test process) and returns the fixture binary, or `None` when `go`
 /// is not installed outside CI. Panics when the build itself fails.
-pub(crate) fn build_fixture(build: &Build) -> Option<Built> {
+pub fn build_fixture(build: &Build) -> Option<Built> {
     if !go_available() {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("the Go toolchain (`go`) is not on PATH; CI needs it for the fixture tests");

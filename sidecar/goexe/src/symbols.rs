@@ -1,7 +1,7 @@
 //! Opening a Go executable and locating its functions by name.
 //!
 //! A function is found by a *lookup source* (the ELF `.symtab`, or for stripped
-//! binaries the Go runtime's own `.gopclntab`, see [`super::pclntab`]), then turned into
+//! binaries the Go runtime's own `.gopclntab`, see [`crate::pclntab`]), then turned into
 //! file offsets through the PT_LOAD segment that holds it, and its bytes are scanned for
 //! RET instructions. Both sources yield identical [`Function`]s.
 
@@ -11,16 +11,9 @@ use std::path::{Path, PathBuf};
 
 use object::{Architecture, Object, ObjectSection, ObjectSegment, ObjectSymbol, ObjectSymbolTable};
 
-use super::pclntab::{Fault, Pclntab};
-use super::returns::return_offsets;
-use super::{Arch, BuildInfo, Function, GoBinary, GoVersion, InspectError};
-
-/// Where a function lives in memory, as reported by a lookup source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Located {
-    pub(super) address: u64,
-    pub(super) size: u64,
-}
+use crate::pclntab::{Fault, Located, Pclntab};
+use crate::returns::return_offsets;
+use crate::{Arch, BuildInfo, Function, GoBinary, GoVersion, InspectError};
 
 /// The sources a function can be looked up in, in order of preference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +40,7 @@ impl GoBinary {
 
     /// What [`GoBinary::open`] does once the file is mapped (`path` names it in errors);
     /// also used by the fuzz targets on bytes that never were a file.
-    pub(crate) fn from_map(path: PathBuf, map: memmap2::Mmap) -> Result<GoBinary, InspectError> {
+    pub fn from_map(path: PathBuf, map: memmap2::Mmap) -> Result<GoBinary, InspectError> {
         if !map.starts_with(b"\x7fELF") {
             return Err(InspectError::NotElf(path));
         }
@@ -315,7 +308,7 @@ impl<'a> FileImage<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::testutil::{build_fixture, Build};
+    use crate::testutil::{build_fixture, Build};
 
     /// Writes a file into a directory private to this process and `test`.
     fn scratch_file(test: &str, name: &str, bytes: &[u8]) -> PathBuf {

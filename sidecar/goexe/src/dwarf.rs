@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 
 use gimli::{
     AttributeValue, DebugAbbrev, DebugAbbrevOffset, DebugInfo, DebugLineStr, DebugStr, DebugStrOffsets,
@@ -16,7 +17,7 @@ use gimli::{
 };
 use object::{Object, ObjectSection};
 
-use crate::inspect::{GoBinary, InspectError};
+use crate::{GoBinary, InspectError};
 
 /// Field offsets per struct: struct name (`net/url.URL`) → field name → byte offset.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,12 +70,17 @@ struct Sections<'d> {
 /// the binary's DWARF. Stops as soon as every wanted struct has been seen. A binary
 /// without DWARF yields an empty [`StructFields`]; structs not in the binary are absent.
 pub fn struct_fields(bin: &GoBinary, wanted: &[&str]) -> Result<StructFields, InspectError> {
-    let obj = bin.object();
-    let malformed = |what: String| InspectError::Malformed(format!("{}: DWARF: {what}", bin.path.display()));
-    let Some(info) = load_section(&obj, "info").map_err(&malformed)? else {
+    struct_fields_of(&bin.object(), &bin.path, wanted)
+}
+
+/// [`struct_fields`] for any object file, Go build info or not (`path` names it in
+/// errors).
+pub fn struct_fields_of(obj: &object::File<'_>, path: &Path, wanted: &[&str]) -> Result<StructFields, InspectError> {
+    let malformed = |what: String| InspectError::Malformed(format!("{}: DWARF: {what}", path.display()));
+    let Some(info) = load_section(obj, "info").map_err(&malformed)? else {
         return Ok(StructFields::default());
     };
-    let load = |name| load_section(&obj, name).map(Option::unwrap_or_default).map_err(&malformed);
+    let load = |name| load_section(obj, name).map(Option::unwrap_or_default).map_err(&malformed);
     let abbrev = load("abbrev")?;
     let str = load("str")?;
     let str_offsets = load("str_offsets")?;
@@ -238,7 +244,7 @@ fn member_location(value: AttributeValue<R<'_>>) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::testutil::{build_fixture, Build};
+    use crate::testutil::{build_fixture, Build};
 
     const WANTED: &[&str] = &["net/http.Request", "net/url.URL", "net/http.response"];
     const SHOWN: &[(&str, &str)] = &[
@@ -287,7 +293,7 @@ mod tests {
         let Some(built) = build_fixture(&Build::new("httpprog")) else {
             return;
         };
-        let v = crate::inspect::GoVersion::parse(&built.go_version).expect("go version");
+        let v = crate::GoVersion::parse(&built.go_version).expect("go version");
         check(Build::new("httpprog"), v.at_least(1, 23));
     }
 

@@ -1,28 +1,26 @@
-//! Entry points for the fuzz targets in `fuzz/` (see `fuzz/src/lib.rs`): each runs one
-//! binary reader on arbitrary bytes, as if they were a file, and drives every public
-//! lookup on whatever it accepts. Errors are expected and ignored; a panic (including
-//! an arithmetic overflow in a debug-assertions build, which is how the fuzzers build)
-//! is a bug in the reader. Not part of gosight's API.
+//! Entry points of the fuzz targets (`fuzz_targets/`): each runs one reader of
+//! `gosight-goexe` (or the offsets database) on arbitrary bytes, as if they were a
+//! file, and drives every public lookup on whatever it accepts. Errors are expected
+//! and ignored; a panic (including an arithmetic overflow in a debug-assertions
+//! build, which is how the fuzzers build) is a bug in the reader.
 //!
-//! This module is a child of `inspect` so that it can build a [`GoBinary`] from bytes
-//! (an anonymous memory map) and reach the pclntab parser without a file.
+//! A [`GoBinary`] is made from bytes through an anonymous memory map
+//! ([`GoBinary::from_map`]); the pclntab parser is public ([`gosight_goexe::pclntab`]).
+//! The sidecar's resolver (its DWARF, then the database) is mirrored by
+//! [`field_offset`], without the sidecar crate (tokio, aya, OTLP).
 //!
 //! Each entry returns a [`Reached`] summary of how far the input got, for the unit
 //! tests below to check that real binaries reach the success paths.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use gosight_offsets_db::{version, Database, STD};
-use gosight_uprobes::ALL_PROBES;
-use object::Object;
-
-use super::pclntab::Pclntab;
-use super::{Arch, BuildInfo, Function, GoBinary, GoVersion, InspectError};
-use crate::offsets::database::DatabaseSource;
-use crate::offsets::modules::{package_of, ModuleVersions};
-use crate::offsets::{dwarf, tracked_fields, OffsetSource, Resolver};
+use gosight_goexe::dwarf::{self, StructFields};
+use gosight_goexe::modules::{package_of, ModuleVersions};
+use gosight_goexe::pclntab::Pclntab;
+use gosight_goexe::{itabs, BuildInfo, Function, GoBinary, GoVersion, InspectError, Module};
+use gosight_offsets_db::{version, Database, Value, STD};
 
 /// How far one input got, summed over the lookups an entry makes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -45,30 +43,46 @@ const PF_X: u32 = 1;
 const PF_W: u32 = 2;
 const PF_R: u32 = 4;
 
-/// Every function name a probe may look up (alternatives split), plus two that every
-/// Go binary has.
+/// The functions the probes look up (`gosight-uprobes`, alternatives split, as of
+/// this writing; `fuzz/seed.sh` keeps the functions its sources name in the seeds),
+/// plus two that every Go binary has. A name missing here costs coverage, nothing
+/// else: every name takes the same paths.
+const FUNCTION_NAMES: &[&str] = &[
+    "google.golang.org/grpc.(*Server).handleStream",
+    "google.golang.org/grpc.(*clientStream).newAttemptLocked",
+    "google.golang.org/grpc.(*csAttempt).finish",
+    "google.golang.org/grpc/internal/transport.(*http2Client).createHeaderFields",
+    "google.golang.org/grpc/internal/transport.(*http2Server).WriteStatus",
+    "google.golang.org/grpc/internal/transport.(*http2Server).writeStatus",
+    "google.golang.org/grpc/internal/transport.(*loopyWriter).clientHeaderHandler",
+    "google.golang.org/grpc/internal/transport.(*loopyWriter).originateStream",
+    "main.main",
+    "net/http.(*Request).write",
+    "net/http.(*Transport).roundTrip",
+    "net/http.serverHandler.ServeHTTP",
+    "runtime.main",
+];
+
 fn function_names() -> &'static [&'static str] {
-    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
-    NAMES.get_or_init(|| {
-        let mut names: Vec<&str> = ALL_PROBES
-            .iter()
-            .flat_map(|p| p.functions)
-            .flat_map(|f| f.symbol.split('|'))
-            .chain(["main.main", "runtime.main"])
-            .collect();
-        names.sort();
-        names.dedup();
-        names
-    })
+    FUNCTION_NAMES
 }
 
 /// Data symbols of every Go binary (itab symbols are listed by prefix).
 const DATA_SYMBOLS: &[&str] = &["runtime.buildVersion", "runtime.firstmoduledata", "io.EOF"];
 
-/// The (struct, field) pairs gosight reads.
+/// The (struct, field) pairs gosight reads: those the embedded database tracks
+/// (`offsets-tracker` records every field the probes and the itab reader read) and
+/// the itab reader's.
 fn fields() -> &'static [(&'static str, &'static str)] {
     static FIELDS: OnceLock<Vec<(&'static str, &'static str)>> = OnceLock::new();
-    FIELDS.get_or_init(tracked_fields)
+    FIELDS.get_or_init(|| {
+        let db = embedded_db();
+        let mut out: Vec<(&str, &str)> =
+            db.modules().flat_map(|m| db.fields(m)).chain(itabs::FIELDS.iter().copied()).collect();
+        out.sort();
+        out.dedup();
+        out
+    })
 }
 
 /// The structs whose fields gosight reads.
@@ -81,9 +95,9 @@ fn structs() -> &'static [&'static str] {
 }
 
 /// The embedded offsets database, parsed once.
-fn embedded_db() -> Arc<Database> {
-    static DB: OnceLock<Arc<Database>> = OnceLock::new();
-    DB.get_or_init(|| Arc::new(Database::embedded())).clone()
+fn embedded_db() -> &'static Database {
+    static DB: OnceLock<Database> = OnceLock::new();
+    DB.get_or_init(Database::embedded)
 }
 
 /// A small database to lay fuzzed ones over and under (cloning the embedded one on
@@ -115,15 +129,25 @@ fn go_binary(data: &[u8]) -> Result<GoBinary, InspectError> {
     GoBinary::from_map(PathBuf::from(PATH), map(data)?)
 }
 
-/// Any object file `object` parses, as a [`GoBinary`] without build info (the DWARF
-/// reader does not need any).
-fn any_binary(data: &[u8]) -> Option<GoBinary> {
-    let map = map(data).ok()?;
-    let arch = match object::File::parse(&*map).ok()?.architecture() {
-        object::Architecture::Aarch64 => Arch::Aarch64,
-        _ => Arch::X86_64,
-    };
-    Some(GoBinary { path: PathBuf::from(PATH), arch, build: BuildInfo::default(), map })
+/// What the sidecar's resolver answers for a field: the binary's DWARF, then the
+/// database for the module version the struct follows.
+fn field_offset(
+    dwarf: Option<&StructFields>,
+    db: &Database,
+    versions: &ModuleVersions,
+    s: &str,
+    f: &str,
+) -> Option<u64> {
+    dwarf.and_then(|d| d.offset(s, f)).or_else(|| match database_lookup(db, versions, s, f)? {
+        Value::Offset(o) => Some(o),
+        Value::Absent => None,
+    })
+}
+
+/// The database's answer for a field, looked up as the sidecar does.
+fn database_lookup(db: &Database, versions: &ModuleVersions, s: &str, f: &str) -> Option<Value> {
+    let lv = versions.for_struct(s);
+    db.lookup(&lv.module, lv.version.as_deref()?, s, f)
 }
 
 /// Checks what the readers promise about a located function: its bytes are in the
@@ -140,8 +164,8 @@ fn check_function(data_len: usize, f: &Function) {
 }
 
 /// Open the bytes as a Go executable, then ask everything the sidecar asks: build
-/// info, functions (by `.symtab` and by pclntab), data symbols, struct offsets from
-/// DWARF and the offsets database, and each probe's resolved fields.
+/// info, functions (by `.symtab` and by pclntab), data symbols, every tracked
+/// field's offset from DWARF and the offsets database, and the itab table.
 pub fn elf_and_buildinfo(data: &[u8]) -> Reached {
     let mut reached = Reached::default();
     let Ok(bin) = go_binary(data) else {
@@ -172,26 +196,27 @@ pub fn elf_and_buildinfo(data: &[u8]) -> Reached {
         reached.values += usize::from(bin.symbol_address(name).is_some());
     }
     reached.values += bin.symbols_with_prefix("go:itab.").len();
-    reached.values += drive_build(&bin.build, &embedded_db());
-    let resolver = Resolver::for_binary(&bin, embedded_db());
+    let db = embedded_db();
+    reached.values += drive_build(&bin.build, db);
+    // Every tracked field, as the sidecar resolves it: DWARF, then the database.
+    let dwarf = dwarf::struct_fields(&bin, structs()).ok();
+    let versions = ModuleVersions::of(&bin.build);
+    let offset = |s: &str, f: &str| field_offset(dwarf.as_ref(), db, &versions, s, f);
+    for (s, f) in fields() {
+        reached.values += usize::from(offset(s, f).is_some());
+    }
     // The itab table, with the binary's own layouts (DWARF, or the database for its
     // Go version) or else Go 1.26's; then with Go 1.27's alone (itabs inline in the
     // type section), so that inputs without DWARF reach both ways of listing them.
     if let Some(md) = bin.moduledata_address() {
         reached.values += usize::from(bin.bytes_at(md, 8).is_some());
     }
-    let offsets = |s: &str, f: &str| resolver.offset(s, f).or_else(|| go126_layout(s, f));
-    if let Ok(itabs) = super::itabs::read(&bin, &offsets) {
+    let offsets = |s: &str, f: &str| offset(s, f).or_else(|| go126_layout(s, f));
+    if let Ok(itabs) = itabs::read(&bin, &offsets) {
         reached.values += itabs.len();
     }
-    if let Ok(itabs) = super::itabs::read(&bin, &go127_layout) {
+    if let Ok(itabs) = itabs::read(&bin, &go127_layout) {
         reached.values += itabs.len();
-    }
-    for probe in ALL_PROBES {
-        if let Ok(fields) = resolver.resolve(probe) {
-            reached.values += fields.len();
-        }
-        let _ = (probe.derive)(&|s, f| resolver.offset(s, f));
     }
     reached
 }
@@ -230,8 +255,9 @@ fn go127_layout(strukt: &str, field: &str) -> Option<u64> {
 }
 
 /// Everything that reads build info: module lookups, the module version each
-/// tracked struct follows, and the offsets database's answers for them.
-fn drive_build(build: &BuildInfo, db: &Arc<Database>) -> usize {
+/// tracked struct follows, and the offsets database's answers for them (coverage
+/// of each version, as the sidecar's log notes, and each field).
+fn drive_build(build: &BuildInfo, db: &Database) -> usize {
     let mut values = 0;
     let _ = (build.go_version.at_least(1, 22), build.setting("GOARCH"));
     for m in build.deps.iter().chain(build.main_module.iter()) {
@@ -246,12 +272,14 @@ fn drive_build(build: &BuildInfo, db: &Arc<Database>) -> usize {
     for strukt in structs() {
         let _ = package_of(strukt);
     }
-    let source = DatabaseSource::new(db.clone(), versions);
-    let _ = source.coverage_notes(structs().iter().copied());
-    for (strukt, field) in fields() {
-        if !matches!(source.lookup(strukt, field), crate::offsets::Lookup::Unknown) {
-            values += 1;
+    for strukt in structs() {
+        let lv = versions.for_struct(strukt);
+        if let Some(version) = &lv.version {
+            let _ = (db.coverage(&lv.module, version), db.versions(&lv.module).last());
         }
+    }
+    for (strukt, field) in fields() {
+        values += usize::from(database_lookup(db, &versions, strukt, field).is_some());
     }
     values
 }
@@ -313,13 +341,13 @@ pub fn pclntab(data: &[u8]) -> Reached {
 /// structs, then every struct.
 pub fn dwarf(data: &[u8]) -> Reached {
     let mut reached = Reached::default();
-    let Some(bin) = any_binary(data) else {
+    let Ok(obj) = object::File::parse(data) else {
         return reached;
     };
     reached.parsed = true;
     let all: &[&str] = &[];
     for wanted in [structs(), all] {
-        if let Ok(fields) = dwarf::struct_fields(&bin, wanted) {
+        if let Ok(fields) = dwarf::struct_fields_of(&obj, Path::new(PATH), wanted) {
             for (name, members) in fields.iter() {
                 assert!(fields.has_struct(name));
                 reached.values += members.len();
@@ -339,13 +367,13 @@ pub fn buildinfo(data: &[u8]) -> Reached {
     let (version, modinfo) = text.split_once('\n').unwrap_or((&text, ""));
     let go = GoVersion::parse(version).unwrap_or_default();
     let build = BuildInfo::parse_modinfo(go, modinfo);
-    reached.values += drive_build(&build, &db);
+    reached.values += drive_build(&build, db);
 
     let elf = synthetic_elf(&[(PF_R | PF_W, DATA_ADDR, data, data.len() as u64)]);
     let obj = object::File::parse(&*elf).expect("synthetic ELF parses");
     if let Ok(Some(build)) = BuildInfo::from_object(&obj, Path::new(PATH)) {
         reached.parsed = true;
-        reached.values += drive_build(&build, &db);
+        reached.values += drive_build(&build, db);
     }
     reached
 }
@@ -384,7 +412,7 @@ pub fn offsets_db(data: &[u8]) -> Reached {
         }
         if m != STD {
             if let Some(v) = versions.last() {
-                deps.push(super::Module { path: m.clone(), version: v.to_string(), ..Default::default() });
+                deps.push(Module { path: m.clone(), version: v.to_string(), ..Default::default() });
             }
         }
     }
@@ -395,7 +423,7 @@ pub fn offsets_db(data: &[u8]) -> Reached {
     let _ = db.restrict(|_, v| v.len() % 2 == 0);
     let go = db.versions(STD).last().copied().unwrap_or("go1.22.0");
     let build = BuildInfo { go_version: GoVersion::parse(go).unwrap_or_default(), deps, ..Default::default() };
-    reached.values += drive_build(&build, &Arc::new(db));
+    reached.values += drive_build(&build, &db);
     reached
 }
 
@@ -438,8 +466,10 @@ fn word_le(data: &[u8], at: usize, width: usize) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use gosight_goexe::testutil::{build_fixture, Build};
+    use object::Object;
+
     use super::*;
-    use crate::inspect::testutil::{build_fixture, Build};
 
     type Entry = fn(&[u8]) -> Reached;
 
@@ -456,7 +486,7 @@ mod tests {
     /// degenerate ones: no panic.
     #[test]
     fn regressions_and_degenerate_inputs() {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/regressions");
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/regressions");
         for (target, entry) in ENTRIES {
             for input in [&b""[..], b"\x7fELF", &[0xff; 64], b"{}", b"\xff Go buildinf:"] {
                 entry(input);
@@ -477,14 +507,15 @@ mod tests {
     /// input claimed 16 GiB, and decompressing allocated and zeroed all of it).
     #[test]
     fn dwarf_claiming_an_impossible_size_is_an_error() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/regressions/dwarf/zlib-claims-16-gib");
-        let bin = any_binary(&std::fs::read(path).unwrap()).unwrap();
-        let err = dwarf::struct_fields(&bin, &["runtime.g"]).unwrap_err();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/regressions/dwarf/zlib-claims-16-gib");
+        let data = std::fs::read(path).unwrap();
+        let obj = object::File::parse(&*data).unwrap();
+        let err = dwarf::struct_fields_of(&obj, Path::new(path), &["runtime.g"]).unwrap_err();
         assert!(err.to_string().contains("cannot hold"), "{err}");
     }
 
     /// How far each seed `fuzz/seed.sh` made gets (`GOSIGHT_FUZZ_SEEDS=<corpus dir>
-    /// cargo test -p gosight --lib seed_report -- --ignored --nocapture`).
+    /// cargo test --manifest-path fuzz/Cargo.toml --lib seed_report -- --ignored --nocapture`).
     #[test]
     #[ignore]
     fn seed_report() {

@@ -25,8 +25,6 @@ use std::collections::HashMap;
 
 use object::{Object, ObjectSection, ObjectSegment, SegmentFlags};
 
-use super::symbols::Located;
-
 const MAGIC_GO120: u32 = 0xffff_fff1;
 const MAGIC_GO118: u32 = 0xffff_fff0;
 /// Go 1.2–1.15 and Go 1.16–1.17: a different layout, not supported.
@@ -39,9 +37,17 @@ const PF_W: u32 = 2;
 /// Preference among same-named functions, lower first: (assembly, special or wrapper).
 type Rank = (bool, bool);
 
+/// Where a function lives in memory, as reported by a lookup source (this table, or
+/// the ELF `.symtab` in `symbols.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Located {
+    pub address: u64,
+    pub size: u64,
+}
+
 /// Why the table cannot be used; the caller adds the binary's path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Fault {
+pub enum Fault {
     Unsupported(String),
     Malformed(String),
 }
@@ -52,7 +58,7 @@ fn malformed(msg: impl Into<String>) -> Fault {
 
 /// Where the text start (the base of every entry offset) was taken from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum TextStart {
+pub enum TextStart {
     Header,
     Moduledata,
     TextSection,
@@ -60,7 +66,7 @@ pub(super) enum TextStart {
 
 /// A parsed pclntab header over the table's bytes.
 #[derive(Debug, Clone)]
-pub(super) struct Pclntab<'data> {
+pub struct Pclntab<'data> {
     /// From the header to the end of its section (or segment).
     data: &'data [u8],
     /// Virtual address of the header.
@@ -71,7 +77,7 @@ pub(super) struct Pclntab<'data> {
     ptr_size: usize,
     nfunc: usize,
     /// The header's textStart word, as written in the file.
-    pub(super) header_text_start: u64,
+    pub header_text_start: u64,
     funcnametab: usize,
     pctab: usize,
     functab: usize,
@@ -80,7 +86,7 @@ pub(super) struct Pclntab<'data> {
 impl<'data> Pclntab<'data> {
     /// Parses and bounds-checks the header of the table starting at `data[0]`, which is
     /// mapped at `address`.
-    pub(super) fn parse(data: &'data [u8], address: u64) -> Result<Pclntab<'data>, Fault> {
+    pub fn parse(data: &'data [u8], address: u64) -> Result<Pclntab<'data>, Fault> {
         let magic = u32_at(data, 0)?;
         let go118 = match magic {
             MAGIC_GO120 => false,
@@ -126,7 +132,7 @@ impl<'data> Pclntab<'data> {
     }
 
     /// Finds the table in `obj` and the text start its entry offsets are relative to.
-    pub(super) fn find(obj: &object::File<'data>) -> Result<(Pclntab<'data>, u64, TextStart), Fault> {
+    pub fn find(obj: &object::File<'data>) -> Result<(Pclntab<'data>, u64, TextStart), Fault> {
         let table = locate_table(obj)?;
         let (text, source) = table.text_start(obj)?;
         Ok((table, text, source))
@@ -138,7 +144,7 @@ impl<'data> Pclntab<'data> {
     /// calls by the plain name: not assembly, then not a special or wrapper function.
     /// (Unlike `.symtab`, which calls them `name.abi0`, assembly functions without a
     /// wrapper are found by their plain name.)
-    pub(super) fn locate(&self, names: &[&str], text: u64) -> Result<Vec<Option<Located>>, Fault> {
+    pub fn locate(&self, names: &[&str], text: u64) -> Result<Vec<Option<Located>>, Fault> {
         let mut wanted: HashMap<&[u8], Option<(Rank, Located)>> = names.iter().map(|n| (n.as_bytes(), None)).collect();
         let (id_at, min_len) = if self.go118 { (36, 40) } else { (40, 44) };
         for i in 0..self.nfunc {
@@ -247,7 +253,7 @@ impl<'data> Pclntab<'data> {
 
     /// Address of `runtime.firstmoduledata` (for the itab and type tables of stripped
     /// binaries).
-    pub(super) fn moduledata(&self, obj: &object::File<'_>) -> Option<u64> {
+    pub fn moduledata(&self, obj: &object::File<'_>) -> Option<u64> {
         let first = u64::from(self.entry_off(0).ok()?);
         let end = u64::from(self.entry_off(self.nfunc).ok()?);
         self.moduledata_with(obj, first, end).map(|(address, _)| address)
@@ -454,8 +460,8 @@ mod tests {
     /// so from Go 1.26 (textStart 0) only the moduledata gives the right base.
     #[test]
     fn stripped_pie_and_external_linking_match_symtab() {
-        use crate::inspect::testutil::{build_fixture, Build};
-        use crate::inspect::GoBinary;
+        use crate::testutil::{build_fixture, Build};
+        use crate::GoBinary;
         let Some(pie) = build_fixture(&Build::new("retprog").buildmode("pie")) else {
             return;
         };

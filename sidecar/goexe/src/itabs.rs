@@ -12,29 +12,28 @@
 //! each as long as its interface has methods. The layouts of those runtime structs
 //! come from the resolver like any probe field.
 
-use gosight_uprobes::{std_field, FieldSpec};
-
-/// The runtime layouts this reader needs (tracked in the offsets database).
-pub const FIELDS: &[FieldSpec] = &[
-    std_field("moduledata_types", "runtime.moduledata", "types", true),
-    std_field("moduledata_etypes", "runtime.moduledata", "etypes", true),
-    std_field("moduledata_itablinks", "runtime.moduledata", "itablinks", false),
-    std_field("moduledata_itaboffset", "runtime.moduledata", "itaboffset", false),
-    std_field("moduledata_itabsize", "runtime.moduledata", "itabsize", false),
-    std_field("itab_fun", "internal/abi.ITab", "Fun", false),
-    std_field("interfacetype_methods", "internal/abi.InterfaceType", "Methods", true),
-    std_field("itab_inter", "internal/abi.ITab", "Inter", false),
-    std_field("itab_type", "internal/abi.ITab", "Type", false),
-    std_field("itab_inter_go122", "runtime.itab", "inter", false),
-    std_field("itab_type_go122", "runtime.itab", "_type", false),
-    std_field("type_tflag", "internal/abi.Type", "TFlag", true),
-    std_field("type_kind", "internal/abi.Type", "Kind_", true),
-    std_field("type_str", "internal/abi.Type", "Str", true),
-    std_field("type_ptrtothis", "internal/abi.Type", "PtrToThis", true),
-    std_field("ptrtype_elem", "internal/abi.PtrType", "Elem", true),
-    std_field("structtype_fields", "internal/abi.StructType", "Fields", true),
-    std_field("interfacetype_pkgpath", "internal/abi.InterfaceType", "PkgPath", true),
-    std_field("uncommontype_pkgpath", "internal/abi.UncommonType", "PkgPath", true),
+/// The runtime layouts this reader needs, as (struct, field) pairs: the offsets
+/// database tracks them along with the probes' fields (`gosight_uprobes::tracked`).
+pub const FIELDS: &[(&str, &str)] = &[
+    ("runtime.moduledata", "types"),
+    ("runtime.moduledata", "etypes"),
+    ("runtime.moduledata", "itablinks"),
+    ("runtime.moduledata", "itaboffset"),
+    ("runtime.moduledata", "itabsize"),
+    ("internal/abi.ITab", "Fun"),
+    ("internal/abi.InterfaceType", "Methods"),
+    ("internal/abi.ITab", "Inter"),
+    ("internal/abi.ITab", "Type"),
+    ("runtime.itab", "inter"),
+    ("runtime.itab", "_type"),
+    ("internal/abi.Type", "TFlag"),
+    ("internal/abi.Type", "Kind_"),
+    ("internal/abi.Type", "Str"),
+    ("internal/abi.Type", "PtrToThis"),
+    ("internal/abi.PtrType", "Elem"),
+    ("internal/abi.StructType", "Fields"),
+    ("internal/abi.InterfaceType", "PkgPath"),
+    ("internal/abi.UncommonType", "PkgPath"),
 ];
 
 /// An offset lookup (struct, field) → offset, as the resolver answers it.
@@ -134,7 +133,7 @@ impl Layout {
 }
 
 /// Reads every itab of a 64-bit binary.
-pub fn read(bin: &super::GoBinary, offsets: Offsets) -> Result<Vec<Itab>, ItabError> {
+pub fn read(bin: &crate::GoBinary, offsets: Offsets) -> Result<Vec<Itab>, ItabError> {
     let l = Layout::resolve(offsets)?;
     let md = bin.moduledata_address().ok_or(ItabError::NoModuledata)?;
     let image = bin.image();
@@ -194,7 +193,7 @@ pub fn read(bin: &super::GoBinary, offsets: Offsets) -> Result<Vec<Itab>, ItabEr
 
 /// Type names out of the type section.
 struct Names<'a> {
-    image: &'a super::FileImage<'a>,
+    image: &'a crate::FileImage<'a>,
     types: u64,
     etypes: u64,
     l: &'a Layout,
@@ -288,9 +287,9 @@ impl Names<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::testutil::{build_fixture, Build};
-    use crate::inspect::GoBinary;
-    use crate::offsets::dwarf::struct_fields;
+    use crate::dwarf::struct_fields;
+    use crate::testutil::{build_fixture, Build};
+    use crate::GoBinary;
 
     /// On Go 1.22, 1.24, 1.26 and 1.27 (itabs inline in the type section), PIE and not, the table read through the runtime's own
     /// structures names every itab the symbol table names, at the same address, and a
@@ -315,7 +314,7 @@ mod tests {
                 let Some(full) = build_fixture(&base(None)) else { return };
                 let stripped = build_fixture(&base(Some("-s -w"))).unwrap();
                 let full = GoBinary::open(&full.path).unwrap();
-                let wanted: Vec<&str> = FIELDS.iter().map(|f| f.strukt).collect();
+                let wanted: Vec<&str> = FIELDS.iter().map(|&(s, _)| s).collect();
                 let dwarf = struct_fields(&full, &wanted).unwrap();
                 let offsets = |s: &str, f: &str| dwarf.offset(s, f);
                 let table = read(&full, &offsets).unwrap();
@@ -384,6 +383,24 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// [`FIELDS`] (what the offsets database tracks for this reader) is exactly what
+    /// the reader asks for: Go 1.26's layout (`itablinks`, `internal/abi.ITab`), then
+    /// Go 1.27's (itabs inline) with Go 1.22's `runtime.itab`.
+    #[test]
+    fn fields_are_what_the_reader_asks_for() {
+        let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        for go126 in [true, false] {
+            let offsets = |s: &str, f: &str| {
+                asked.borrow_mut().insert((s.to_string(), f.to_string()));
+                let newer = f == "itablinks" || (s == "internal/abi.ITab" && f != "Fun");
+                (go126 || !newer).then_some(0)
+            };
+            Layout::resolve(&offsets).expect("every field known");
+        }
+        let listed = FIELDS.iter().map(|&(s, f)| (s.to_string(), f.to_string())).collect();
+        assert_eq!(asked.into_inner(), listed);
     }
 
     #[test]

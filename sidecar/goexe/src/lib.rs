@@ -1,17 +1,37 @@
-//! Stage 2 — inspect a Go executable: ELF, build info, functions and their RET sites.
-//!
-//! Everything here works on the file alone (no process is touched), so the same code
-//! serves the sidecar and `offsets-tracker`.
+/*!
+This crate reads a Go executable from its file and answers what gosight needs to
+know to instrument it. It owns:
+
+* opening and memory-mapping the file, checking it is a 64-bit little-endian ELF
+  for x86-64 or arm64 ([`GoBinary::open`], `symbols.rs`);
+* the Go build info: Go version, main module, dependencies, settings
+  ([`BuildInfo`], `buildinfo.rs`);
+* locating functions by name, through `.symtab` or, in stripped binaries, the Go
+  runtime's own function table ([`GoBinary::functions`], `symbols.rs` over
+  [`pclntab`]), and the file offsets of their RET instructions
+  ([`return_offsets`], `returns.rs`);
+* the itab table, read the way the runtime reads it ([`itabs`]);
+* struct field offsets from DWARF ([`dwarf`]) and which module's version decides
+  a struct's layout ([`modules`]).
+
+It works on the file alone: no process is touched, nothing is loaded into the
+kernel and nothing runs asynchronously. The sidecar (`gosight`) uses it at run
+time; `offsets-tracker` uses it to fill the offsets database with exactly what
+the sidecar would read from DWARF; the fuzz targets (`fuzz/`) run it on
+arbitrary bytes. What to do with the answers (resolving a probe's fields
+against the offsets database, attaching uprobes) stays in the sidecar.
+*/
 
 mod buildinfo;
-#[doc(hidden)]
-pub mod fuzzing;
+pub mod dwarf;
 pub mod itabs;
-mod pclntab;
+pub mod modules;
+pub mod pclntab;
 mod returns;
 mod symbols;
-#[cfg(test)]
-pub(crate) mod testutil;
+#[cfg(any(test, feature = "testutil"))]
+#[doc(hidden)]
+pub mod testutil;
 
 pub use buildinfo::{BuildInfo, GoVersion, Module};
 pub use returns::return_offsets;

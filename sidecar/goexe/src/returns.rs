@@ -6,7 +6,7 @@
 
 use iced_x86::{Decoder, DecoderOptions, Mnemonic};
 
-use super::Arch;
+use crate::Arch;
 
 /// File offsets of every (near) RET in `code`, the bytes of one function whose first
 /// byte sits at file offset `file_offset`. Offsets are ascending.
@@ -47,7 +47,7 @@ const A64_RET_MASK: u32 = 0xffff_fc1f;
 const A64_RET_BITS: u32 = 0xd65f_0000;
 
 /// True when the little-endian word is an arm64 `RET`.
-pub(crate) fn is_aarch64_ret(word: u32) -> bool {
+fn is_aarch64_ret(word: u32) -> bool {
     word & A64_RET_MASK == A64_RET_BITS
 }
 
@@ -63,8 +63,8 @@ fn aarch64_returns(code: &[u8]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::testutil::{build_fixture, Build};
-    use crate::inspect::GoBinary;
+    use crate::testutil::{build_fixture, Build};
+    use crate::GoBinary;
 
     #[test]
     fn x86_64_decoding() {

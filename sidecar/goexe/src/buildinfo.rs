@@ -11,7 +11,7 @@ use std::path::Path;
 
 use object::{Object, ObjectSection, ObjectSegment};
 
-use super::InspectError;
+use crate::InspectError;
 
 /// The 14-byte magic at the start of the build info blob.
 const MAGIC: &[u8; 14] = b"\xff Go buildinf:";
@@ -136,7 +136,7 @@ impl BuildInfo {
 
     /// Reads build info from a parsed ELF file (`path` is only used in errors).
     /// `Ok(None)` means "no build info": the file is not a Go executable.
-    pub(crate) fn from_object(file: &object::File<'_>, path: &Path) -> Result<Option<BuildInfo>, InspectError> {
+    pub fn from_object(file: &object::File<'_>, path: &Path) -> Result<Option<BuildInfo>, InspectError> {
         let Some(blob) = find_blob(file) else {
             return Ok(None);
         };

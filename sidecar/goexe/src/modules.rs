@@ -8,9 +8,11 @@
 //! module (`(devel)`) and a module missing from build info have none, and only the
 //! binary's own DWARF can then describe them.
 
-use gosight_offsets_db::STD;
+use crate::BuildInfo;
 
-use crate::inspect::BuildInfo;
+/// The module the standard library's layouts are filed under: `std`, as `go list`
+/// names it (and the offsets database keys it, `gosight_offsets_db::STD`).
+pub const STD: &str = "std";
 
 /// The version a struct's layout follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +92,7 @@ pub fn package_of(strukt: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::{GoVersion, Module};
+    use crate::{GoVersion, Module};
 
     fn module(path: &str, version: &str, replace: Option<Module>) -> Module {
         Module { path: path.into(), version: version.into(), sum: None, replace: replace.map(Box::new) }
