@@ -185,6 +185,11 @@ impl Database {
         layer.entry(module.to_string()).or_default().record(module, version, differs)
     }
 
+    /// Drops everything measured with `experiment`; whether there was anything.
+    pub fn remove_experiment(&mut self, experiment: &str) -> bool {
+        self.experiments.remove(experiment).is_some()
+    }
+
     /// The experiments the layer holds.
     pub fn experiments(&self) -> impl Iterator<Item = &str> {
         self.experiments.keys().map(String::as_str)

@@ -208,6 +208,9 @@ fn the_experiment_layer_moves_only_what_it_measured_moved() {
     assert!(window.experiment_versions("jsonv2", STD).is_empty());
     assert_eq!(window.experiments().collect::<Vec<_>>(), ["noswissmap"]);
     assert_eq!(window.without_experiments().experiments().count(), 0);
+    let mut fewer = db.clone();
+    assert!(fewer.remove_experiment("jsonv2") && !fewer.remove_experiment("jsonv2"));
+    assert_eq!(fewer.experiments().collect::<Vec<_>>(), ["noswissmap"]);
     assert_eq!(Database::from_json(&sample().to_json()).unwrap().experiments().count(), 0);
 }
 
