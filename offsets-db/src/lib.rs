@@ -14,6 +14,12 @@
 //! named at start-up over it.
 //!
 //! What a version the tracker never measured gets is defined in [`Database::lookup`].
+//!
+//! A binary built with GOEXPERIMENTs (`go1.26.8-X:jsonv2` in its build info) is
+//! looked up by its release ([`version::split_go_version`]) through
+//! [`Database::lookup_built`]: the optional experiment layer holds, per experiment,
+//! the versions the tracker built with it and the fields it moves there; an
+//! experiment the layer has not measured leaves the plain offsets.
 
 mod format;
 pub mod version;
