@@ -14,6 +14,12 @@
 //! named at start-up over it.
 //!
 //! What a version the tracker never measured gets is defined in [`Database::lookup`].
+//!
+//! A binary built with GOEXPERIMENTs (`go1.26.8-X:jsonv2` in its build info) is
+//! looked up by its release ([`version::split_go_version`]) through
+//! [`Database::lookup_built`]: the optional experiment layer holds, per experiment,
+//! the versions the tracker built with it and the fields it moves there; an
+//! experiment the layer has not measured leaves the plain offsets.
 
 mod format;
 pub mod version;
@@ -69,6 +75,10 @@ pub struct Module {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Database {
     modules: BTreeMap<String, Module>,
+    /// The experiment layer: GOEXPERIMENT token as build info writes it (`jsonv2`,
+    /// `nogreenteagc`) → module → the versions built with it, and only the fields
+    /// whose value differs from the plain build of the same version.
+    experiments: BTreeMap<String, BTreeMap<String, Module>>,
     /// Set in a file that is meant to replace, not extend, the database below it.
     replace: bool,
 }
@@ -102,14 +112,13 @@ impl Database {
             return;
         }
         for (name, m) in top.modules {
-            let base = self.modules.entry(name.clone()).or_default();
-            let mut values = base.expand(&name);
-            for (field, per_version) in m.expand(&name) {
-                values.entry(field).or_default().extend(per_version);
+            self.modules.entry(name.clone()).or_default().extend(&name, m, false);
+        }
+        for (exp, modules) in top.experiments {
+            let layer = self.experiments.entry(exp).or_default();
+            for (name, m) in modules {
+                layer.entry(name.clone()).or_default().extend(&name, m, true);
             }
-            let mut versions: BTreeMap<Key, String> = base.versions.drain(..).collect();
-            versions.extend(m.versions);
-            *base = Module::compress(versions.into_iter().collect(), values);
         }
     }
 
@@ -134,18 +143,9 @@ impl Database {
 
     /// How `version` of `module` is covered.
     pub fn coverage(&self, module: &str, version: &str) -> Coverage {
-        let (Some(m), Some(key)) = (self.modules.get(module), Key::parse(module, version)) else {
-            return Coverage::Uncovered;
-        };
-        let (Some((first, _)), Some((last, _))) = (m.versions.first(), m.versions.last()) else {
-            return Coverage::Uncovered;
-        };
-        if m.versions.iter().any(|(k, _)| *k == key) {
-            Coverage::Measured
-        } else if key > *first && key < *last {
-            Coverage::Between
-        } else {
-            Coverage::Uncovered
+        match (self.modules.get(module), Key::parse(module, version)) {
+            (Some(m), Some(key)) => m.coverage(&key),
+            _ => Coverage::Uncovered,
         }
     }
 
@@ -155,19 +155,11 @@ impl Database {
     /// anything else — `(devel)`, older or newer releases — gets `None`.
     pub fn lookup(&self, module: &str, version: &str, strukt: &str, field: &str) -> Option<Value> {
         let m = self.modules.get(module)?;
-        let key = match self.coverage(module, version) {
-            Coverage::Measured | Coverage::Between => Key::parse(module, version)?,
-            Coverage::Uncovered => return None,
-        };
-        let ranges = m.structs.get(strukt)?.get(field)?;
-        ranges
-            .iter()
-            .find(|r| {
-                let from = Key::parse(module, &r.from);
-                let to = Key::parse(module, &r.to);
-                matches!((from, to), (Some(f), Some(t)) if f <= key && key <= t)
-            })
-            .map(|r| r.value)
+        let key = Key::parse(module, version)?;
+        match m.coverage(&key) {
+            Coverage::Measured | Coverage::Between => m.value_at(module, &key, strukt, field),
+            Coverage::Uncovered => None,
+        }
     }
 
     /// Records what the tracker measured: `fields` maps `(struct, field)` to its value
@@ -178,44 +170,247 @@ impl Database {
         version: &str,
         fields: &BTreeMap<(String, String), Value>,
     ) -> Result<(), FormatError> {
+        self.modules.entry(module.to_string()).or_default().record(module, version, fields)
+    }
+
+    /// Records what the tracker measured in `version` of `module` built with
+    /// GOEXPERIMENT `experiment`: `differs` holds only the fields whose value is not
+    /// the plain build's (empty: the experiment moves nothing). Replaces any earlier
+    /// measurement of that version with that experiment.
+    pub fn record_experiment(
+        &mut self,
+        experiment: &str,
+        module: &str,
+        version: &str,
+        differs: &BTreeMap<(String, String), Value>,
+    ) -> Result<(), FormatError> {
+        if !version::is_experiment(experiment) {
+            return Err(FormatError::Experiment(experiment.into()));
+        }
+        let layer = self.experiments.entry(experiment.to_string()).or_default();
+        layer.entry(module.to_string()).or_default().record(module, version, differs)
+    }
+
+    /// Drops everything measured with `experiment`; whether there was anything.
+    pub fn remove_experiment(&mut self, experiment: &str) -> bool {
+        self.experiments.remove(experiment).is_some()
+    }
+
+    /// The experiments the layer holds.
+    pub fn experiments(&self) -> impl Iterator<Item = &str> {
+        self.experiments.keys().map(String::as_str)
+    }
+
+    /// Versions of `module` measured with `experiment`, ascending.
+    pub fn experiment_versions(&self, experiment: &str, module: &str) -> Vec<&str> {
+        self.experiment_module(experiment, module)
+            .map(|m| m.versions.iter().map(|(_, v)| v.as_str()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every `(struct, field)` that `experiment` moves in some version of `module`.
+    pub fn experiment_fields(&self, experiment: &str, module: &str) -> Vec<(&str, &str)> {
+        let Some(m) = self.experiment_module(experiment, module) else { return Vec::new() };
+        m.structs.iter().flat_map(|(s, fs)| fs.keys().map(move |f| (s.as_str(), f.as_str()))).collect()
+    }
+
+    /// The ranges of `strukt.field` where `experiment` gives it another value than
+    /// the plain build.
+    pub fn experiment_ranges(&self, experiment: &str, module: &str, strukt: &str, field: &str) -> &[Range] {
+        self.experiment_module(experiment, module)
+            .and_then(|m| m.structs.get(strukt)?.get(field))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    fn experiment_module(&self, experiment: &str, module: &str) -> Option<&Module> {
+        self.experiments.get(experiment)?.get(module)
+    }
+
+    /// How `version` of `module` built with `experiment` is covered by the layer
+    /// (the same rule as [`Database::coverage`], over the versions built with it).
+    pub fn experiment_coverage(&self, experiment: &str, module: &str, version: &str) -> Coverage {
+        match (self.experiment_module(experiment, module), Key::parse(module, version)) {
+            (Some(m), Some(key)) => m.coverage(&key),
+            _ => Coverage::Uncovered,
+        }
+    }
+
+    /// What `experiment` does to `strukt.field` in `version` of `module`.
+    pub fn experiment_effect(
+        &self,
+        experiment: &str,
+        module: &str,
+        version: &str,
+        strukt: &str,
+        field: &str,
+    ) -> Effect {
+        let (Some(m), Some(key)) = (self.experiment_module(experiment, module), Key::parse(module, version)) else {
+            return Effect::Unmeasured;
+        };
+        let at = |k: &Key| m.value_at(module, k, strukt, field);
+        match m.coverage(&key) {
+            Coverage::Measured => at(&key).map_or(Effect::Same, Effect::Differs),
+            Coverage::Between => {
+                // The measured neighbours must agree, as in [`Database::lookup`].
+                let below = m.versions.iter().rev().find(|(k, _)| *k < key).map(|(k, _)| at(k));
+                let above = m.versions.iter().find(|(k, _)| *k > key).map(|(k, _)| at(k));
+                match (below, above) {
+                    (Some(a), Some(b)) if a == b => a.map_or(Effect::Same, Effect::Differs),
+                    _ => Effect::Unknown,
+                }
+            }
+            Coverage::Uncovered => Effect::Unmeasured,
+        }
+    }
+
+    /// The value of `strukt.field` in `version` of `module` in a binary built with
+    /// the GOEXPERIMENT tokens `experiments` (from its build info; empty for a plain
+    /// build): the plain value ([`Database::lookup`]) unless a measured experiment
+    /// gives the field another one. An experiment the layer has not measured for
+    /// this version counts as moving nothing (the caller says so in its log); one
+    /// whose effect is unknown here, or two that disagree, make the value unknown.
+    pub fn lookup_built(
+        &self,
+        module: &str,
+        version: &str,
+        experiments: &[&str],
+        strukt: &str,
+        field: &str,
+    ) -> Option<Value> {
+        let mut moved: Option<Value> = None;
+        for exp in experiments {
+            match self.experiment_effect(exp, module, version, strukt, field) {
+                Effect::Differs(v) if moved.is_some_and(|m| m != v) => return None,
+                Effect::Differs(v) => moved = Some(v),
+                Effect::Unknown => return None,
+                Effect::Same | Effect::Unmeasured => {}
+            }
+        }
+        moved.or_else(|| self.lookup(module, version, strukt, field))
+    }
+
+    /// Only the measured versions `keep` accepts, everything else dropped (for
+    /// comparing a partial regeneration with the committed database).
+    /// The experiment layer is restricted alike (`keep` sees the plain module name).
+    pub fn restrict(&self, keep: impl Fn(&str, &str) -> bool) -> Database {
+        let mut out = Database::default();
+        for (name, m) in &self.modules {
+            if let Some(m) = m.restrict(name, |v| keep(name, v)) {
+                out.modules.insert(name.clone(), m);
+            }
+        }
+        for (exp, modules) in &self.experiments {
+            for (name, m) in modules {
+                if let Some(m) = m.restrict(name, |v| keep(name, v)) {
+                    out.experiments.entry(exp.clone()).or_default().insert(name.clone(), m);
+                }
+            }
+        }
+        out
+    }
+
+    /// The database without its experiment layer.
+    pub fn without_experiments(&self) -> Database {
+        Database { experiments: BTreeMap::new(), ..self.clone() }
+    }
+}
+
+/// What an experiment does to one field in one version ([`Database::experiment_effect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Measured: the field has this value instead of the plain build's.
+    Differs(Value),
+    /// Measured: the field has the plain build's value.
+    Same,
+    /// Between measured versions that disagree.
+    Unknown,
+    /// The layer has no measurement of this experiment around this version.
+    Unmeasured,
+}
+
+type Values = BTreeMap<(String, String), BTreeMap<Key, Value>>;
+
+impl Module {
+    fn coverage(&self, key: &Key) -> Coverage {
+        let (Some((first, _)), Some((last, _))) = (self.versions.first(), self.versions.last()) else {
+            return Coverage::Uncovered;
+        };
+        if self.versions.iter().any(|(k, _)| k == key) {
+            Coverage::Measured
+        } else if key > first && key < last {
+            Coverage::Between
+        } else {
+            Coverage::Uncovered
+        }
+    }
+
+    /// The value of the range holding `key`, if one does.
+    fn value_at(&self, module: &str, key: &Key, strukt: &str, field: &str) -> Option<Value> {
+        let ranges = self.structs.get(strukt)?.get(field)?;
+        ranges
+            .iter()
+            .find(|r| {
+                let from = Key::parse(module, &r.from);
+                let to = Key::parse(module, &r.to);
+                matches!((from, to), (Some(f), Some(t)) if f <= *key && *key <= t)
+            })
+            .map(|r| r.value)
+    }
+
+    fn record(
+        &mut self,
+        module: &str,
+        version: &str,
+        fields: &BTreeMap<(String, String), Value>,
+    ) -> Result<(), FormatError> {
         let key = Key::parse(module, version)
             .ok_or_else(|| FormatError::Version { module: module.into(), version: version.into() })?;
-        let m = self.modules.entry(module.to_string()).or_default();
-        let mut values = m.expand(module);
+        let mut values = self.expand(module);
         for per_version in values.values_mut() {
             per_version.remove(&key);
         }
         for ((s, f), v) in fields {
             values.entry((s.clone(), f.clone())).or_default().insert(key.clone(), *v);
         }
-        let mut versions: BTreeMap<Key, String> = m.versions.drain(..).collect();
+        let mut versions: BTreeMap<Key, String> = self.versions.drain(..).collect();
         versions.insert(key, version.to_string());
-        *m = Module::compress(versions.into_iter().collect(), values);
+        *self = Module::compress(versions.into_iter().collect(), values);
         Ok(())
     }
 
-    /// Only the measured versions `keep` accepts, everything else dropped (for
-    /// comparing a partial regeneration with the committed database).
-    pub fn restrict(&self, keep: impl Fn(&str, &str) -> bool) -> Database {
-        let mut out = Database::default();
-        for (name, m) in &self.modules {
-            let versions: Vec<(Key, String)> = m.versions.iter().filter(|(_, v)| keep(name, v)).cloned().collect();
-            if versions.is_empty() {
-                continue;
-            }
-            let mut values = m.expand(name);
+    /// `top`'s measurements win for the versions it lists; with `whole_versions`
+    /// (an experiment layer, which lists only moved fields) a version `top` lists is
+    /// replaced as a whole, so a field it no longer lists is no longer moved.
+    fn extend(&mut self, module: &str, top: Module, whole_versions: bool) {
+        let mut values = self.expand(module);
+        if whole_versions {
+            let top_versions: Vec<&Key> = top.versions.iter().map(|(k, _)| k).collect();
             for per_version in values.values_mut() {
-                per_version.retain(|k, _| versions.iter().any(|(vk, _)| vk == k));
+                per_version.retain(|k, _| !top_versions.contains(&k));
             }
-            out.modules.insert(name.clone(), Module::compress(versions, values));
         }
-        out
+        for (field, per_version) in top.expand(module) {
+            values.entry(field).or_default().extend(per_version);
+        }
+        let mut versions: BTreeMap<Key, String> = self.versions.drain(..).collect();
+        versions.extend(top.versions);
+        *self = Module::compress(versions.into_iter().collect(), values);
     }
-}
 
-type Values = BTreeMap<(String, String), BTreeMap<Key, Value>>;
+    /// Only the versions `keep` accepts; `None` when none is left.
+    fn restrict(&self, module: &str, keep: impl Fn(&str) -> bool) -> Option<Module> {
+        let versions: Vec<(Key, String)> = self.versions.iter().filter(|(_, v)| keep(v)).cloned().collect();
+        if versions.is_empty() {
+            return None;
+        }
+        let mut values = self.expand(module);
+        for per_version in values.values_mut() {
+            per_version.retain(|k, _| versions.iter().any(|(vk, _)| vk == k));
+        }
+        Some(Module::compress(versions, values))
+    }
 
-impl Module {
     /// Per field, the value at each measured version (`module` says how versions parse).
     fn expand(&self, module: &str) -> Values {
         let mut out = Values::new();

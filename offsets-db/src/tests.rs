@@ -153,3 +153,83 @@ fn the_embedded_database_parses_and_is_canonical() {
     let db = Database::embedded();
     assert_eq!(db.to_json(), EMBEDDED_JSON, "offsets.json is written in canonical form");
 }
+
+fn moved(db: &mut Database, exp: &str, version: &str, fields: &[(&str, &str, Value)]) {
+    let map: BTreeMap<(String, String), Value> =
+        fields.iter().map(|(s, f, v)| ((s.to_string(), f.to_string()), *v)).collect();
+    db.record_experiment(exp, STD, version, &map).unwrap();
+}
+
+#[test]
+fn the_experiment_layer_moves_only_what_it_measured_moved() {
+    let mut db = sample();
+    // noswissmap moves Method in go1.23.0 and go1.23.1, nothing in go1.22.0.
+    moved(&mut db, "noswissmap", "go1.22.0", &[]);
+    moved(&mut db, "noswissmap", "go1.23.0", &[("net/http.Request", "Method", Value::Offset(8))]);
+    moved(&mut db, "noswissmap", "go1.23.1", &[("net/http.Request", "Method", Value::Offset(8))]);
+    moved(&mut db, "jsonv2", "go1.22.1", &[]);
+    moved(&mut db, "jsonv2", "go1.23.1", &[]);
+    let text = db.to_json();
+    assert!(text.contains("\"experiments\": {\n    \"jsonv2\": {\n      \"std\": {"), "{text}");
+    let back = Database::from_json(&text).unwrap();
+    assert_eq!(back, db);
+    assert_eq!(back.to_json(), text, "canonical text is stable");
+    assert_eq!(db.experiments().collect::<Vec<_>>(), ["jsonv2", "noswissmap"]);
+    assert_eq!(db.experiment_versions("noswissmap", STD), ["go1.22.0", "go1.23.0", "go1.23.1"]);
+
+    let m = |v: &str, exps: &[&str]| db.lookup_built(STD, v, exps, "net/http.Request", "Method");
+    assert_eq!(m("go1.23.1", &[]), Some(Value::Offset(0)));
+    assert_eq!(m("go1.23.1", &["noswissmap"]), Some(Value::Offset(8)), "measured and moved");
+    assert_eq!(m("go1.22.0", &["noswissmap"]), Some(Value::Offset(0)), "measured, not moved");
+    assert_eq!(m("go1.23.1", &["jsonv2"]), Some(Value::Offset(0)));
+    assert_eq!(m("go1.23.1", &["jsonv2", "noswissmap"]), Some(Value::Offset(8)));
+    // Unmeasured experiment (or version): the plain value.
+    assert_eq!(m("go1.22.0", &["jsonv2"]), Some(Value::Offset(0)));
+    assert_eq!(db.experiment_effect("jsonv2", STD, "go1.22.0", "net/http.Request", "Method"), Effect::Unmeasured);
+    assert_eq!(m("go1.23.1", &["arenas"]), Some(Value::Offset(0)));
+    // Between measured versions: known where both sides agree.
+    assert_eq!(db.experiment_effect("noswissmap", STD, "go1.23rc1", "net/http.Request", "Method"), Effect::Unknown);
+    assert_eq!(m("go1.23rc1", &["noswissmap"]), None);
+    assert_eq!(db.experiment_coverage("noswissmap", STD, "go1.22.1"), Coverage::Between);
+    assert_eq!(m("go1.22.1", &["noswissmap"]), None, "go1.22.0 and go1.23.0 disagree");
+    assert_eq!(db.experiment_effect("jsonv2", STD, "go1.23.0", "net/http.Request", "Method"), Effect::Same);
+    assert_eq!(m("go1.23.0", &["jsonv2"]), Some(Value::Offset(0)));
+    // Fields the experiment never moves keep their plain value.
+    assert_eq!(
+        db.lookup_built(STD, "go1.23.1", &["noswissmap"], "net/http.Request", "Pattern"),
+        Some(Value::Offset(248))
+    );
+
+    // Re-measuring a version replaces it as a whole; restricting keeps the layer.
+    moved(&mut db, "noswissmap", "go1.23.1", &[]);
+    assert_eq!(db.lookup_built(STD, "go1.23.1", &["noswissmap"], "net/http.Request", "Method"), Some(Value::Offset(0)));
+    let window = db.restrict(|_, v| v == "go1.23.0");
+    assert_eq!(window.experiment_versions("noswissmap", STD), ["go1.23.0"]);
+    assert!(window.experiment_versions("jsonv2", STD).is_empty());
+    assert_eq!(window.experiments().collect::<Vec<_>>(), ["noswissmap"]);
+    assert_eq!(window.without_experiments().experiments().count(), 0);
+    let mut fewer = db.clone();
+    assert!(fewer.remove_experiment("jsonv2") && !fewer.remove_experiment("jsonv2"));
+    assert_eq!(fewer.experiments().collect::<Vec<_>>(), ["noswissmap"]);
+    assert_eq!(Database::from_json(&sample().to_json()).unwrap().experiments().count(), 0);
+}
+
+#[test]
+fn an_extending_file_replaces_experiment_versions_as_a_whole() {
+    let mut base = sample();
+    moved(&mut base, "noswissmap", "go1.23.0", &[("net/http.Request", "Method", Value::Offset(8))]);
+    let mut top = Database::default();
+    moved(&mut top, "noswissmap", "go1.23.0", &[]);
+    moved(&mut top, "noswissmap", "go1.23.1", &[("net/http.Request", "Pattern", Value::Offset(256))]);
+    base.extend(Database::from_json(&top.to_json()).unwrap());
+    assert_eq!(
+        base.lookup_built(STD, "go1.23.0", &["noswissmap"], "net/http.Request", "Method"),
+        Some(Value::Offset(0))
+    );
+    assert_eq!(
+        base.lookup_built(STD, "go1.23.1", &["noswissmap"], "net/http.Request", "Pattern"),
+        Some(Value::Offset(256))
+    );
+    let bad = r#"{"format": 1, "modules": {}, "experiments": {"X:jsonv2": {}}}"#;
+    assert!(Database::from_json(bad).unwrap_err().to_string().contains("not a GOEXPERIMENT name"));
+}

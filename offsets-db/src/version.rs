@@ -18,10 +18,10 @@ impl Key {
     /// Parses `version` as a version of `module`. `None` for versions that have no
     /// place on the axis: `(devel)`, `devel go1.27-abcdef`, empty or malformed.
     pub fn parse(module: &str, version: &str) -> Option<Key> {
-        let version = version.split_whitespace().next()?;
         if module == STD {
-            go_version(version)
+            go_version(split_go_version(version).0.split_whitespace().next()?)
         } else {
+            let version = version.split_whitespace().next()?;
             let v = semver::Version::parse(version.strip_prefix('v')?).ok()?;
             Some(Key(v))
         }
@@ -30,6 +30,33 @@ impl Key {
     pub fn is_release(&self) -> bool {
         self.0.pre.is_empty()
     }
+}
+
+/// Splits a Go version as build info records it into the release and its
+/// GOEXPERIMENT tokens. Go writes the experiments that differ from the toolchain's
+/// defaults after `X:`, comma separated, a disabled default with a `no` prefix:
+/// `go1.26.8-X:jsonv2,nogreenteagc` from Go 1.26 on (a `-` when the version has none,
+/// go.dev/issue/75953), `go1.25.14 X:jsonv2` before (and still after a version that
+/// has a `-`, such as `devel go1.27-abcdef ...`).
+///
+/// ```
+/// use gosight_offsets_db::version::split_go_version;
+/// assert_eq!(split_go_version("go1.26.8-X:jsonv2,nogreenteagc"), ("go1.26.8", vec!["jsonv2", "nogreenteagc"]));
+/// assert_eq!(split_go_version("go1.24.3 X:boringcrypto"), ("go1.24.3", vec!["boringcrypto"]));
+/// assert_eq!(split_go_version("go1.22.1"), ("go1.22.1", vec![]));
+/// ```
+pub fn split_go_version(raw: &str) -> (&str, Vec<&str>) {
+    let raw = raw.trim();
+    let (release, list) = match raw.find(" X:").or_else(|| raw.find("-X:")) {
+        Some(i) => (&raw[..i], raw[i + 3..].split_whitespace().next().unwrap_or("")),
+        None => (raw, ""),
+    };
+    (release.trim_end(), list.split(',').filter(|e| !e.is_empty()).collect())
+}
+
+/// Whether `token` looks like a GOEXPERIMENT token (`jsonv2`, `nogreenteagc`).
+pub fn is_experiment(token: &str) -> bool {
+    !token.is_empty() && token.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 fn go_version(v: &str) -> Option<Key> {
@@ -76,8 +103,20 @@ mod tests {
             assert!(k(STD, w[0]) < k(STD, w[1]), "{} < {}", w[0], w[1]);
         }
         assert_eq!(k(STD, "go1.26.8 X:nodwarf5"), k(STD, "go1.26.8"));
+        assert_eq!(k(STD, "go1.26.8-X:jsonv2,nogreenteagc"), k(STD, "go1.26.8"));
         assert!(Key::parse(STD, "devel go1.27-abcdef").is_none());
         assert!(Key::parse(STD, "1.22.0").is_none());
+    }
+
+    #[test]
+    fn experiments_are_split_off_in_both_forms() {
+        assert_eq!(split_go_version("go1.26.8-X:jsonv2"), ("go1.26.8", vec!["jsonv2"]));
+        assert_eq!(split_go_version("go1.25.9-X:greenteagc,jsonv2"), ("go1.25.9", vec!["greenteagc", "jsonv2"]));
+        assert_eq!(split_go_version("go1.24.3 X:noswissmap"), ("go1.24.3", vec!["noswissmap"]));
+        assert_eq!(split_go_version("devel go1.27-abcdef X:jsonv2"), ("devel go1.27-abcdef", vec!["jsonv2"]));
+        assert_eq!(split_go_version("go1.22.1-1"), ("go1.22.1-1", vec![]));
+        assert!(is_experiment("nogreenteagc") && is_experiment("jsonv2"));
+        assert!(!is_experiment("") && !is_experiment("json v2") && !is_experiment("X:jsonv2"));
     }
 
     #[test]

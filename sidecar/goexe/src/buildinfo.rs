@@ -37,7 +37,7 @@ pub struct GoVersion {
     pub pre: Option<String>,
     /// Built by a development toolchain (`devel go1.27-abcdef123 ...`).
     pub devel: bool,
-    /// GOEXPERIMENT list after ` X:` (`boringcrypto`).
+    /// GOEXPERIMENT list after ` X:` or `-X:` (`boringcrypto`, `jsonv2,nogreenteagc`).
     pub experiments: Option<String>,
 }
 
@@ -53,7 +53,14 @@ impl GoVersion {
         };
         let mut words = rest.split_whitespace();
         let first = words.next()?;
-        let experiments = if devel { None } else { words.find_map(|w| w.strip_prefix("X:")).map(str::to_string) };
+        // GOEXPERIMENTs follow ` X:` before Go 1.26 and `-X:` from it
+        // (`go1.26.8-X:jsonv2,nogreenteagc`).
+        let (first, dashed) = match first.split_once("-X:") {
+            Some((release, list)) if !devel => (release, Some(list.to_string())),
+            _ => (first, None),
+        };
+        let experiments =
+            if devel { None } else { dashed.or_else(|| words.find_map(|w| w.strip_prefix("X:")).map(str::to_string)) };
         let ver = first.strip_prefix("go")?;
         // A devel version carries the commit after '-' (`go1.27-abcdef123`).
         let ver = if devel { ver.split('-').next().unwrap_or(ver) } else { ver };
@@ -334,6 +341,10 @@ mod tests {
         assert_eq!((g.major, g.minor, g.patch), (1, 24, 3));
         assert_eq!(g.experiments.as_deref(), Some("boringcrypto"));
         assert_eq!(g.to_string(), "go1.24.3 X:boringcrypto");
+
+        let g = v("go1.26.8-X:jsonv2,nogreenteagc");
+        assert_eq!((g.major, g.minor, g.patch, g.pre.as_deref()), (1, 26, 8, None));
+        assert_eq!(g.experiments.as_deref(), Some("jsonv2,nogreenteagc"));
     }
 
     #[test]

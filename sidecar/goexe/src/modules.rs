@@ -8,6 +8,8 @@
 //! module (`(devel)`) and a module missing from build info have none, and only the
 //! binary's own DWARF can then describe them.
 
+use gosight_offsets_db::version::split_go_version;
+
 use crate::BuildInfo;
 
 /// The module the standard library's layouts are filed under: `std`, as `go list`
@@ -28,14 +30,20 @@ pub struct LayoutVersion {
 /// The module versions of one binary.
 #[derive(Debug, Clone)]
 pub struct ModuleVersions {
+    /// The Go release, without the GOEXPERIMENT suffix (`go1.26.8`).
     go: String,
+    /// The GOEXPERIMENT tokens the binary was built with (`jsonv2`, `nogreenteagc`),
+    /// from build info's `go1.26.8-X:jsonv2,nogreenteagc` (`go1.24.3 X:...` before
+    /// Go 1.26).
+    experiments: Vec<String>,
     /// (module path, version to look up, display), main module included.
     modules: Vec<(String, Option<String>, String)>,
 }
 
 impl ModuleVersions {
     pub fn of(build: &BuildInfo) -> ModuleVersions {
-        let go = build.go_version.raw.clone();
+        let (go, experiments) = split_go_version(&build.go_version.raw);
+        let (go, experiments) = (go.to_string(), experiments.into_iter().map(str::to_string).collect());
         let mut modules = Vec::new();
         for m in build.main_module.iter().chain(&build.deps) {
             let (version, display) = match &m.replace {
@@ -48,11 +56,17 @@ impl ModuleVersions {
             };
             modules.push((m.path.clone(), version, display));
         }
-        ModuleVersions { go, modules }
+        ModuleVersions { go, experiments, modules }
     }
 
+    /// The Go release, without GOEXPERIMENTs.
     pub fn go_version(&self) -> &str {
         &self.go
+    }
+
+    /// The GOEXPERIMENT tokens the binary was built with.
+    pub fn experiments(&self) -> &[String] {
+        &self.experiments
     }
 
     /// The version `strukt`'s layout follows.
@@ -130,5 +144,21 @@ mod tests {
         assert_eq!(v("example.com/unknown.T").version, None);
         assert_eq!(package_of("google.golang.org/grpc.csAttempt"), "google.golang.org/grpc");
         assert_eq!(package_of("map.group[net/http.x]int"), "map");
+        assert!(mv.experiments().is_empty());
+    }
+
+    #[test]
+    fn the_go_release_is_looked_up_without_its_experiments() {
+        for (raw, exps) in [
+            ("go1.26.8-X:jsonv2", &["jsonv2"][..]),
+            ("go1.26.8-X:jsonv2,nogreenteagc", &["jsonv2", "nogreenteagc"][..]),
+            ("go1.26.8 X:boringcrypto", &["boringcrypto"][..]),
+        ] {
+            let build = BuildInfo { go_version: GoVersion::parse(raw).unwrap(), ..BuildInfo::default() };
+            let mv = ModuleVersions::of(&build);
+            assert_eq!(mv.go_version(), "go1.26.8", "{raw}");
+            assert_eq!(mv.experiments(), exps, "{raw}");
+            assert_eq!(mv.for_struct("net/http.Request").version.as_deref(), Some("go1.26.8"));
+        }
     }
 }

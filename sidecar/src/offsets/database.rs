@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use gosight_offsets_db::{Coverage, Database, Value};
+use gosight_offsets_db::{Coverage, Database, Effect, Value};
 
 use gosight_goexe::modules::ModuleVersions;
 
@@ -64,6 +64,54 @@ impl DatabaseSource {
         }
         notes
     }
+
+    /// One line saying how the database answers for the GOEXPERIMENTs the binary was
+    /// built with (`None` for a plain build): per experiment, whether the database
+    /// measured it for the versions in use (and which of the `fields` it moves
+    /// there), or not — then the plain offsets are used, experiments rarely moving
+    /// a field the probes read.
+    pub fn experiment_note<'a>(&self, fields: impl IntoIterator<Item = (&'a str, &'a str)> + Clone) -> Option<String> {
+        let exps = self.versions.experiments();
+        if exps.is_empty() {
+            return None;
+        }
+        let mut parts = Vec::new();
+        for exp in exps {
+            let mut measured = std::collections::BTreeSet::new();
+            let mut unmeasured = std::collections::BTreeSet::new();
+            let mut moved = std::collections::BTreeSet::new();
+            for (s, f) in fields.clone() {
+                let lv = self.versions.for_struct(s);
+                let Some(version) = lv.version else { continue };
+                match self.db.experiment_effect(exp, &lv.module, &version, s, f) {
+                    Effect::Unmeasured => {
+                        unmeasured.insert(lv.display);
+                    }
+                    effect => {
+                        measured.insert(lv.display);
+                        if effect != Effect::Same {
+                            moved.insert(format!("{s}.{f}"));
+                        }
+                    }
+                }
+            }
+            let list = |set: std::collections::BTreeSet<String>| set.into_iter().collect::<Vec<_>>().join(", ");
+            let mut said = Vec::new();
+            if !measured.is_empty() {
+                let what = if moved.is_empty() {
+                    "moves no field the probes read".to_string()
+                } else {
+                    format!("its offsets used for {}", list(moved))
+                };
+                said.push(format!("measured for {} ({what})", list(measured)));
+            }
+            if !unmeasured.is_empty() {
+                said.push(format!("NOT measured for {}: plain offsets used", list(unmeasured)));
+            }
+            parts.push(format!("{exp} {}", said.join("; ")));
+        }
+        Some(format!("GOEXPERIMENT {}", parts.join("; ")))
+    }
 }
 
 impl OffsetSource for DatabaseSource {
@@ -74,7 +122,8 @@ impl OffsetSource for DatabaseSource {
     fn lookup(&self, strukt: &str, field: &str) -> Lookup {
         let lv = self.versions.for_struct(strukt);
         let Some(version) = lv.version else { return Lookup::Unknown };
-        match self.db.lookup(&lv.module, &version, strukt, field) {
+        let exps: Vec<&str> = self.versions.experiments().iter().map(String::as_str).collect();
+        match self.db.lookup_built(&lv.module, &version, &exps, strukt, field) {
             Some(Value::Offset(o)) => Lookup::Offset(o),
             Some(Value::Absent) => Lookup::Absent,
             None => Lookup::Unknown,
@@ -96,6 +145,37 @@ mod tests {
     #[test]
     fn the_standard_library_has_one_name() {
         assert_eq!(gosight_goexe::modules::STD, gosight_offsets_db::STD);
+    }
+
+    #[test]
+    fn a_binary_built_with_experiments_is_looked_up_by_its_release() {
+        use gosight_goexe::{BuildInfo, GoVersion};
+        let field = |o| -> std::collections::BTreeMap<(String, String), Value> {
+            [(("net/http.Request".to_string(), "Method".to_string()), Value::Offset(o))].into()
+        };
+        let mut db = Database::default();
+        db.record("std", "go1.26.8", &field(0)).unwrap();
+        db.record_experiment("jsonv2", "std", "go1.26.8", &Default::default()).unwrap();
+        db.record_experiment("noswissmap", "std", "go1.26.8", &field(8)).unwrap();
+        let db = Arc::new(db);
+        let source = |raw: &str| {
+            let build = BuildInfo { go_version: GoVersion::parse(raw).unwrap(), ..BuildInfo::default() };
+            DatabaseSource::new(db.clone(), ModuleVersions::of(&build))
+        };
+        let fields = [("net/http.Request", "Method")];
+        let plain = source("go1.26.8");
+        assert_eq!(plain.lookup("net/http.Request", "Method"), Lookup::Offset(0));
+        assert_eq!(plain.experiment_note(fields), None);
+        let json = source("go1.26.8-X:jsonv2,arenas");
+        assert_eq!(json.lookup("net/http.Request", "Method"), Lookup::Offset(0));
+        assert_eq!(
+            json.experiment_note(fields).unwrap(),
+            "GOEXPERIMENT jsonv2 measured for go1.26.8 (moves no field the probes read); \
+             arenas NOT measured for go1.26.8: plain offsets used"
+        );
+        let moved = source("go1.26.8-X:noswissmap");
+        assert_eq!(moved.lookup("net/http.Request", "Method"), Lookup::Offset(8));
+        assert!(moved.experiment_note(fields).unwrap().contains("its offsets used for net/http.Request.Method"));
     }
 
     #[test]

@@ -98,6 +98,9 @@ impl Resolver {
             for note in db.coverage_notes(tracked_fields().into_iter().map(|(s, _)| s)) {
                 tracing::info!("{}: {note}", bin.path.display());
             }
+            if let Some(note) = db.experiment_note(tracked_fields()) {
+                tracing::info!("{}: offsets database: {note}", bin.path.display());
+            }
         }
         sources.push(Box::new(db));
         Resolver::new(sources, versions)

@@ -72,8 +72,18 @@ pub fn go_bin() -> Option<PathBuf> {
 /// Builds `tests/go-apps/<app>` with the machine's Go (`toolchain` None) or with
 /// `GOTOOLCHAIN=<toolchain>`; `stripped` adds `-ldflags=-s -w`. Returns the binary.
 pub fn build_go_app(app: &str, toolchain: Option<&str>, stripped: bool) -> PathBuf {
+    build_go_app_with(app, toolchain, stripped, None)
+}
+
+/// [`build_go_app`] with `GOEXPERIMENT=<experiment>` (e.g. `jsonv2`).
+pub fn build_go_app_with(app: &str, toolchain: Option<&str>, stripped: bool, experiment: Option<&str>) -> PathBuf {
     let go = go_bin().expect("go");
-    let tag = format!("{}{}", toolchain.unwrap_or("local"), if stripped { "-stripped" } else { "" });
+    let tag = format!(
+        "{}{}{}",
+        toolchain.unwrap_or("local"),
+        experiment.map(|e| format!("+{e}")).unwrap_or_default(),
+        if stripped { "-stripped" } else { "" }
+    );
     let out = repo_root().join("target/go-apps").join(&tag).join(app);
     let src = repo_root().join("tests/go-apps").join(app);
     let mut cmd = Command::new(go);
@@ -83,6 +93,10 @@ pub fn build_go_app(app: &str, toolchain: Option<&str>, stripped: bool) -> PathB
     }
     cmd.arg(".");
     cmd.env("GOTOOLCHAIN", toolchain.unwrap_or("local")).env("GOFLAGS", "-mod=mod");
+    match experiment {
+        Some(e) => cmd.env("GOEXPERIMENT", e),
+        None => cmd.env_remove("GOEXPERIMENT"),
+    };
     let status = cmd.status().expect("run go build");
     assert!(status.success(), "go build of {app} with {tag} failed");
     out

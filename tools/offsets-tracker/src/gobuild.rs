@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! DIR/std-<program fingerprint>/go1.22.0/{src/, build.log, program}
-//! DIR/grpc-<program fingerprint>-<local go>/v1.60.0/{src/, build.log, program}
-//! DIR/go-build/                        GOCACHE of the grpc builds
+//! DIR/std-<program fingerprint>/go1.26.8+jsonv2/...       built with GOEXPERIMENT=jsonv2
+//! DIR/<short>-<program fingerprint>-<local go>/v1.60.0/... a module (`grpc`, ...) at a release
+//! DIR/go-build/                        GOCACHE of the module builds
 //! ```
 //!
 //! A `program` file exists only once its build succeeded, so it is reused as is; a
@@ -22,8 +23,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use gosight_uprobes::GoModule;
+
+use crate::jobs::Job;
 use crate::programs::{self, Program};
-use crate::proxy::GRPC;
 
 /// What `go env` says about the machine's own toolchain.
 #[derive(Debug, Clone)]
@@ -70,8 +73,6 @@ pub struct Built {
     /// Reused from the cache.
     pub cached: bool,
     pub took: Duration,
-    /// The Go toolchain was not in GOMODCACHE before this build.
-    pub downloaded_toolchain: bool,
 }
 
 /// A Go package of a build, as `go list` lists it.
@@ -94,21 +95,19 @@ impl Builder {
         Builder { go, cache, drop_toolchains }
     }
 
-    /// The standard-library program built with Go release `go` (`go1.22.0`). Call
-    /// [`Builder::done_with`] after reading what else is needed from the toolchain.
-    pub fn std(&self, go: &str) -> Result<Built> {
-        let dir = self.std_dir(go);
-        let downloaded = !self.has_toolchain(go);
+    /// The standard-library program built with Go release `go` (`go1.22.0`), with
+    /// GOEXPERIMENT `experiment` if given. Call [`Builder::done_with`] after reading
+    /// what else is needed from the toolchain.
+    pub fn std(&self, go: &str, experiment: Option<&str>) -> Result<Built> {
+        let dir = self.std_dir(go, experiment);
         let gocache = dir.join("gocache");
         let result = self.build(&programs::STD, &dir, |src, log| {
-            let env = [("GOTOOLCHAIN", go), ("GOCACHE", path_str(&gocache)?)];
+            let mut env = vec![("GOTOOLCHAIN", go), ("GOCACHE", path_str(&gocache)?)];
+            env.extend(experiment.map(|e| ("GOEXPERIMENT", e)));
             run_go(src, log, &env, &["build", "-o", "../program.tmp", "."])
         });
         remove_tree(&gocache);
-        if result.is_err() {
-            self.done_with(go, downloaded);
-        }
-        result.map(|b| Built { downloaded_toolchain: downloaded, ..b })
+        result
     }
 
     /// Drops the toolchain of Go release `go` if this run downloaded it and was asked
@@ -119,27 +118,28 @@ impl Builder {
         }
     }
 
-    fn std_dir(&self, go: &str) -> PathBuf {
-        self.cache.join(format!("{}-{}", programs::STD.name, programs::STD.fingerprint())).join(go)
+    fn std_dir(&self, go: &str, experiment: Option<&str>) -> PathBuf {
+        self.cache.join(format!("{}-{}", programs::STD.name, programs::STD.fingerprint())).join(variant(go, experiment))
     }
 
-    fn grpc_dir(&self, version: &str) -> PathBuf {
-        let kind = format!("{}-{}-{}", programs::GRPC.name, programs::GRPC.fingerprint(), self.go.version);
-        self.cache.join(kind).join(version)
+    fn module_dir(&self, module: &GoModule, version: &str, experiment: Option<&str>) -> PathBuf {
+        let program = Program::of(module);
+        let kind = format!("{}-{}-{}", program.name, program.fingerprint(), self.go.version);
+        self.cache.join(kind).join(variant(version, experiment))
     }
 
-    /// The packages of the standard-library build with `go`, as [`list_packages`]
-    /// sees them; `None` once its toolchain is gone (dropped or never fetched).
-    pub fn std_packages(&self, go: &str, packages: &[&str]) -> Option<Vec<Package>> {
-        if !self.has_toolchain(go) {
-            return None;
+    /// The packages of `job`'s plain build, as [`list_packages`] sees them; `None`
+    /// once a Go release's toolchain is gone (dropped or never fetched).
+    pub fn packages(&self, job: &Job, packages: &[&str]) -> Option<Vec<Package>> {
+        match job {
+            Job::Std(_, go) => {
+                if !self.has_toolchain(go) {
+                    return None;
+                }
+                self.list_packages(&self.std_dir(go, None).join("src"), go, packages)
+            }
+            Job::Module(m, _, v) => self.list_packages(&self.module_dir(m, v, None).join("src"), "local", packages),
         }
-        self.list_packages(&self.std_dir(go).join("src"), go, packages)
-    }
-
-    /// The packages of the grpc build against `version`.
-    pub fn grpc_packages(&self, version: &str, packages: &[&str]) -> Option<Vec<Package>> {
-        self.list_packages(&self.grpc_dir(version).join("src"), "local", packages)
     }
 
     /// `go list -e` of `packages` in a build's source directory, with its toolchain
@@ -161,16 +161,32 @@ impl Builder {
         Some(out.lines().filter_map(parse).collect())
     }
 
-    /// The grpc program built against grpc-go `version` with the machine's Go.
-    pub fn grpc(&self, version: &str) -> Result<Built> {
-        let dir = self.grpc_dir(version);
+    /// The module's program built against `version` of `module` with the machine's
+    /// Go, with GOEXPERIMENT `experiment` if given.
+    pub fn module(&self, module: &GoModule, version: &str, experiment: Option<&str>) -> Result<Built> {
+        let dir = self.module_dir(module, version, experiment);
         let gocache = self.cache.join("go-build");
-        self.build(&programs::GRPC, &dir, |src, log| {
-            let env = [("GOTOOLCHAIN", "local"), ("GOCACHE", path_str(&gocache)?)];
-            run_go(src, log, &env, &["mod", "edit", &format!("-require={GRPC}@{version}")])?;
+        self.build(&Program::of(module), &dir, |src, log| {
+            let mut env = vec![("GOTOOLCHAIN", "local"), ("GOCACHE", path_str(&gocache)?)];
+            env.extend(experiment.map(|e| ("GOEXPERIMENT", e)));
+            run_go(src, log, &env, &["mod", "edit", &format!("-require={}@{version}", module.path)])?;
             run_go(src, log, &env, &["mod", "tidy"])?;
             run_go(src, log, &env, &["build", "-o", "../program.tmp", "."])
         })
+    }
+
+    /// The GOEXPERIMENT tokens toolchain `go` (a release, or `local`) knows, each
+    /// as build info names a build with it: the experiments off by default by name
+    /// (`jsonv2`), those on by default with a `no` prefix (`nogreenteagc`). Read
+    /// from `go doc -short internal/goexperiment`, whose constants carry the
+    /// toolchain's defaults (`const JSONv2 = false`).
+    pub fn experiments(&self, go: &str) -> Result<Vec<String>> {
+        let out = go_output(&self.cache, &[("GOTOOLCHAIN", go)], &["doc", "-short", "internal/goexperiment"])?;
+        let tokens = experiment_tokens(&out);
+        if tokens.is_empty() {
+            bail!("go doc internal/goexperiment ({go}) lists no experiments");
+        }
+        Ok(tokens)
     }
 
     /// Writes `program` into `dir/src` and runs `steps` there, unless `dir/program`
@@ -179,7 +195,7 @@ impl Builder {
         let start = Instant::now();
         let binary = dir.join("program");
         if binary.is_file() {
-            return Ok(Built { binary, cached: true, took: start.elapsed(), downloaded_toolchain: false });
+            return Ok(Built { binary, cached: true, took: start.elapsed() });
         }
         let src = dir.join("src");
         remove_tree(&src);
@@ -188,12 +204,12 @@ impl Builder {
         std::fs::write(&log, "").with_context(|| format!("write {}", log.display()))?;
         steps(&src, &log)?;
         std::fs::rename(dir.join("program.tmp"), &binary).with_context(|| format!("rename to {}", binary.display()))?;
-        Ok(Built { binary, cached: false, took: start.elapsed(), downloaded_toolchain: false })
+        Ok(Built { binary, cached: false, took: start.elapsed() })
     }
 
     /// Whether Go release `go` runs without a download: the machine's own Go, or a
     /// toolchain module in GOMODCACHE.
-    fn has_toolchain(&self, go: &str) -> bool {
+    pub fn has_toolchain(&self, go: &str) -> bool {
         go == self.go.version || self.toolchain_dir(go).exists()
     }
 
@@ -219,6 +235,32 @@ impl Builder {
             }
         }
     }
+}
+
+/// A build's directory name: the version, `+<experiment>` for a build with one.
+fn variant(version: &str, experiment: Option<&str>) -> String {
+    match experiment {
+        Some(e) => format!("{version}+{e}"),
+        None => version.to_string(),
+    }
+}
+
+/// The tokens of `go doc -short internal/goexperiment` output (see [`Builder::experiments`]).
+pub fn experiment_tokens(doc: &str) -> Vec<String> {
+    let mut out: Vec<String> = doc
+        .lines()
+        .filter_map(|l| {
+            let (name, value) = l.trim().strip_prefix("const ")?.split_once(" = ")?;
+            let name = name.to_ascii_lowercase();
+            match value.trim() {
+                "false" => Some(name),
+                "true" => Some(format!("no{name}")),
+                _ => None,
+            }
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 fn path_str(p: &Path) -> Result<&str> {
@@ -298,5 +340,19 @@ fn make_writable(path: &Path) {
                 make_writable(&e.path());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn experiment_tokens_from_go_doc() {
+        let doc = "const Arenas = false\nconst ArenasInt = 0\nconst GreenTeaGC = true\nconst GreenTeaGCInt = 1\n\
+                   const JSONv2 = false\nconst JSONv2Int = 0\ntype Flags struct{ ... }\n";
+        assert_eq!(experiment_tokens(doc), ["arenas", "jsonv2", "nogreenteagc"]);
+        assert_eq!(variant("go1.26.8", Some("jsonv2")), "go1.26.8+jsonv2");
+        assert_eq!(variant("v1.60.0", None), "v1.60.0");
     }
 }

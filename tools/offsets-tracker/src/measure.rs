@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use gosight_goexe::dwarf;
 use gosight_goexe::modules::{package_of, ModuleVersions};
 use gosight_goexe::{BuildInfo, GoBinary, Module};
+use gosight_offsets_db::version::split_go_version;
 use gosight_offsets_db::{Database, Value, STD};
 use gosight_uprobes::tracked::tracked_fields;
 
@@ -48,11 +49,12 @@ pub fn tracked_structs() -> Vec<&'static str> {
 }
 
 /// Reads the binary at `path`. `expect` names what the build was asked for
-/// (`("std", "go1.22.0")` or `("google.golang.org/grpc", "v1.60.0")`); a binary
-/// whose build info disagrees is an error, not a measurement.
-pub fn measure(path: &Path, keep: Keep, expect: (&str, &str)) -> Result<Measurement> {
+/// (`("std", "go1.22.0")` or `("google.golang.org/grpc", "v1.60.0")`), and
+/// `experiment` the GOEXPERIMENT it was built with; a binary whose build info
+/// disagrees is an error, not a measurement.
+pub fn measure(path: &Path, keep: Keep, expect: (&str, &str), experiment: Option<&str>) -> Result<Measurement> {
     let bin = GoBinary::open(path).with_context(|| format!("open {}", path.display()))?;
-    check_version(&bin.build, expect)?;
+    check_version(&bin.build, expect, experiment)?;
     let structs = tracked_structs();
     let found = dwarf::struct_fields(&bin, &structs)?;
     if found.is_empty() {
@@ -88,9 +90,15 @@ pub fn measure(path: &Path, keep: Keep, expect: (&str, &str)) -> Result<Measurem
     Ok(out)
 }
 
-fn check_version(build: &BuildInfo, (module, version): (&str, &str)) -> Result<()> {
+fn check_version(build: &BuildInfo, (module, version): (&str, &str), experiment: Option<&str>) -> Result<()> {
+    let (release, experiments) = split_go_version(&build.go_version.raw);
+    if experiments != experiment.into_iter().collect::<Vec<_>>() {
+        let asked = experiment.unwrap_or("none");
+        let got = if experiments.is_empty() { "none".to_string() } else { experiments.join(",") };
+        bail!("built with GOEXPERIMENT {got}, not {asked} as asked (the toolchain ignores it here)");
+    }
     let got = if module == STD {
-        build.go_version.raw.split_whitespace().next().unwrap_or("").to_string()
+        release.to_string()
     } else {
         build.module(module).map(|m| m.version.clone()).unwrap_or_else(|| "none".into())
     };
@@ -118,8 +126,8 @@ pub fn describe(path: &Path) -> Result<String> {
     Ok(out)
 }
 
-/// The tracked fields whose layout follows `module` when `module` is the grpc-like
-/// dependency of a build (`std` or any module path); fields of structs owned by
+/// The tracked fields whose layout follows `module` when `module` is the
+/// dependency a build is about (`std` or any module path); fields of structs owned by
 /// neither `std` nor `module` are [`tracked_elsewhere`].
 pub fn tracked_for(module: &str) -> Vec<(&'static str, &'static str)> {
     let versions = ModuleVersions::of(&build_with(module));
@@ -170,7 +178,7 @@ pub fn covered_elsewhere(db: &Database, fields: &[(&str, &str)]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::GRPC;
+    const GRPC: &str = gosight_uprobes::grpc::MODULE.path;
 
     #[test]
     fn tracked_fields_split_by_module() {

@@ -1,9 +1,11 @@
-//! The Go programs the tracker builds (`tools/offsets-tracker/programs/`), compiled
-//! into the tracker so it runs from anywhere.
+//! The Go programs the tracker builds, compiled into the tracker so it runs from
+//! anywhere: the standard library's (`tools/offsets-tracker/programs/std`) and each
+//! third-party module's, which its [`GoModule`] carries.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use gosight_uprobes::GoModule;
 
 /// One program's source files.
 pub struct Program {
@@ -17,16 +19,13 @@ pub const STD: Program = Program {
     files: &[("go.mod", include_str!("../programs/std/go.mod")), ("main.go", include_str!("../programs/std/main.go"))],
 };
 
-/// A grpc server and client; built against each grpc-go release.
-pub const GRPC: Program = Program {
-    name: "grpc",
-    files: &[
-        ("go.mod", include_str!("../../../uprobes/grpc/tracker/go.mod")),
-        ("main.go", include_str!("../../../uprobes/grpc/tracker/main.go")),
-    ],
-};
-
 impl Program {
+    /// A third-party module's program (`GoModule::program`, kept in the probe's
+    /// folder of `uprobes/`); built against each release of the module.
+    pub fn of(module: &GoModule) -> Program {
+        Program { name: module.short, files: module.program }
+    }
+
     /// A short fingerprint of the sources: cached builds of an older program are
     /// not reused.
     pub fn fingerprint(&self) -> String {
@@ -58,7 +57,9 @@ mod tests {
 
     #[test]
     fn fingerprints_differ_and_are_stable() {
-        assert_ne!(STD.fingerprint(), GRPC.fingerprint());
+        for m in gosight_uprobes::modules() {
+            assert_ne!(STD.fingerprint(), Program::of(m).fingerprint(), "{}", m.path);
+        }
         assert_eq!(STD.fingerprint(), STD.fingerprint());
         assert_eq!(STD.fingerprint().len(), 12);
     }

@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use gosight_offsets_db::{Key, STD};
 
-pub const GRPC: &str = "google.golang.org/grpc";
 const TOOLCHAIN: &str = "golang.org/toolchain";
 const DEFAULT_PROXY: &str = "https://proxy.golang.org";
 
@@ -203,6 +202,8 @@ pub fn window(module: &str, versions: &[String], from: Option<&str>, to: Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const GRPC: &str = gosight_uprobes::grpc::MODULE.path;
 
     #[test]
     fn goproxy_first_http_entry() {

@@ -92,6 +92,30 @@ pub fn missing(
     out
 }
 
+/// The experiments measured in a run, one line each: the versions, and the fields
+/// the experiment moves there (most move none).
+pub fn experiments(measured: &BTreeMap<String, Vec<crate::jobs::ExperimentBuild>>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (token, builds) in measured {
+        let mut by_module: BTreeMap<&str, (Vec<&str>, BTreeSet<String>)> = BTreeMap::new();
+        for (module, version, fields) in builds {
+            let e = by_module.entry(module).or_default();
+            e.0.push(version);
+            e.1.extend(fields.iter().map(|(s, f)| format!("{s}.{f}")));
+        }
+        for (module, (mut versions, fields)) in by_module {
+            versions.sort_by(|a, b| gosight_offsets_db::version::compare(module, a, b));
+            let moved = if fields.is_empty() {
+                "moves no tracked field".to_string()
+            } else {
+                format!("moves {}", fields.into_iter().collect::<Vec<_>>().join(", "))
+            };
+            out.push(format!("- `{token}` `{module}` {}: {moved}", versions.join(", ")));
+        }
+    }
+    out
+}
+
 /// Whether any missing struct is declared in the sources (recorded absent wrongly).
 pub fn any_declared(missing: &BTreeMap<(String, String, String), Verdict>) -> bool {
     missing.values().any(|v| *v == Verdict::Declared)
@@ -114,9 +138,22 @@ fn runs(module: &str, all: &[String], set: &BTreeSet<&str>) -> Vec<String> {
     out.into_iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}..{b}") }).collect()
 }
 
-/// Fields whose value differs between versions, per module (`--summary`).
+/// Fields whose value differs between versions, per module, and what the
+/// experiment layer holds (`--summary`).
 pub fn summary(db: &Database) -> Vec<String> {
     let mut out = Vec::new();
+    for exp in db.experiments() {
+        for module in db.modules() {
+            let versions = db.experiment_versions(exp, module);
+            if versions.is_empty() {
+                continue;
+            }
+            out.push(format!("GOEXPERIMENT={exp} {module}: {} version(s) ({})", versions.len(), versions.join(", ")));
+            for (s, f) in db.experiment_fields(exp, module) {
+                out.push(format!("  {s}.{f}: {}", ranges_text(db.experiment_ranges(exp, module, s, f))));
+            }
+        }
+    }
     for module in db.modules() {
         let versions = db.versions(module);
         let (first, last) = (versions.first().copied().unwrap_or(""), versions.last().copied().unwrap_or(""));

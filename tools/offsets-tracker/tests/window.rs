@@ -89,7 +89,7 @@ fn small_window_regenerates_the_committed_database() {
     let run = Command::new(env!("CARGO_BIN_EXE_offsets-tracker"))
         .args(["--db-empty", "--jobs", "2"])
         .args(["--go-from", "go1.24.12", "--go-to", "go1.24.13"])
-        .args(["--grpc-from", "v1.69.2", "--grpc-to", "v1.69.4"])
+        .args(["--from", "grpc=v1.69.2", "--to", "grpc=v1.69.4"])
         .arg("--out")
         .arg(&out)
         .arg("--cache")
