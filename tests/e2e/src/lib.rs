@@ -7,6 +7,7 @@
 //! skipped and why.
 
 pub mod collector;
+pub mod databases;
 pub mod kube;
 pub mod process;
 
