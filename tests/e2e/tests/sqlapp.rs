@@ -3,7 +3,6 @@
 //! old and the new driver releases (and stripped). The ground the SQL probe tests
 //! stand on.
 
-
 use gosight_e2e::databases::{require_databases, MariaDb, Postgres};
 use gosight_e2e::process::{App, HttpConn};
 use gosight_e2e::*;
@@ -51,6 +50,9 @@ fn run(drivers: &str, stripped: bool) {
             let v = body_json(&ex.body);
             assert_eq!(ex.status, status, "{drivers}: {path}: {v}");
             let code = v["code"].as_str().unwrap_or_default();
+            if status == 500 && route != "cancel" {
+                eprintln!("{drivers}: {path}: code {code}: type {}", v["type"]);
+            }
             if let Some((pgc, myc)) = codes {
                 assert_eq!(code, if driver == "mysql" { myc } else { pgc }, "{drivers}: {path}: {v}");
             }
@@ -59,7 +61,7 @@ fn run(drivers: &str, stripped: bool) {
                     ["57014", "context_deadline_exceeded", "context_canceled"].contains(&code),
                     "{drivers}: {path}: {v}"
                 );
-                eprintln!("{drivers}: {path}: code {code}: {}", v["error"]);
+                eprintln!("{drivers}: {path}: code {code}: {} ({})", v["error"], v["type"]);
             }
         }
         // Results are the rows asked for.

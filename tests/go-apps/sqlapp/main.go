@@ -29,7 +29,8 @@
 //	hello        SELECT 1 (for benchmarks)
 //
 // Success is 200 with JSON {"driver","route","result"}; a failed query is 500
-// with JSON {"driver","route","code","error"}, where code is the server's error
+// with JSON {"driver","route","code","error","type"} (type: the error's dynamic
+// Go type as the query function returned it, e.g. *pgconn.PgError), where code is the server's error
 // code (PostgreSQL SQLSTATE, MySQL error number) or, for a context error,
 // "context_deadline_exceeded" / "context_canceled". A driver whose database was
 // not configured answers 503.
@@ -246,6 +247,7 @@ func register(mux *http.ServeMux, b backend) {
 				status = http.StatusInternalServerError
 				reply["code"] = errorCode(err)
 				reply["error"] = err.Error()
+				reply["type"] = fmt.Sprintf("%T", err)
 			default:
 				reply["result"] = res
 			}
