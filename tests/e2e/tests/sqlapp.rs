@@ -9,8 +9,11 @@ use gosight_e2e::*;
 
 const DRIVERS: [&str; 5] = ["pgx", "pq", "mysql", "pgxnative", "pgxconn"];
 
-/// (route, status, expected error code per driver family (postgres, mysql)).
-fn cases() -> Vec<(&'static str, u16, Option<(&'static str, &'static str)>)> {
+/// Expected error codes: (PostgreSQL drivers, mysql).
+type Codes = Option<(&'static str, &'static str)>;
+
+/// (route, status, expected error code per driver family).
+fn cases() -> Vec<(&'static str, u16, Codes)> {
     vec![
         ("select?id=5", 200, None),
         ("select?id=100000", 404, None),
