@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests and the end-to-end tests (real Go apps, real
-# uprobes, a real OpenTelemetry Collector, a real kube-apiserver for the injector,
+# uprobes, a real OpenTelemetry Collector, real PostgreSQL and MariaDB servers, a
+# real kube-apiserver for the injector,
 # and a real single-node Kubernetes for the injected sidecar), then the fuzz
 # targets for a bounded time. Installs what it needs first.
 # Run as root (uprobes need it). With CI=true a missing prerequisite fails loudly.
@@ -11,6 +12,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export GOSIGHT_CACHE_DIR=${GOSIGHT_CACHE_DIR:-$HOME/.cache/gosight}
 
 bash scripts/install-deps.sh
+# PostgreSQL and MariaDB for the SQL tests, which start servers of their own
+# (tests/e2e/src/databases.rs); Debian's services stay stopped.
+bash scripts/install-databases.sh
 GOSIGHT_OTELCOL=$(bash scripts/install-collector.sh | tail -1)
 export GOSIGHT_OTELCOL
 # Kubernetes from the Go module proxy (built once, cached): kube-apiserver, etcd

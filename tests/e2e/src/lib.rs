@@ -7,6 +7,7 @@
 //! skipped and why.
 
 pub mod collector;
+pub mod databases;
 pub mod kube;
 pub mod process;
 
@@ -121,6 +122,28 @@ pub fn build_grpc_apps(grpc: &str, toolchain: Option<&str>, stripped: bool) -> (
     let status = cmd.env("GOTOOLCHAIN", toolchain.unwrap_or("local")).status().expect("run build.sh");
     assert!(status.success(), "building the gRPC apps against grpc {grpc} failed");
     (out.join("server"), out.join("client"))
+}
+
+/// Builds tests/go-apps/sqlapp against one set of driver releases (`old`: pgx
+/// v5.4.3, lib/pq v1.10.9, go-sql-driver/mysql v1.6.0; `new`: the newest; see
+/// tests/go-apps/sqlapp/README.md) with the machine's Go (`toolchain` None) or
+/// `GOTOOLCHAIN=<toolchain>`. Returns the binary.
+pub fn build_sqlapp(drivers: &str, toolchain: Option<&str>, stripped: bool) -> PathBuf {
+    let tag = format!("sqlapp-{drivers}-{}{}", toolchain.unwrap_or("local"), if stripped { "-stripped" } else { "" });
+    let out = repo_root().join("target/go-apps").join(tag).join("sqlapp");
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(repo_root().join("tests/go-apps/sqlapp")).arg("build.sh").arg(drivers).arg(&out);
+    if stripped {
+        cmd.arg("-ldflags=-s -w");
+    }
+    if let Some(go) = go_bin() {
+        if let Some(dir) = go.parent().filter(|d| !d.as_os_str().is_empty()) {
+            cmd.env("PATH", format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default()));
+        }
+    }
+    let status = cmd.env("GOTOOLCHAIN", toolchain.unwrap_or("local")).status().expect("run build.sh");
+    assert!(status.success(), "building sqlapp against the {drivers} drivers failed");
+    out
 }
 
 /// `go version` of a built binary, e.g. `go1.22.12`.
