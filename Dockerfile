@@ -2,7 +2,8 @@
 # gosight's image: the `gosight` sidecar and the `injector` webhook, built with the
 # same cargo command CI uses (scripts/test.sh), on the toolchain the workspace
 # pins (rust-version 1.95). The uprobes crate compiles its BPF C with clang at
-# build time, hence clang and the libbpf/kernel headers in the build stage.
+# build time, hence clang and the libbpf/kernel headers in the build stage, and
+# generates the Rust side of its records with bindgen, hence libclang.
 #
 #   docker build -t registry.example.com/gosight:0.1.0 .
 #   docker push registry.example.com/gosight:0.1.0
@@ -11,7 +12,7 @@ FROM rust:1.95-bookworm AS build
 # Build-stage tools only (not shipped); Debian point releases move their versions.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends clang libbpf-dev linux-libc-dev \
+    && apt-get install -y --no-install-recommends clang libclang-dev libbpf-dev linux-libc-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

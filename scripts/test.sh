@@ -27,12 +27,22 @@ bash scripts/install-node.sh >/dev/null
 cargo build --release -p gosight
 export GOSIGHT_BIN=$PWD/target/release/gosight
 
+# The tree stays formatted and lint-free: a diff or a clippy warning fails the run
+# (after the tests, which still run).
+lint=0
+if [[ $# -eq 0 ]]; then
+    cargo fmt --all --check || { echo "test.sh: cargo fmt --check found unformatted code (run cargo fmt)"; lint=1; }
+    cargo fmt --manifest-path fuzz/Cargo.toml --check || { echo "test.sh: the fuzz crate is not formatted"; lint=1; }
+    cargo clippy --workspace --all-targets --release -- -D warnings || { echo "test.sh: clippy warnings"; lint=1; }
+fi
+
 # End-to-end tests start collectors, apps and gosight: one test at a time.
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 set +e
 cargo test --workspace --release --no-fail-fast -- --test-threads=1 "$@" 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
+((lint)) && status=1
 # Fuzz targets for the binary readers, bounded: no input may panic them. First the
 # fuzz crate's unit tests (its own workspace, so not in --workspace above): the
 # regression inputs and real binaries through every entry.

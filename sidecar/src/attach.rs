@@ -230,9 +230,9 @@ fn check_supported(bin: &GoBinary) -> Result<(), SessionError> {
         return Err(SessionError::Unsupported(format!("{:?} binary on a {:?} host", bin.arch, host)));
     }
     let v = &bin.build.go_version;
-    if !v.devel && !v.at_least(1, 17) {
+    if !v.devel && !v.at_least(1, 18) {
         return Err(SessionError::Unsupported(format!(
-            "{v}: Go before 1.17 passes arguments on the stack, gosight reads the register ABI"
+            "{v}: Go before 1.18 (gosight reads the register ABI and Go 1.18's build info and pclntab)"
         )));
     }
     Ok(())

@@ -225,4 +225,19 @@ fn sampler_always_off_exports_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(gs.terminate(Duration::from_secs(10)), Some(0));
     assert!(collector.spans().is_empty(), "always_off exported spans");
+    // Nothing exported because nothing was sampled, not because nothing fired: the
+    // server probe ran at the entry and a RET of every request.
+    let log = gs.output();
+    let detached = log
+        .lines()
+        .find(|l| l.contains("probe detached") && l.contains("net_http_server"))
+        .unwrap_or_else(|| panic!("no detach line for the server probe:\n{log}"));
+    let hits = |key: &str| -> u64 {
+        let v = detached.split(&format!("{key}=")).nth(1).and_then(|r| r.split_whitespace().next());
+        v.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {key} in {detached}"))
+    };
+    assert!(
+        hits("entry_hits") >= 20 && hits("return_hits") >= 20,
+        "the probe did not run for every request: {detached}"
+    );
 }
