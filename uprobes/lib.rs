@@ -7,7 +7,8 @@
 //! (functions, struct fields, the Go module whose releases decide their layout)
 //! and builds the span a record describes ([`ProbeSpan`]: name, kind,
 //! semantic-convention attributes, status, and how its connection is found).
-//! Adding a library is a new folder and one line in [`ALL_PROBES`]. The kernel
+//! Adding a library is a new folder and one line in the `libraries!` list below
+//! (which declares it in [`ALL_PROBES`]). The kernel
 //! socket probes that serve every library live in `socket/` and
 //! `context_propagation/`; shared C headers in `include/`.
 //!
@@ -23,12 +24,7 @@ mod loader;
 mod ring;
 pub mod span;
 
-#[path = "context_propagation/mod.rs"]
 pub mod context_propagation;
-#[path = "grpc/mod.rs"]
-pub mod grpc;
-#[path = "net_http/mod.rs"]
-pub mod net_http;
 pub mod socket;
 pub mod tracked;
 
@@ -121,9 +117,21 @@ pub struct FunctionSpec {
     pub symbol: &'static str,
     pub entry_program: Option<&'static str>,
     pub return_program: Option<&'static str>,
-    /// A function only an optional feature needs (e.g. propagation): when the
-    /// binary lacks it, the probe runs without it.
-    pub optional: bool,
+    /// Whether the probe stands down without it.
+    pub need: Need,
+}
+
+/// How much a probe needs one of its functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// The probe stands down when the binary lacks it.
+    Always,
+    /// Attached when the binary has it (the linker drops what a program never
+    /// calls: an app that never runs `Exec` has no `execDC`).
+    IfPresent,
+    /// Only context propagation needs it: attached when propagation is on and the
+    /// binary has it.
+    ForPropagation,
 }
 
 /// An itab a probe compares interface values against, bound to a C global that
@@ -162,9 +170,9 @@ pub struct GoModule {
 pub struct ProbeSpec {
     /// Short name used in logs (`net_http_server`).
     pub name: &'static str,
-    /// The third-party module whose releases decide the probe's layouts (None: the
-    /// standard library only).
-    pub module: Option<&'static GoModule>,
+    /// The third-party modules whose releases decide the probe's layouts (none:
+    /// the standard library only).
+    pub modules: &'static [&'static GoModule],
     pub functions: &'static [FunctionSpec],
     /// Field groups (a probe's own fields, plus shared groups such as the Go map
     /// layout of `go_header`).
@@ -223,14 +231,26 @@ pub struct ProbeInputs {
     pub settings: Vec<(&'static str, u64)>,
 }
 
-/// Every per-target probe this crate ships.
-pub static ALL_PROBES: &[&ProbeSpec] =
-    &[&net_http::server::SPEC, &net_http::client::SPEC, &grpc::server::SPEC, &grpc::client::SPEC];
+/// Declares each library's folder as a module and each of its probes (a module
+/// with a `SPEC`) in [`ALL_PROBES`].
+macro_rules! libraries {
+    ($($library:ident: $($probe:ident),+;)+) => {
+        $(pub mod $library;)+
+        /// Every per-target probe this crate ships.
+        pub static ALL_PROBES: &[&ProbeSpec] = &[$($(&$library::$probe::SPEC,)+)+];
+    };
+}
+
+// Registering a library: one line, `<folder>: <its probes>;`.
+libraries! {
+    net_http: server, client;
+    grpc: server, client;
+}
 
 /// Every third-party Go module whose layouts the probes read, once each.
 pub fn modules() -> Vec<&'static GoModule> {
     let mut out: Vec<&'static GoModule> = Vec::new();
-    for m in ALL_PROBES.iter().filter_map(|p| p.module) {
+    for m in ALL_PROBES.iter().flat_map(|p| p.modules.iter().copied()) {
         if !out.iter().any(|o| o.path == m.path) {
             out.push(m);
         }

@@ -121,7 +121,7 @@ pub fn load(spec: &'static ProbeSpec, inputs: &ProbeInputs) -> Result<AttachedPr
     let mut attach_points = 0;
     for f in spec.functions {
         let Some(site) = inputs.functions.get(f.symbol) else {
-            if f.optional {
+            if f.need != crate::Need::Always {
                 continue;
             }
             return Err(ProbeError::MissingFunction { probe, symbol: f.symbol });

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use gosight_goexe::itabs::{self, Itab};
 use gosight_goexe::{Arch, GoBinary};
 use gosight_uprobes::{
-    AttachedProbe, FunctionSite, ProbeInputs, ProbeSpan, ProbeSpec, Sampling, TargetInfo, ALL_PROBES,
+    AttachedProbe, FunctionSite, Need, ProbeInputs, ProbeSpan, ProbeSpec, Sampling, TargetInfo, ALL_PROBES,
 };
 use tokio::task::JoinHandle;
 
@@ -250,8 +250,8 @@ fn prepare(
     let bin = &target.binary;
     let pid = target.process.pid;
     // Each function may name alternatives (`a|b`) across library versions.
-    // Optional functions serve context propagation: not attached when it is off.
-    let wanted = spec.functions.iter().filter(|f| !f.optional || shared.propagate);
+    // Functions only propagation needs are not attached when it is off.
+    let wanted = spec.functions.iter().filter(|f| f.need != Need::ForPropagation || shared.propagate);
     let symbols: Vec<&str> = wanted.clone().flat_map(|f| f.symbol.split('|')).collect();
     let mut found: HashMap<&str, gosight_goexe::Function> = symbols
         .iter()
@@ -262,8 +262,8 @@ fn prepare(
     let mut functions = HashMap::new();
     for f in wanted {
         let Some(site) = f.symbol.split('|').find_map(|name| found.remove(name)) else {
-            if f.optional {
-                tracing::debug!(pid, probe = spec.name, "optional function {} not in the binary", f.symbol);
+            if f.need != Need::Always {
+                tracing::debug!(pid, probe = spec.name, "function {} not in the binary (not needed)", f.symbol);
                 continue;
             }
             return Err(format!("function {} not in the binary", f.symbol.replace('|', " or ")));
@@ -273,6 +273,9 @@ fn prepare(
         }
         functions
             .insert(f.symbol, FunctionSite { entry_offset: site.entry_offset, return_offsets: site.return_offsets });
+    }
+    if functions.is_empty() {
+        return Err("none of its functions in the binary".into());
     }
     let fields = resolver.resolve(spec).map_err(|e| e.to_string())?;
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));

@@ -50,17 +50,9 @@ struct call {
 	struct span_head head;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
-	__type(key, u64); /* *clientStream */
-	__type(value, struct call);
-} calls SEC(".maps");
+CALLS_BY(u64, struct call); /* by *clientStream */
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
-} events SEC(".maps");
+SPAN_EVENTS(256 * 1024);
 
 /* The field for the RPC a goroutine is starting, until its header list exists. */
 struct {

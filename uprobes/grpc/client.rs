@@ -8,7 +8,7 @@ use super::{code_status, grpc_field, rpc_attributes, STATUS_ADDRESSES, STATUS_FI
 use crate::records::grpc_client_record;
 use crate::shared_fields::{GO_NET, TCP_ADDR_ITAB};
 use crate::span::{push_address, read_record, text, Connection, ProbeSpan, TargetInfo};
-use crate::{FieldSpec, FunctionSpec, ProbeSpec};
+use crate::{FieldSpec, FunctionSpec, Need, ProbeSpec};
 
 pub const NEW_ATTEMPT: &str = "google.golang.org/grpc.(*clientStream).newAttemptLocked";
 pub const ATTEMPT_FINISH: &str = "google.golang.org/grpc.(*csAttempt).finish";
@@ -18,38 +18,38 @@ pub const CLIENT_HEADER_HANDLER: &str = "google.golang.org/grpc/internal/transpo
 
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "grpc_client",
-    module: Some(&super::MODULE),
+    modules: &[&super::MODULE],
     functions: &[
         FunctionSpec {
             symbol: NEW_ATTEMPT,
             entry_program: Some("new_attempt_entry"),
             return_program: None,
-            optional: false,
+            need: Need::Always,
         },
         FunctionSpec {
             symbol: ATTEMPT_FINISH,
             entry_program: Some("attempt_finish_entry"),
             return_program: None,
-            optional: false,
+            need: Need::Always,
         },
         FunctionSpec {
             symbol: CREATE_HEADER_FIELDS,
             entry_program: None,
             return_program: Some("create_header_fields_return"),
-            optional: true,
+            need: Need::ForPropagation,
         },
         // One of these two exists (the loopy writer's client-only stream start).
         FunctionSpec {
             symbol: ORIGINATE_STREAM,
             entry_program: Some("originate_stream_entry"),
             return_program: None,
-            optional: true,
+            need: Need::ForPropagation,
         },
         FunctionSpec {
             symbol: CLIENT_HEADER_HANDLER,
             entry_program: Some("client_header_handler_entry"),
             return_program: None,
-            optional: true,
+            need: Need::ForPropagation,
         },
     ],
     fields: &[FIELDS, GO_NET, STATUS_FIELDS],

@@ -44,24 +44,11 @@ struct call {
 	char method[GRPC_METHOD_CAP];
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
-	__type(key, u64); /* the stream pointer */
-	__type(value, struct call);
-} calls SEC(".maps");
+CALLS_BY(u64, struct call); /* the stream pointer */
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
-} events SEC(".maps");
+SPAN_EVENTS(256 * 1024);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, u32);
-	__type(value, struct call);
-} scratch SEC(".maps");
+PER_CPU_SCRATCH(struct call);
 
 SEC("uprobe")
 int handle_stream_entry(struct go_regs *regs)

@@ -13,7 +13,7 @@ use super::{code_status, grpc_field, rpc_attributes, STATUS_ADDRESSES, STATUS_FI
 use crate::records::grpc_server_record;
 use crate::shared_fields::{GO_NET, TCP_ADDR_ITAB};
 use crate::span::{push_address, read_record, text, Connection, ProbeSpan, TargetInfo};
-use crate::{std_field, AddressSpec, FieldSpec, FunctionSpec, ProbeSpec};
+use crate::{std_field, AddressSpec, FieldSpec, FunctionSpec, Need, ProbeSpec};
 
 pub const HANDLE_STREAM: &str = "google.golang.org/grpc.(*Server).handleStream";
 pub const WRITE_STATUS: &str = "google.golang.org/grpc/internal/transport.(*http2Server).writeStatus|\
@@ -22,19 +22,19 @@ const TRANSPORT: &str = "google.golang.org/grpc/internal/transport";
 
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "grpc_server",
-    module: Some(&super::MODULE),
+    modules: &[&super::MODULE],
     functions: &[
         FunctionSpec {
             symbol: HANDLE_STREAM,
             entry_program: Some("handle_stream_entry"),
             return_program: None,
-            optional: false,
+            need: Need::Always,
         },
         FunctionSpec {
             symbol: WRITE_STATUS,
             entry_program: Some("write_status_entry"),
             return_program: None,
-            optional: false,
+            need: Need::Always,
         },
     ],
     fields: &[FIELDS, GO_NET, STATUS_FIELDS, crate::go_header::FIELDS],

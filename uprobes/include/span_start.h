@@ -38,6 +38,34 @@ static __always_inline void span_head_start(struct span_head *h, u64 g, u64 star
 	span_start(&h->sc, h->parent_span_id, parent);
 }
 
+/* The maps every span probe declares the same way. */
+
+/* `events`: the ring buffer its records go out on (the loader reads it). */
+#define SPAN_EVENTS(bytes)                                \
+	struct {                                          \
+		__uint(type, BPF_MAP_TYPE_RINGBUF);       \
+		__uint(max_entries, bytes);               \
+	} events SEC(".maps")
+
+/* `calls`: the calls in progress (value_t), by key_t (a goroutine, a stream),
+ * from their entry until their end sends the record. */
+#define CALLS_BY(key_t, value_t)                          \
+	struct {                                          \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);      \
+		__uint(max_entries, 8192);                \
+		__type(key, key_t);                       \
+		__type(value, value_t);                   \
+	} calls SEC(".maps")
+
+/* `scratch`: one value_t per CPU, for a value too big for the BPF stack. */
+#define PER_CPU_SCRATCH(value_t)                          \
+	struct {                                          \
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);  \
+		__uint(max_entries, 1);                   \
+		__type(key, u32);                         \
+		__type(value, value_t);                   \
+	} scratch SEC(".maps")
+
 /* Ends the span `h` now: reserves its record of `size` bytes (a struct that begins
  * with a span_head) on `ring` and fills the head. NULL when the span is not sampled
  * (nothing to export) or the ring buffer is full (counted as lost); the caller then

@@ -41,12 +41,7 @@ struct call {
 	u64 request;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
-	__type(key, u64); /* goroutine g */
-	__type(value, struct call);
-} calls SEC(".maps");
+CALLS_BY(u64, struct call); /* goroutine g */
 
 /* Identifies a request across the shallow copies the transport makes of it (a
  * request with a body is copied by setupRewindBody before it is written): the
@@ -73,17 +68,9 @@ static __always_inline struct request_key request_key_of(u64 req)
 	return k;
 }
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 512 * 1024);
-} events SEC(".maps");
+SPAN_EVENTS(512 * 1024);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, u32);
-	__type(value, struct pending_header);
-} scratch SEC(".maps");
+PER_CPU_SCRATCH(struct pending_header);
 
 SEC("uprobe")
 int round_trip_entry(struct go_regs *regs)

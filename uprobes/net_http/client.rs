@@ -11,26 +11,26 @@ use opentelemetry::KeyValue;
 use super::normalize_method;
 use crate::records::http_client_record;
 use crate::span::{read_record, split_host_port, text, Connection, ProbeSpan, TargetInfo};
-use crate::{std_field, FieldSpec, FunctionSpec, ProbeSpec};
+use crate::{std_field, FieldSpec, FunctionSpec, Need, ProbeSpec};
 
 pub const ROUND_TRIP: &str = "net/http.(*Transport).roundTrip";
 pub const REQUEST_WRITE: &str = "net/http.(*Request).write";
 
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "net_http_client",
-    module: None,
+    modules: &[],
     functions: &[
         FunctionSpec {
             symbol: ROUND_TRIP,
             entry_program: Some("round_trip_entry"),
             return_program: Some("round_trip_return"),
-            optional: false,
+            need: Need::Always,
         },
         FunctionSpec {
             symbol: REQUEST_WRITE,
             entry_program: Some("request_write_entry"),
             return_program: None,
-            optional: false,
+            need: Need::Always,
         },
     ],
     fields: &[FIELDS, crate::go_header::FIELDS],

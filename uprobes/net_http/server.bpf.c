@@ -48,26 +48,13 @@ struct call {
 	u64 context;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
-	__type(key, u64); /* goroutine g */
-	__type(value, struct call);
-} calls SEC(".maps");
+CALLS_BY(u64, struct call); /* goroutine g */
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 512 * 1024);
-} events SEC(".maps");
+SPAN_EVENTS(512 * 1024);
 
 /* Per-CPU scratch: a struct call is too big to build comfortably on the stack
  * next to the traceparent buffer. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, u32);
-	__type(value, struct call);
-} scratch SEC(".maps");
+PER_CPU_SCRATCH(struct call);
 
 SEC("uprobe")
 int serve_http_entry(struct go_regs *regs)

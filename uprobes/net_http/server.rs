@@ -10,18 +10,18 @@ use opentelemetry::KeyValue;
 use super::normalize_method;
 use crate::records::http_server_record;
 use crate::span::{read_record, split_host_port, text, Connection, ProbeSpan, TargetInfo};
-use crate::{std_field, AddressSpec, FieldSpec, FunctionSpec, ProbeSpec};
+use crate::{std_field, AddressSpec, FieldSpec, FunctionSpec, Need, ProbeSpec};
 
 pub const SERVE_HTTP: &str = "net/http.serverHandler.ServeHTTP";
 
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "net_http_server",
-    module: None,
+    modules: &[],
     functions: &[FunctionSpec {
         symbol: SERVE_HTTP,
         entry_program: Some("serve_http_entry"),
         return_program: Some("serve_http_return"),
-        optional: false,
+        need: Need::Always,
     }],
     fields: &[FIELDS, crate::go_header::FIELDS],
     addresses: &[AddressSpec {

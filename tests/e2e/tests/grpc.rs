@@ -253,8 +253,16 @@ fn mixed_chain(stripped: bool) {
         .unwrap()
         .trim()
         .to_string();
-    for pid in [leaf.child.pid(), grpc.pid(), bridge.pid()] {
-        gs.wait_for_line(&["probe attached", &format!("pid={pid}")], Duration::from_secs(10));
+    // Every probe the chain needs, not just the first one attached to each process.
+    let needed = [
+        (leaf.child.pid(), "net_http_server"),
+        (grpc.pid(), "grpc_server"),
+        (grpc.pid(), "net_http_client"),
+        (bridge.pid(), "net_http_server"),
+        (bridge.pid(), "grpc_client"),
+    ];
+    for (pid, probe) in needed {
+        gs.wait_for_line(&["probe attached", &format!("pid={pid}"), probe], Duration::from_secs(10));
     }
     std::thread::sleep(Duration::from_millis(300));
 
