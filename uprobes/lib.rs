@@ -245,6 +245,7 @@ macro_rules! libraries {
 libraries! {
     net_http: server, client;
     grpc: server, client;
+    database_sql: client;
 }
 
 /// Every third-party Go module whose layouts the probes read, once each.

@@ -6,13 +6,18 @@
 // (net/http.Response), http.Header (map[string][]string: runtime map layouts,
 // including the compiler-made noalg.map.group[string][]string of swiss maps),
 // context.WithValue (context.valueCtx), net.TCPAddr, reflection and interface
-// conversions (runtime itabs and internal/abi type descriptors).
+// conversions (runtime itabs and internal/abi type descriptors), and
+// database/sql through a driver that does nothing (database/sql.driverConn,
+// Stmt, connStmt, Tx: queries, prepared statements, transactions).
 //
 // Nothing runs unless -serve is given: the tracker only builds it.
 package main
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -56,10 +61,46 @@ func handler(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, describe(r), describe(w), describe(h), describe(addr), describe(*r.URL))
 }
 
+// nopDriver is a database/sql driver whose connections refuse everything: enough
+// for the linker to keep database/sql's statement and transaction paths.
+type nopDriver struct{}
+type nopConn struct{}
+
+func (nopDriver) Open(string) (driver.Conn, error)  { return nopConn{}, nil }
+func (nopConn) Prepare(string) (driver.Stmt, error) { return nil, errors.New("nop") }
+func (nopConn) Close() error                        { return nil }
+func (nopConn) Begin() (driver.Tx, error)           { return nil, errors.New("nop") }
+
+func useSQL(ctx context.Context, q string) {
+	sql.Register("nop", nopDriver{})
+	db, err := sql.Open("nop", "")
+	if err != nil {
+		return
+	}
+	defer db.Close()
+	if rows, err := db.QueryContext(ctx, q); err == nil {
+		rows.Close()
+	}
+	db.ExecContext(ctx, q)
+	if st, err := db.PrepareContext(ctx, q); err == nil {
+		st.QueryContext(ctx)
+		st.ExecContext(ctx)
+		st.Close()
+	}
+	if tx, err := db.BeginTx(ctx, nil); err == nil {
+		tx.Commit()
+		tx.Rollback()
+	}
+}
+
 func main() {
 	serve := flag.String("serve", "", "listen address (empty: do nothing, the tracker only builds this)")
 	get := flag.String("get", "", "URL to GET once")
+	query := flag.String("sql", "", "statement to run through database/sql's nop driver")
 	flag.Parse()
+	if *query != "" {
+		useSQL(context.Background(), *query)
+	}
 	if *serve != "" {
 		http.HandleFunc("/", handler)
 		if err := http.ListenAndServe(*serve, nil); err != nil {
