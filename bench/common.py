@@ -2,9 +2,18 @@
 figures, and writing a section of BENCHMARKS.md between markers."""
 import os
 import re
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+# bench/socket.py would shadow the standard library's socket module for the scripts run from bench/:
+# import the real one with bench/ off the path (later `import socket`s then find it in sys.modules).
+_bench = str(Path(__file__).resolve().parent)
+_path, sys.path[:] = sys.path[:], [p for p in sys.path if str(Path(p or ".").resolve()) != _bench]
+import socket  # noqa: E402
+sys.path[:] = _path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,6 +75,43 @@ def start_go_app(binary, work, name, procs, args=()):
     return p, wait_for(work / f"{name}.log", "listening on").split()[-1]
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, what, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"bench: {what} does not listen on 127.0.0.1:{port}")
+
+
+def start_gosight(gosight, pids, log, env, endpoint, procs, wait=("net_http_server",)):
+    """gosight with its defaults on `pids`, exporting OTLP http/protobuf to `endpoint`, its log in
+    `log`; returns once every probe named in `wait` is attached to every pid."""
+    gs = subprocess.Popen([str(gosight), "--pid", ",".join(str(p) for p in pids)], stdout=subprocess.DEVNULL,
+                          stderr=open(log, "w"),
+                          env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                               "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "RUST_LOG": "info"})
+    procs.append(gs)
+    for pid in pids:
+        for probe in wait:
+            wait_for(log, f"pid={pid} probe=\"{probe}\" uprobes", timeout=60)
+    return gs
+
+
+def stop_gosight(gs):
+    """SIGTERM: gosight detaches (logging each probe's hits) and exits."""
+    gs.send_signal(signal.SIGTERM)
+    gs.wait(timeout=30)
+
+
 def wrk(url, seconds, connections, headers=()):
     extra = [x for h in headers for x in ("-H", h)]
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *extra, url],
@@ -91,8 +137,27 @@ def proc_hwm_kib(pid):
     return 0
 
 
+def other_gosights():
+    """Pids of gosight processes already running: their sockops programs would
+    touch this benchmark's sockets too, with and without ours."""
+    pids = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            stat = (comm.parent / "stat").read_text()
+            if comm.read_text().strip() == "gosight" and stat.rsplit(")", 1)[1].split()[0] != "Z":
+                pids.append(int(comm.parent.name))
+        except OSError:
+            pass
+    return pids
+
+
 def hits(line):
     return int(re.search(r"entry_hits=(\d+)", line).group(1)) + int(re.search(r"return_hits=(\d+)", line).group(1))
+
+
+def probe_hits(log, probe=None):
+    """Uprobe hits (entry + return) of gosight's "probe detached" lines in `log`: all, or one probe's."""
+    return sum(hits(l) for l in lines_with(log, "probe detached") if probe is None or f'probe="{probe}"' in l)
 
 
 def write_section(name, table):

@@ -7,16 +7,14 @@ BENCHMARKS.md (between the markers of this benchmark) with the command that made
 Run as root:  python3 bench/http_server.py [--rounds 3] [--seconds 8]
 """
 import argparse
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import (build_go_app, env_with_tools, hits, lines_with, prepare, proc_cpu_seconds, proc_hwm_kib,
-                    start_collector, start_go_app, wait_for, wrk, write_section)
+from common import (build_go_app, env_with_tools, prepare, probe_hits, proc_cpu_seconds, proc_hwm_kib, start_collector,
+                    start_go_app, start_gosight, stop_gosight, wrk, write_section)
 
 
 def main():
@@ -42,20 +40,14 @@ def main():
             reqs, rps, p99 = wrk(url, a.seconds, a.connections)
             off.append((rps, p99))
             log = work / f"gosight-{r}.log"
-            gs = subprocess.Popen([str(gosight), "--pid", str(app.pid)], stdout=subprocess.DEVNULL,
-                                  stderr=open(log, "w"),
-                                  env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-                                       "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "RUST_LOG": "info"})
-            procs.append(gs)
-            wait_for(log, "probe=\"net_http_server\" uprobes")
+            gs = start_gosight(gosight, [app.pid], log, env, endpoint, procs)
             cpu0 = proc_cpu_seconds(gs.pid)
             reqs, rps, p99 = wrk(url, a.seconds, a.connections)
             cpu1 = proc_cpu_seconds(gs.pid)
             hwm.append(proc_hwm_kib(gs.pid))
             on.append((rps, p99))
-            gs.send_signal(signal.SIGTERM)
-            gs.wait(timeout=30)
-            hits_per_req.append(sum(hits(l) for l in lines_with(log, "probe detached")) / reqs)
+            stop_gosight(gs)
+            hits_per_req.append(probe_hits(log) / reqs)
             cpu_us_per_req.append((cpu1 - cpu0) / reqs * 1e6)
             print(f"round {r + 1}: off {off[-1][0]:.0f} req/s, on {rps:.0f} req/s "
                   f"({rps / off[-1][0]:.3f}), hits/req {hits_per_req[-1]:.2f}", file=sys.stderr)

@@ -21,30 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-# bench/socket.py would shadow the standard library's socket module.
-_bench_dir = sys.path.pop(0) if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent else None
-import socket  # noqa: E402
-if _bench_dir is not None:
-    sys.path.insert(0, _bench_dir)
-from common import (ROOT, build_go_app, env_with_tools, lines_with, prepare, start_collector, start_go_app, wait_for,
-                    write_section)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port, what, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"bench: {what} does not listen on 127.0.0.1:{port}")
+from common import (ROOT, build_go_app, env_with_tools, free_port, lines_with, other_gosights, prepare, start_collector,
+                    start_go_app, wait_for, wait_listening, write_section)
 
 
 def nginx_bin():
@@ -124,20 +102,6 @@ def wrk(url, seconds, connections):
 
 def fmt(x, digits):
     return "no answer" if x == float("inf") else f"{x:.{digits}f}"
-
-
-def other_gosights():
-    """Pids of gosight processes already running: their sockops programs would
-    touch this benchmark's sockets too, with and without ours."""
-    pids = []
-    for comm in Path("/proc").glob("[0-9]*/comm"):
-        try:
-            stat = (comm.parent / "stat").read_text()
-            if comm.read_text().strip() == "gosight" and stat.rsplit(")", 1)[1].split()[0] != "Z":
-                pids.append(int(comm.parent.name))
-        except OSError:
-            pass
-    return pids
 
 
 def prepare_with(gosight, env):

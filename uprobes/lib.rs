@@ -1,6 +1,6 @@
 //! gosight-uprobes: the eBPF side of gosight.
 //!
-//! One folder per instrumented library (`net_http/`, `grpc/`), holding everything
+//! One folder per instrumented library (`net_http/`, `grpc/`, `database_sql/`), holding everything
 //! about it: its BPF programs in C (`<probe>.bpf.c`, compiled by `build.rs`), the
 //! records they send (`records.h`, from which build.rs generates the Rust side,
 //! [`records`]), and per probe a Rust module that declares what the program needs
