@@ -35,10 +35,10 @@ def prepare(env):
     return ROOT / "target/release/gosight", collector
 
 
-def build_go_app(app, env):
-    out = ROOT / "target/go-apps/bench" / app
-    subprocess.run(["go", "build", "-o", str(out), "."], cwd=ROOT / "tests/go-apps" / app,
-                   env={**env, "GOTOOLCHAIN": "local"}, check=True)
+def build_go_app(app, env, tags=None):
+    out = ROOT / "target/go-apps/bench" / (f"{app}-{tags}" if tags else app)
+    subprocess.run(["go", "build", *([f"-tags={tags}"] if tags else []), "-o", str(out), "."],
+                   cwd=ROOT / "tests/go-apps" / app, env={**env, "GOTOOLCHAIN": "local"}, check=True)
     version = subprocess.run(["go", "version", str(out)], capture_output=True, text=True, env=env).stdout.split()[1]
     return out, version
 

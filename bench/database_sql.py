@@ -24,7 +24,11 @@ from pathlib import Path
 from common import (ROOT, build_go_app, env_with_tools, free_port, other_gosights, prepare, probe_hits,
                     proc_cpu_seconds, start_collector, start_go_app, start_gosight, stop_gosight, wrk, write_section)
 
-DRIVERS = ["pgx", "pq", "mysql", "pgxnative"]  # GET /<driver>/hello
+# (label, route prefix, whether the app is built with -tags pgxonly: pgx's database/sql driver the
+# only one linked, where database/sql's own functions stay unprobed and pgx's make the span)
+CLIENTS = [("pgx", "pgx", False), ("pq", "pq", False), ("mysql", "mysql", False),
+           ("pgxnative", "pgxnative", False), ("pgx, pgx-only binary", "pgx", True)]
+DRIVERS = [label for label, _, _ in CLIENTS]
 SQL_PROBE, HTTP_PROBE = "database_sql_client", "net_http_server"
 # The database, user and password the app is given (tests/e2e/src/databases.rs).
 DB = USER = PASSWORD = "shop"
@@ -148,13 +152,15 @@ def wait_quiet(deadline, limit=0.1):
               file=sys.stderr)
 
 
-def cell(ctx, driver, traced, tag):
+def cell(ctx, label, traced, tag):
     """One measurement on a fresh app: warm-up (the pool opens its connections), then, if `traced`,
     gosight attaches, then wrk; gosight's hits are read from its detach lines at SIGTERM. `foreign`:
     the share of the machine's CPU other processes used during wrk; `alone`: no other gosight at its end."""
     wait_quiet(ctx["quiet_deadline"])
-    app, addr = start_go_app(ctx["app"], ctx["work"], f"app-{tag}", ctx["procs"], ctx["app_args"])
-    url = f"http://{addr}/{driver}/hello"
+    _, route, pgx_only = next(c for c in CLIENTS if c[0] == label)
+    app, addr = start_go_app(ctx["app_pgx_only" if pgx_only else "app"], ctx["work"], f"app-{tag}", ctx["procs"],
+                             ctx["app_args"])
+    url = f"http://{addr}/{route}/hello"
     wrk(url, 2, ctx["connections"])
     res = {}
     if traced:
@@ -188,6 +194,7 @@ def main():
     gosight, env["GOSIGHT_COLLECTOR"] = prepare(env)
     subprocess.run(["bash", str(ROOT / "scripts/install-databases.sh")], check=True, env=env)
     app_bin, go_version = build_go_app("sqlapp", env)
+    app_pgx_only, _ = build_go_app("sqlapp", env, tags="pgxonly")
     work = Path(tempfile.mkdtemp(prefix="gosight-bench-sql-"))
     work.chmod(0o755)  # the database servers run unprivileged
     procs, servers, cells = [], [], {}
@@ -195,7 +202,7 @@ def main():
         endpoint = start_collector(work, env, procs)
         pg_url, pg_version = start_postgres(work, servers)
         my_dsn, my_version = start_mariadb(work, servers)
-        ctx = dict(app=app_bin, work=work, procs=procs, app_args=["-postgres", pg_url, "-mysql", my_dsn],
+        ctx = dict(app=app_bin, app_pgx_only=app_pgx_only, work=work, procs=procs, app_args=["-postgres", pg_url, "-mysql", my_dsn],
                    gosight=gosight, env=env, endpoint=endpoint, seconds=a.seconds, connections=a.connections,
                    quiet_deadline=time.time() + a.quiet_wait)
         for r in range(a.rounds):
@@ -203,7 +210,8 @@ def main():
                 # Alternate which of the pair goes first, so neither always runs on a warmer machine.
                 for traced in ((False, True) if r % 2 == 0 else (True, False)):
                     for attempt in range(3):  # again if the machine got busy meanwhile (while we may wait)
-                        res = cell(ctx, driver, traced, f"{driver}-{'on' if traced else 'off'}-{r}-{attempt}")
+                        tag = f"{driver.split(',')[0]}{'-only' if ',' in driver else ''}"
+                        res = cell(ctx, driver, traced, f"{tag}-{'on' if traced else 'off'}-{r}-{attempt}")
                         if res["alone"] and res["foreign"] <= 0.1 or time.time() > ctx["quiet_deadline"]:
                             break
                     cells.setdefault((driver, traced), []).append(res)
@@ -226,7 +234,8 @@ def main():
     rows, foreign = [], [c["foreign"] for v in cells.values() for c in v]
     for drv in DRIVERS:
         off_rps, on_rps, off_p99, on_p99 = (med(drv, t, k) for k in ("rps", "p99") for t in (False, True))
-        rows.append(f"| `GET /{drv}/hello` | {off_rps:.0f} | {on_rps:.0f} | {on_rps / off_rps:.3f} | {off_p99:.2f} | "
+        route = next(f"`GET /{c[1]}/hello`" + (" (pgx-only binary)" if c[2] else "") for c in CLIENTS if c[0] == drv)
+        rows.append(f"| {route} | {off_rps:.0f} | {on_rps:.0f} | {on_rps / off_rps:.3f} | {off_p99:.2f} | "
                     f"{on_p99:.2f} | {on_p99 / off_p99:.2f} | {med(drv, True, 'sql'):.2f} | "
                     f"{med(drv, True, 'http'):.2f} | {med(drv, True, 'all'):.2f} | {med(drv, True, 'cpu_us'):.1f} |")
     cmd = " ".join(["python3 bench/database_sql.py", *sys.argv[1:]])
@@ -237,7 +246,7 @@ def main():
         f"{pg_version} and {my_version} on loopback (started by the script; fsync off); `wrk -t1 -c{a.connections}` "
         f"on `GET /<driver>/hello`: one `SELECT 1` through database/sql (`QueryRowContext`, a pool of 8 "
         f"connections) with pgx v5 stdlib (`pgx`) or lib/pq (`pq`) against PostgreSQL, go-sql-driver/mysql "
-        f"(`mysql`) against MariaDB, or through pgx's own API (`pgxnative`: `pgxpool.Pool.QueryRow`). A fresh app per cell (warmed up before gosight attaches), {a.rounds} "
+        f"(`mysql`) against MariaDB, or through pgx's own API (`pgxnative`: `pgxpool.Pool.QueryRow`); and pgx's database/sql driver in the app built with `-tags pgxonly` (no other database/sql driver linked). A fresh app per cell (warmed up before gosight attaches), {a.rounds} "
         f"interleaved rounds of {a.seconds} s, medians; gosight with its defaults, exporting OTLP http/protobuf "
         "to a real collector. Hits = uprobe hits (entry + return) from gosight's `probe detached` lines, "
         "divided by the requests wrk counted. Other processes' share of the machine's CPU during the measurements: "

@@ -30,6 +30,9 @@ fn main() {
     let clang = std::env::var("GOSIGHT_CLANG").unwrap_or_else(|_| "clang".into());
     println!("cargo:rerun-if-env-changed=GOSIGHT_CLANG");
     println!("cargo:rerun-if-changed=include");
+    // A new library folder comes with its line in lib.rs's `libraries!` list: run
+    // again to compile it (the folders already here are watched one by one below).
+    println!("cargo:rerun-if-changed=lib.rs");
 
     let mut programs: Vec<(String, PathBuf)> = Vec::new();
     for dir in std::fs::read_dir(&root).unwrap().filter_map(|e| e.ok().map(|e| e.path())) {

@@ -132,6 +132,33 @@ pub enum Need {
     /// Only context propagation needs it: attached when propagation is on and the
     /// binary has it.
     ForPropagation,
+    /// Attached when the binary has it, unless the binary's only implementations of
+    /// an interface are the ones named (another function of the probe covers them,
+    /// for fewer uprobe hits).
+    UnlessOnly(&'static Implementations),
+}
+
+/// Types implementing an interface, named as the linker names itabs.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Implementations {
+    pub interface: &'static str,
+    pub concretes: &'static [&'static str],
+}
+
+impl Implementations {
+    /// Whether the binary's itabs, as (concrete, interface) pairs, implement the
+    /// interface at least once and only with these types. (An unreadable itab
+    /// table gives no pairs: false.)
+    pub fn are_the_only_ones<'a>(&self, itabs: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
+        let mut any = false;
+        for (concrete, _) in itabs.into_iter().filter(|(_, i)| *i == self.interface) {
+            if !self.concretes.contains(&concrete) {
+                return false;
+            }
+            any = true;
+        }
+        any
+    }
 }
 
 /// An itab a probe compares interface values against, bound to a C global that
@@ -229,6 +256,20 @@ pub struct ProbeInputs {
     /// Settings for C globals a probe may declare (e.g. `propagate`); ignored by
     /// objects that do not have them.
     pub settings: Vec<(&'static str, u64)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Implementations;
+
+    #[test]
+    fn only_implementations() {
+        let pgx = Implementations { interface: "driver.Conn", concretes: &["*pgx.Conn"] };
+        assert!(pgx.are_the_only_ones([("*pgx.Conn", "driver.Conn"), ("*x.T", "error")]));
+        assert!(!pgx.are_the_only_ones([("*pgx.Conn", "driver.Conn"), ("*pq.conn", "driver.Conn")]));
+        assert!(!pgx.are_the_only_ones([("*x.T", "error")]));
+        assert!(!pgx.are_the_only_ones([]));
+    }
 }
 
 /// Declares each library's folder as a module and each of its probes (a module

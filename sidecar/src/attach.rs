@@ -250,8 +250,13 @@ fn prepare(
     let bin = &target.binary;
     let pid = target.process.pid;
     // Each function may name alternatives (`a|b`) across library versions.
-    // Functions only propagation needs are not attached when it is off.
-    let wanted = spec.functions.iter().filter(|f| f.need != Need::ForPropagation || shared.propagate);
+    // Functions only propagation needs are not attached when it is off; those
+    // another function covers in this binary are not attached either.
+    let wanted = spec.functions.iter().filter(|f| match f.need {
+        Need::ForPropagation => shared.propagate,
+        Need::UnlessOnly(types) => !types.are_the_only_ones(itabs.iter().map(|i| (&*i.concrete, &*i.interface))),
+        Need::Always | Need::IfPresent => true,
+    });
     let symbols: Vec<&str> = wanted.clone().flat_map(|f| f.symbol.split('|')).collect();
     let mut found: HashMap<&str, gosight_goexe::Function> = symbols
         .iter()

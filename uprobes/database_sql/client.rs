@@ -9,8 +9,10 @@
 //! Cost: 2 uprobe hits per statement (the entry and the RET taken); a
 //! database/sql transaction also pays 2 for the rollback database/sql runs (as a
 //! no-op) once it is done; pgx's driver 2 more per statement (pgx's own Query or
-//! Exec under database/sql's), and pgx 1 per Prepare (which its statement cache
-//! also calls, once per new statement and connection).
+//! Exec under database/sql's) — unless it is the binary's only database/sql
+//! driver: database/sql's functions are then left out and pgx's make the spans —
+//! and pgx 1 per Prepare (which its statement cache also calls, once per new
+//! statement and connection).
 //!
 //! The driver (`db.system.name`) is known by the itab of the connection the
 //! statement ran on (`driverConn.ci`): pgx's stdlib and lib/pq are PostgreSQL,
@@ -44,6 +46,9 @@ const fn entry_only(symbol: &'static str, entry: &'static str) -> FunctionSpec {
     FunctionSpec { symbol, entry_program: Some(entry), return_program: None, need: Need::IfPresent }
 }
 
+/// database/sql's functions: left out when pgx's driver is the binary's only one.
+const DATABASE_SQL: Need = Need::UnlessOnly(&drivers::PGX_STDLIB_ONLY);
+
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "database_sql_client",
     modules: drivers::MODULES,
@@ -51,13 +56,13 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     // execDC, one without database/sql no queryDC): each is attached if present,
     // and a binary with none of them is not a SQL client.
     functions: &[
-        function(QUERY_DC, "query_dc_entry", "query_dc_return", Need::IfPresent),
-        function(EXEC_DC, "exec_dc_entry", "exec_dc_return", Need::IfPresent),
-        function(STMT_QUERY, "stmt_query_entry", "stmt_query_return", Need::IfPresent),
-        function(STMT_EXEC, "stmt_exec_entry", "stmt_exec_return", Need::IfPresent),
-        function(BEGIN_DC, "begin_dc_entry", "begin_dc_return", Need::IfPresent),
-        function(TX_COMMIT, "commit_entry", "tx_end_return", Need::IfPresent),
-        function(TX_ROLLBACK, "rollback_entry", "tx_end_return", Need::IfPresent),
+        function(QUERY_DC, "query_dc_entry", "query_dc_return", DATABASE_SQL),
+        function(EXEC_DC, "exec_dc_entry", "exec_dc_return", DATABASE_SQL),
+        function(STMT_QUERY, "stmt_query_entry", "stmt_query_return", DATABASE_SQL),
+        function(STMT_EXEC, "stmt_exec_entry", "stmt_exec_return", DATABASE_SQL),
+        function(BEGIN_DC, "begin_dc_entry", "begin_dc_return", DATABASE_SQL),
+        function(TX_COMMIT, "commit_entry", "tx_end_return", DATABASE_SQL),
+        function(TX_ROLLBACK, "rollback_entry", "tx_end_return", DATABASE_SQL),
         entry_only(PGX_QUERY, "pgx_query_entry"),
         entry_only(PGX_ROWS_CLOSE, "pgx_rows_close_entry"),
         function(PGX_EXEC, "pgx_exec_entry", "pgx_exec_return", Need::IfPresent),

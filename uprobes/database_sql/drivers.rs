@@ -5,7 +5,7 @@
 //! returned error. Layouts move across driver releases; the offsets-tracker
 //! measures them with the programs in `tracker/`.
 
-use crate::{std_field, AddressSpec, FieldSpec, GoModule};
+use crate::{std_field, AddressSpec, FieldSpec, GoModule, Implementations};
 
 pub static PGX: GoModule = GoModule {
     path: "github.com/jackc/pgx/v5",
@@ -27,6 +27,12 @@ pub static MYSQL: GoModule = GoModule {
     oldest: "v1.6.0",
     program: &[("go.mod", include_str!("tracker/mysql/go.mod")), ("main.go", include_str!("tracker/mysql/main.go"))],
 };
+
+/// A binary whose only database/sql driver is pgx's: database/sql's functions
+/// are left out and pgx's own (which its driver calls) make the spans — 2 uprobe
+/// hits per statement instead of 4.
+pub static PGX_STDLIB_ONLY: Implementations =
+    Implementations { interface: "database/sql/driver.Conn", concretes: &["*github.com/jackc/pgx/v5/stdlib.Conn"] };
 
 /// The driver modules whose layouts `drivers.h` reads.
 pub static MODULES: &[&GoModule] = &[&PGX, &PQ, &MYSQL];

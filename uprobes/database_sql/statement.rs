@@ -32,7 +32,7 @@ pub fn span(r: &sql_record, target: &dyn TargetInfo) -> Option<ProbeSpan> {
             let (op, table) = summary(&raw);
             // A parameterised statement carries no values: its text is kept as
             // written. Otherwise (or when the count is unknown) literals go.
-            let query = if st.args > 0 {
+            let query = if st.args > 0 && has_placeholder(&raw, system) {
                 cut(raw.trim().to_string(), QUERY_TEXT_MAX)
             } else {
                 sanitize(&raw, system != Some("postgresql"))
@@ -83,6 +83,20 @@ pub fn span(r: &sql_record, target: &dyn TargetInfo) -> Option<ProbeSpan> {
         span.status = Status::error(ty);
     }
     Some(span)
+}
+
+/// Whether `text` has a placeholder of the database's syntax (`$1` for
+/// PostgreSQL, `?` for MySQL; any of them for another driver). Arguments without
+/// one are not the statement's values — pgx's options (`QueryResultFormats`,
+/// `QueryExecMode`) travel as arguments too, and its database/sql driver always
+/// passes one — so such a statement is sanitised.
+fn has_placeholder(text: &str, system: Option<&str>) -> bool {
+    let dollar = || text.as_bytes().windows(2).any(|w| w[0] == b'$' && w[1].is_ascii_digit());
+    match system {
+        Some("postgresql") => dollar(),
+        Some("mysql") => text.contains('?'),
+        _ => dollar() || text.contains('?') || text.contains(':') || text.contains('@'),
+    }
 }
 
 #[cfg(test)]
@@ -150,6 +164,22 @@ mod tests {
         assert_eq!(
             s.attribute("db.query.text"),
             Some(&Value::from("UPDATE users SET visits = visits + ? WHERE id = ?"))
+        );
+    }
+
+    #[test]
+    fn arguments_without_a_placeholder_are_options_not_values() {
+        // pgx's database/sql driver passes its result formats as a first argument.
+        let r = record(SQL_PGX_QUERY, SQL_SYSTEM_PGX, "SELECT name FROM users WHERE id = 42", 1);
+        let s = decode(&r, &NoTargetInfo).unwrap();
+        assert_eq!(s.attribute("db.query.text"), Some(&Value::from("SELECT name FROM users WHERE id = ?")));
+        let r = record(SQL_PGX_QUERY, SQL_SYSTEM_PGX, "SELECT name FROM users WHERE id = $1", 2);
+        let s = decode(&r, &NoTargetInfo).unwrap();
+        assert_eq!(s.attribute("db.query.text"), Some(&Value::from("SELECT name FROM users WHERE id = $1")));
+        let r = record(SQL_EXEC, SQL_SYSTEM_MYSQL, "UPDATE t SET a = 'x' WHERE id = ?", 1);
+        assert_eq!(
+            decode(&r, &NoTargetInfo).unwrap().attribute("db.query.text"),
+            Some(&Value::from("UPDATE t SET a = 'x' WHERE id = ?"))
         );
     }
 

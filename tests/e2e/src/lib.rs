@@ -129,12 +129,26 @@ pub fn build_grpc_apps(grpc: &str, toolchain: Option<&str>, stripped: bool) -> (
 /// tests/go-apps/sqlapp/README.md) with the machine's Go (`toolchain` None) or
 /// `GOTOOLCHAIN=<toolchain>`. Returns the binary.
 pub fn build_sqlapp(drivers: &str, toolchain: Option<&str>, stripped: bool) -> PathBuf {
-    let tag = format!("sqlapp-{drivers}-{}{}", toolchain.unwrap_or("local"), if stripped { "-stripped" } else { "" });
+    build_sqlapp_tagged(drivers, toolchain, stripped, None)
+}
+
+/// [`build_sqlapp`] with Go build tags (`pgxonly`: pgx's database/sql driver the
+/// only one linked).
+pub fn build_sqlapp_tagged(drivers: &str, toolchain: Option<&str>, stripped: bool, tags: Option<&str>) -> PathBuf {
+    let tag = format!(
+        "sqlapp-{drivers}-{}{}{}",
+        toolchain.unwrap_or("local"),
+        if stripped { "-stripped" } else { "" },
+        tags.map(|t| format!("-{t}")).unwrap_or_default()
+    );
     let out = repo_root().join("target/go-apps").join(tag).join("sqlapp");
     let mut cmd = Command::new("sh");
     cmd.current_dir(repo_root().join("tests/go-apps/sqlapp")).arg("build.sh").arg(drivers).arg(&out);
     if stripped {
         cmd.arg("-ldflags=-s -w");
+    }
+    if let Some(tags) = tags {
+        cmd.arg(format!("-tags={tags}"));
     }
     if let Some(go) = go_bin() {
         if let Some(dir) = go.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -61,13 +61,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
-	"github.com/lib/pq"                // database/sql driver "postgres"
 )
+
+// The database/sql clients on PostgreSQL, and whether MySQL is served: pgx and
+// lib/pq, and go-sql-driver/mysql (drivers_all.go); with `-tags pgxonly`, pgx's
+// database/sql driver alone (drivers_pgxonly.go), so that the binary has no
+// other database/sql driver.
 
 func env(name, def string) string {
 	if v := os.Getenv(name); v != "" {
@@ -91,7 +94,7 @@ func main() {
 		if err := createSchema(ctx, "pgx", *pgURL, postgresSchema); err != nil {
 			log.Fatalf("postgres schema: %v", err)
 		}
-		for _, d := range []struct{ name, driver string }{{"pgx", "pgx"}, {"pq", "postgres"}} {
+		for _, d := range postgresClients {
 			db, err := sql.Open(d.driver, *pgURL)
 			if err != nil {
 				log.Fatalf("%s: %v", d.name, err)
@@ -111,11 +114,13 @@ func main() {
 		}
 		register(mux, &connBackend{cfg: cfg, conns: make(chan *pgx.Conn, 4)})
 	} else {
-		for _, d := range []string{"pgx", "pq", "pgxnative", "pgxconn"} {
-			register(mux, unconfigured(d))
+		for _, d := range postgresClients {
+			register(mux, unconfigured(d.name))
 		}
+		register(mux, unconfigured("pgxnative"))
+		register(mux, unconfigured("pgxconn"))
 	}
-	if *myDSN != "" {
+	if withMySQL && *myDSN != "" {
 		if err := createSchema(ctx, "mysql", *myDSN, mysqlSchema); err != nil {
 			log.Fatalf("mysql schema: %v", err)
 		}
@@ -126,7 +131,7 @@ func main() {
 		db.SetMaxOpenConns(8)
 		db.SetMaxIdleConns(8)
 		register(mux, &sqlBackend{name: "mysql", db: db, q: mysqlQueries})
-	} else {
+	} else if withMySQL {
 		register(mux, unconfigured("mysql"))
 	}
 
@@ -266,13 +271,8 @@ func errorCode(err error) string {
 	if errors.As(err, &pgErr) {
 		return pgErr.Code
 	}
-	var pqErr *pq.Error
-	if errors.As(err, &pqErr) {
-		return string(pqErr.Code)
-	}
-	var myErr *mysql.MySQLError
-	if errors.As(err, &myErr) {
-		return strconv.Itoa(int(myErr.Number))
+	if code, ok := otherDriverCode(err); ok {
+		return code
 	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
