@@ -97,27 +97,10 @@ static __always_inline void commit(struct go_regs *regs, struct call *c)
 	bpf_map_update_elem(&calls, &g, c, BPF_ANY);
 }
 
-/* Copies the Go string (ptr, len) into `dst` (SQL_QUERY_CAP bytes), its length
- * into `*out_len`. */
-static __always_inline void copy_text(char *dst, u16 *out_len, u64 ptr, s64 len)
-{
-	if (!ptr || len <= 0)
-		return;
-	u64 n = len > SQL_QUERY_CAP ? SQL_QUERY_CAP : len;
-	/* 1..SQL_QUERY_CAP as the verifier sees it (the barrier keeps clang from
-	 * folding the bound away). */
-	n -= 1;
-	asm volatile("%[n] &= %[m]" : [n] "+r"(n) : [m] "i"(SQL_QUERY_CAP - 1));
-	n += 1;
-	if (bpf_probe_read_user(dst, n, (void *)ptr))
-		return;
-	*out_len = len > 0xffff ? 0xffff : (u16)len;
-}
-
 /* Copies the statement text (ptr, len) into the call. */
 static __always_inline void copy_query(struct sql_statement *st, u64 ptr, s64 len)
 {
-	copy_text(st->query, &st->query_len, ptr, len);
+	st->query_len = copy_go_string(st->query, SQL_QUERY_CAP, ptr, len);
 }
 
 static __always_inline int is_pgx(u8 kind)
@@ -205,11 +188,7 @@ static __always_inline int stmt_entry(struct go_regs *regs, u8 kind)
 	if (!c)
 		return 0;
 	c->stmt.args = (s64)GO_ARG5(regs);
-	if (off_stmt_query != OFF_ABSENT) {
-		struct go_string q = {};
-		bpf_probe_read_user(&q, sizeof(q), (void *)(s + off_stmt_query));
-		copy_query(&c->stmt, q.ptr, q.len);
-	}
+	c->stmt.query_len = read_go_string(c->stmt.query, SQL_QUERY_CAP, s, off_stmt_query);
 	if (off_stmt_css != OFF_ABSENT && off_connstmt_dc != OFF_ABSENT) {
 		u64 css = read_u64(s + off_stmt_css);
 		s64 n = (s64)read_u64(s + off_stmt_css + 8);
@@ -419,7 +398,7 @@ int pgx_prepare_entry(struct go_regs *regs)
 	if (!name.ptr || name.len <= 0)
 		return 0;
 	struct prepared_text p = {};
-	copy_text(p.text, &p.len, GO_ARG6(regs), (s64)GO_ARG7(regs));
+	p.len = copy_go_string(p.text, SQL_QUERY_CAP, GO_ARG6(regs), (s64)GO_ARG7(regs));
 	if (p.len)
 		bpf_map_update_elem(&pgx_prepared, &name, &p, BPF_ANY);
 	return 0;

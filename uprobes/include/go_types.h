@@ -38,9 +38,28 @@ static __always_inline u64 read_u64(u64 addr)
 	return v;
 }
 
-/* Reads the Go string at base+off into dst (capacity cap, a power of two), returns
- * the string's real length (which may exceed cap: the copy is then truncated) or 0
- * when the field is absent or unreadable. */
+/* Copies the Go string (ptr, len) into dst (capacity cap, a power of two), returns
+ * the string's real length (which may exceed cap: the copy is then truncated;
+ * 0xffff at most) or 0 when it is empty or unreadable. */
+static __always_inline u32 copy_go_string(char *dst, u32 cap, u64 ptr, s64 len)
+{
+	if (len <= 0 || !ptr)
+		return 0;
+	u64 n = len;
+	if (n > cap)
+		n = cap;
+	/* 1..cap as the verifier sees it (the barrier keeps clang from folding the
+	 * bound away). */
+	n -= 1;
+	asm volatile("%[n] &= %[m]" : [n] "+r"(n) : [m] "r"((u64)cap - 1));
+	n += 1;
+	if (bpf_probe_read_user(dst, n, (void *)ptr))
+		return 0;
+	return len > 0xffff ? 0xffff : (u32)len;
+}
+
+/* Reads the Go string at base+off into dst (capacity cap, a power of two): see
+ * copy_go_string; 0 also when the field is absent. */
 static __always_inline u32 read_go_string(char *dst, u32 cap, u64 base, u64 off)
 {
 	struct go_string s = {};
@@ -48,17 +67,7 @@ static __always_inline u32 read_go_string(char *dst, u32 cap, u64 base, u64 off)
 		return 0;
 	if (bpf_probe_read_user(&s, sizeof(s), (void *)(base + off)))
 		return 0;
-	if (s.len <= 0 || !s.ptr)
-		return 0;
-	u64 n = s.len;
-	if (n > cap)
-		n = cap;
-	n &= (cap << 1) - 1; /* bound for the verifier; n <= cap already */
-	if (n == 0 || n > cap)
-		return 0;
-	if (bpf_probe_read_user(dst, n, (void *)s.ptr))
-		return 0;
-	return s.len > 0xffff ? 0xffff : (u32)s.len;
+	return copy_go_string(dst, cap, s.ptr, s.len);
 }
 
 /* A random, never-zero 64-bit id. */
