@@ -18,23 +18,8 @@ command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 { command -v mariadbd >/dev/null 2>&1 || [[ -x /usr/sbin/mariadbd ]]; } || need+=(mariadb-server)
 command -v mariadb-install-db >/dev/null 2>&1 || [[ " ${need[*]} " == *" mariadb-server "* ]] || need+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
-if ((${#need[@]})); then
-    if [[ $(id -u) -ne 0 ]]; then
-        log "missing packages ${need[*]}: run as root or install them"; exit 1
-    fi
-    log "installing ${need[*]}"
-    apt-get update -qq >&2
-    # No service may start during the install (Debian's would take 5432 / 3306).
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
-    for svc in postgresql mariadb; do
-        systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
-    done
-fi
+# Debian's services would take 5432 / 3306.
+bash "$(dirname "$0")/apt-install.sh" --stop postgresql --stop mariadb "${need[@]}"
 
 pg=$(pg_bin)
 ok=1

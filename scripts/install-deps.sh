@@ -19,23 +19,10 @@ command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
-if ((${#need[@]})); then
-    if [[ $(id -u) -ne 0 ]]; then
-        log "missing packages ${need[*]}: run as root or install them"; exit 1
-    fi
-    log "installing ${need[*]}"
-    apt-get update -qq >&2
-    # No service may start during the install (Debian's nginx would take port 80).
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
-    if [[ " ${need[*]} " == *" nginx "* ]]; then
-        systemctl disable --now nginx >/dev/null 2>&1 || service nginx stop >/dev/null 2>&1 || true
-    fi
-fi
+# Debian's nginx would take port 80; stopped if it came with this install.
+stop=()
+[[ " ${need[*]} " == *" nginx "* ]] && stop=(--stop nginx)
+bash "$(dirname "$0")/apt-install.sh" "${stop[@]}" "${need[@]}"
 
 if ! command -v go >/dev/null 2>&1 && [[ ! -x /usr/local/go/bin/go ]]; then
     log "Go is not installed (https://go.dev/dl or apt-get install golang-go)"; exit 1
