@@ -113,16 +113,25 @@ def stop_gosight(gs):
 
 
 def wrk(url, seconds, connections, headers=()):
+    """wrk's figures: (requests, requests/s, p99 ms)."""
+    reqs, rps, _, p99 = wrk_latency(url, seconds, connections, headers)
+    return reqs, rps, p99
+
+
+def wrk_latency(url, seconds, connections, headers=()):
+    """wrk's figures: (requests, requests/s, p50 ms, p99 ms)."""
     extra = [x for h in headers for x in ("-H", h)]
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *extra, url],
                          check=True, capture_output=True, text=True).stdout
-    reqs = int(re.search(r"(\d+) requests in", out).group(1))
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[p99.group(2)]
     if "Non-2xx" in out:
         raise SystemExit(f"bench: errors under load:\n{out}")
-    return reqs, rps, float(p99.group(1)) * scale
+
+    def ms(pct):
+        m = re.search(rf"{pct}%\s+([\d.]+)(us|ms|s)", out)
+        return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+
+    reqs = int(re.search(r"(\d+) requests in", out).group(1))
+    return reqs, float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), ms(50), ms(99)
 
 
 def proc_cpu_seconds(pid):
@@ -130,11 +139,20 @@ def proc_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def proc_hwm_kib(pid):
+def proc_status_kib(pid, key):
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1])
     return 0
+
+
+def proc_hwm_kib(pid):
+    """Peak resident memory (VmHWM)."""
+    return proc_status_kib(pid, "VmHWM")
+
+
+def proc_rss_kib(pid):
+    return proc_status_kib(pid, "VmRSS")
 
 
 def other_gosights():

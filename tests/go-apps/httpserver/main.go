@@ -16,6 +16,8 @@
 //	                   body/content-length handling
 //	GET  /health       200 from Write alone (no explicit WriteHeader): implicit
 //	                   status capture
+//	GET  /work/{us}    about us microseconds of CPU work (calibrated at start-up),
+//	                   then 200: a route with real work, for the cost benchmark
 //	anything else      ServeMux's own 404 (no handler of ours runs)
 //
 // Flags: -addr (default 127.0.0.1:8080; port 0 picks a free port). After the
@@ -78,6 +80,14 @@ func main() {
 		w.WriteHeader(http.StatusCreated)
 		w.Write(body)
 	})
+	mux.HandleFunc("GET /work/{us}", func(w http.ResponseWriter, r *http.Request) {
+		us, err := strconv.Atoi(r.PathValue("us"))
+		if err != nil || us < 0 || us > 1_000_000 {
+			http.Error(w, "bad us", http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, "%d\n", work(time.Duration(us)*time.Microsecond))
+	})
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n")) // implicit 200
 	})
@@ -109,4 +119,30 @@ func deep(n int) int {
 		sum += int(b)
 	}
 	return sum
+}
+
+// roundsPerMs is how many hashing rounds of work take a millisecond of CPU on
+// this machine, measured once at start-up.
+var roundsPerMs = func() int {
+	const n = 20000
+	start := time.Now()
+	hash(n)
+	return int(float64(n) / (float64(time.Since(start)) / float64(time.Millisecond)))
+}()
+
+// work does about d of CPU work (a fixed number of rounds, so an instrumented
+// run does the same work as a plain one) and returns the hash.
+func work(d time.Duration) uint64 {
+	return hash(int(d.Microseconds()) * roundsPerMs / 1000)
+}
+
+//go:noinline
+func hash(rounds int) uint64 {
+	h := uint64(14695981039346656037)
+	for r := 0; r < rounds; r++ {
+		for i := 0; i < 64; i++ {
+			h = (h ^ uint64(i)) * 1099511628211
+		}
+	}
+	return h
 }
