@@ -36,7 +36,7 @@ pub mod records {
 }
 
 pub use loader::{load, AttachedProbe, ProbeError};
-pub use ring::{EventReader, PolledRing, RING_POLL_INTERVAL};
+pub use ring::EventReader;
 pub use span::{Connection, ProbeSpan, TargetInfo};
 
 /// Maps that several objects share (`include/shared_maps.h`): pinned by name in

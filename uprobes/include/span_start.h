@@ -10,7 +10,6 @@
 #include "shared_maps.h"
 #include "span_head.h"
 #include "probe_stats.h"
-#include "ring_submit.h"
 
 /* Fills `sc` and `parent_span_id` for a new span whose parent is `parent` (NULL
  * for a root span). */

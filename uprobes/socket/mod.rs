@@ -53,6 +53,8 @@ use std::path::Path;
 use aya::maps::{MapData, RingBuf};
 use aya::programs::BtfTracePoint;
 use aya::{Btf, Ebpf, EbpfLoader};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 pub use decode::{decode, ConnEvent, ConnKind, ConnRole};
 
@@ -273,28 +275,42 @@ pub fn netns_ino_of(path: &Path) -> io::Result<u64> {
     Ok(std::fs::metadata(path)?.ino())
 }
 
-/// Decoded connection records, read from the probe's ring buffer in batches
-/// ([`crate::ring::PolledRing`]).
+/// Decoded connection records, read as the ring buffer signals data (on the
+/// tokio reactor).
 pub struct ConnEventReader {
-    ring: crate::ring::PolledRing,
+    fd: AsyncFd<RingBuf<MapData>>,
     malformed: u64,
 }
 
 impl ConnEventReader {
     fn new(rb: RingBuf<MapData>) -> io::Result<Self> {
-        Ok(ConnEventReader { ring: crate::ring::PolledRing::new(rb)?, malformed: 0 })
+        // SAFETY: the ring buffer's fd stays open for as long as the AsyncFd owns it.
+        let fd = unsafe { AsyncFd::register_with_interest(rb, Interest::READABLE)? };
+        Ok(ConnEventReader { fd, malformed: 0 })
     }
 
-    /// Waits until records are ready (a wake-up or the next poll), hands each
-    /// decoded one to `f`, and returns the number read.
+    /// Waits until records are ready, hands each decoded one to `f`, and returns
+    /// the number handed over once the ring buffer is drained.
     pub async fn next_batch(&mut self, mut f: impl FnMut(ConnEvent)) -> io::Result<usize> {
-        let malformed = &mut self.malformed;
-        self.ring
-            .next_batch(|item| match decode(item) {
-                Some(ev) => f(ev),
-                None => *malformed += 1,
-            })
-            .await
+        let mut guard = self.fd.readable_mut().await?;
+        // Readiness is cleared before draining, never after: the kernel wakes the
+        // reader only for a record committed when the reader had caught up, so a
+        // record committed between the end of the drain and a later clear would
+        // sit unread, and every record after it too (no further wake-up comes
+        // while it is unconsumed).
+        guard.clear_ready();
+        let rb = guard.get_inner_mut();
+        let mut n = 0;
+        while let Some(item) = rb.next() {
+            match decode(&item) {
+                Some(ev) => {
+                    n += 1;
+                    f(ev)
+                }
+                None => self.malformed += 1,
+            }
+        }
+        Ok(n)
     }
 
     /// Records that did not decode (a C/Rust layout mismatch: a bug).

@@ -48,7 +48,6 @@ typedef __u64 u64;
 typedef __s32 s32;
 
 #include "records.h"
-#include "ring_submit.h"
 
 /* Inode of the network namespace whose connections are recorded (the pod's: the
  * inode of /proc/self/ns/net of the sidecar), set at load time. */
@@ -173,7 +172,7 @@ static __always_inline void emit_open(struct conn_record *c)
 	r->kind = KIND_OPEN;
 	r->bytes_sent = 0;
 	r->bytes_received = 0;
-	ring_submit(&events, r, sizeof(*r));
+	bpf_ringbuf_submit(r, 0);
 }
 
 /* Emits the CLOSE record of a tracked connection and forgets it. */
@@ -189,7 +188,7 @@ static __always_inline void finish(struct sock *sk, u64 key, struct conn_record 
 		if (!r->close_ns)
 			r->close_ns = bpf_ktime_get_ns();
 		r->srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
-		ring_submit(&events, r, sizeof(*r));
+		bpf_ringbuf_submit(r, 0);
 		count(C_CLOSED);
 	} else {
 		count(C_LOST_CLOSE);
