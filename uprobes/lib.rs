@@ -35,7 +35,8 @@ pub mod records {
     include!(concat!(env!("OUT_DIR"), "/records.rs"));
 }
 
-pub use loader::{load, AttachedProbe, ProbeError};
+pub use aya::programs::uprobe::UProbeLink;
+pub use loader::{detach_concurrently, load, AttachedProbe, ProbeError};
 pub use ring::EventReader;
 pub use span::{Connection, ProbeSpan, TargetInfo};
 
