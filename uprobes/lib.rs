@@ -25,6 +25,7 @@ mod ring;
 pub mod span;
 
 pub mod context_propagation;
+pub mod exec_watch;
 pub mod socket;
 pub mod tracked;
 

@@ -4,9 +4,9 @@
 //! its field offsets, load and attach it, and spawn a task that turns its events
 //! into spans for the exporter. A probe that cannot be set up stands down with one
 //! log line; the target's other probes, and the other targets, keep running.
-//! [`Session::start`] blocks (BPF verification, uprobe registration) and
-//! [`Session::stop`] waits for the kernel (RCU grace periods): `sessions.rs` runs
-//! them off the discovery loop.
+//! [`Session::start`] blocks (BPF verification, uprobe registration) and detaching
+//! waits for the kernel (RCU grace periods): `sessions.rs` runs both off the
+//! discovery loop.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -69,9 +69,9 @@ fn itab_table(bin: &GoBinary, resolver: &Resolver, pid: u32) -> Vec<Itab> {
     }
 }
 
-/// Everything gosight runs for one target process. [`Session::stop`] detaches it,
-/// exporting what its rings still hold; dropping it detaches too, but drops what
-/// was not read yet.
+/// Everything gosight runs for one target process. Detaching its links
+/// ([`Session::take_links`]) then [`Session::finish`] exports what its rings still
+/// hold; dropping it detaches too, but drops what was not read yet.
 pub struct Session {
     pub pid: u32,
     probes: Vec<RunningProbe>,
@@ -149,22 +149,8 @@ impl Session {
         Ok(Session { pid, probes, export, exporter: exporter.clone() })
     }
 
-    /// Detaches every uprobe of the target at once (on a blocking thread: the
-    /// kernel waits for RCU grace periods), then exports what the rings still hold
-    /// and releases the target. Nothing read from a ring is lost.
-    pub async fn stop(mut self) {
-        let links = self.take_links();
-        let began = std::time::Instant::now();
-        if let Err(e) = tokio::task::spawn_blocking(move || gosight_uprobes::detach_concurrently(links)).await {
-            tracing::warn!(pid = self.pid, "detaching: {e}");
-        }
-        let (pid, detach_ms) = (self.pid, began.elapsed().as_millis() as u64);
-        self.finish().await;
-        tracing::info!(pid, detach_ms, "target detached");
-    }
-
-    /// Takes out the links of every uprobe of the target, for
-    /// [`gosight_uprobes::detach_concurrently`]; then [`Session::finish`].
+    /// Takes out the links of every uprobe of the target (dropping one detaches
+    /// it); then [`Session::finish`].
     pub fn take_links(&mut self) -> Vec<UProbeLink> {
         self.probes.iter_mut().flat_map(|p| p.attached.take_links()).collect()
     }

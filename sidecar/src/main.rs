@@ -13,6 +13,7 @@ use gosight::export::{ExportConfig, Exporter};
 use gosight::propagation::Propagation;
 use gosight::sessions::Sessions;
 use gosight::spans::SpanFactory;
+use gosight_uprobes::exec_watch::ExecWatch;
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> std::process::ExitCode {
@@ -82,6 +83,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     let mut watcher = Watcher::new(config.proc_root.clone(), selector);
+    let mut execs = match ExecWatch::start() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(
+                interval_ms = config.scan_interval.as_millis() as u64,
+                "new processes are found by the /proc scan alone: {e}"
+            );
+            None
+        }
+    };
+    let mut last_poll = Instant::now();
     tracing::info!(start_up_ms = started.elapsed().as_millis() as u64, "watching for targets");
     let mut sessions = Sessions::new(shared);
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -93,6 +105,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = scan.tick() => {}
+            woken = exec_seen(&mut execs) => {
+                if let Err(e) = woken {
+                    tracing::warn!("exec wake-up stopped; new processes are found by the /proc scan alone: {e}");
+                    execs = None;
+                    continue;
+                }
+                // A burst of execs costs one scan per MIN_SCAN_GAP at most.
+                let wait = MIN_SCAN_GAP.saturating_sub(last_poll.elapsed());
+                tokio::time::sleep(wait).await;
+            }
             started = sessions.next_started() => {
                 let pid = started.pid;
                 match started.result {
@@ -107,6 +129,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             _ = sigterm.recv() => { tracing::info!("SIGTERM: detaching and flushing"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: detaching and flushing"); break; }
         }
+        last_poll = Instant::now();
         for change in watcher.poll() {
             match change {
                 Change::Started(target) => {
@@ -125,6 +148,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 }
             }
         }
+        sessions.detach_exited();
         if last_report.elapsed() >= Duration::from_secs(10) {
             sessions.report_lost();
             propagation.check();
@@ -147,6 +171,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     exporter.shutdown(config.shutdown_timeout).await;
     Ok(())
+}
+
+/// The shortest time between two `/proc` scans that execs trigger.
+const MIN_SCAN_GAP: Duration = Duration::from_millis(25);
+
+/// Waits for a process of gosight's pid namespace to exec (never, without the hook).
+async fn exec_seen(execs: &mut Option<ExecWatch>) -> std::io::Result<usize> {
+    match execs {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it where allowed.
