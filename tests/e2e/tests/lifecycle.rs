@@ -274,6 +274,14 @@ fn listening_addr(c: &Child) -> String {
     line.rsplit(' ').next().unwrap().trim().to_string()
 }
 
+/// CPU time (user + system) a process has used, in milliseconds (10 ms ticks).
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<f64> = after_comm.split(' ').skip(11).take(2).map(|v| v.parse().unwrap()).collect();
+    (f[0] + f[1]) * 1000.0 / 100.0
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -302,6 +310,7 @@ fn attach_and_detach_stay_off_the_critical_path() {
         &[("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint), ("OTEL_BSP_SCHEDULE_DELAY", "100")],
     );
     let rss_idle = rss_kib(gs.pid());
+    let cpu_before = cpu_ms(gs.pid());
 
     // 20 at once.
     let mut apps: Vec<(Child, std::time::SystemTime)> =
@@ -310,6 +319,7 @@ fn attach_and_detach_stay_off_the_critical_path() {
         apps.iter().map(|(c, t)| attached_after_ms(&gs, c.pid(), *t, Duration::from_secs(20))).collect();
     let (at_once_median, at_once_max) = (median(&mut at_once), at_once.iter().cloned().fold(0.0, f64::max));
     let rss_20 = rss_kib(gs.pid());
+    let cpu_per_attach = (cpu_ms(gs.pid()) - cpu_before) / 20.0;
 
     // Ten exit; while their uprobes are being detached, one of the others restarts.
     for (c, _) in apps.iter_mut().take(10) {
@@ -366,7 +376,8 @@ fn attach_and_detach_stay_off_the_critical_path() {
         assert_eq!(n, 1, "span for {path} from pid {pid} (requests made before SIGTERM): {spans:#?}");
     }
     println!(
-        "lifecycle: 20 targets at once attached after median {at_once_median:.0} ms, max {at_once_max:.0} ms; \
+        "lifecycle: 20 targets at once attached after median {at_once_median:.0} ms, max {at_once_max:.0} ms \
+         ({cpu_per_attach:.0} ms of gosight CPU each); \
          restart traced {restart_ms:.0} ms after launch while 10 targets were detaching ({detaching} done by then); \
          SIGTERM to exit {sigterm_ms:.0} ms, {} spans of requests made just before all exported; \
          RSS idle {rss_idle} KiB, 20 targets {rss_20} KiB, 10 after 11 exits {rss_after_exits} KiB",
