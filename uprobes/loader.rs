@@ -147,8 +147,8 @@ pub fn load(spec: &'static ProbeSpec, inputs: &ProbeInputs) -> Result<AttachedPr
     .map_err(|source| ProbeError::Load { probe, source })?;
     let object_loaded = began.elapsed();
 
-    let pid = NonZeroU32::new(inputs.pid).expect("pid 0 is never a target");
     let mut links = Vec::new();
+    let verifying = std::cell::Cell::new(std::time::Duration::ZERO);
     for f in spec.functions {
         let Some(site) = inputs.functions.get(f.symbol) else {
             if f.need != crate::Need::Always {
@@ -157,10 +157,10 @@ pub fn load(spec: &'static ProbeSpec, inputs: &ProbeInputs) -> Result<AttachedPr
             return Err(ProbeError::MissingFunction { probe, symbol: f.symbol });
         };
         if let Some(entry) = f.entry_program {
-            attach(&mut ebpf, probe, entry, &[site.entry_offset], inputs, pid, &mut links)?;
+            attach(&mut ebpf, probe, entry, &[site.entry_offset], inputs, &mut links, &verifying)?;
         }
         if let Some(ret) = f.return_program {
-            attach(&mut ebpf, probe, ret, &site.return_offsets, inputs, pid, &mut links)?;
+            attach(&mut ebpf, probe, ret, &site.return_offsets, inputs, &mut links, &verifying)?;
         }
     }
 
@@ -169,7 +169,8 @@ pub fn load(spec: &'static ProbeSpec, inputs: &ProbeInputs) -> Result<AttachedPr
         probe,
         btf_parse_ms = ms(btf_parsed),
         maps_ms = ms(object_loaded - btf_parsed),
-        verify_and_attach_ms = ms(began.elapsed() - object_loaded),
+        verify_ms = ms(verifying.get()),
+        uprobe_register_ms = ms(began.elapsed() - object_loaded - verifying.get()),
         uprobes = links.len(),
         "probe loaded"
     );
@@ -190,17 +191,20 @@ fn attach(
     program: &'static str,
     offsets: &[u64],
     inputs: &ProbeInputs,
-    pid: NonZeroU32,
     links: &mut Vec<UProbeLink>,
+    verifying: &std::cell::Cell<std::time::Duration>,
 ) -> Result<(), ProbeError> {
     let err = |source| ProbeError::Program { probe, program, source };
+    let pid = NonZeroU32::new(inputs.pid).expect("pid 0 is never a target");
     let prog: &mut UProbe = ebpf
         .program_mut(program)
         .ok_or(ProbeError::Map { probe, map: program, reason: "program not in the object".into() })?
         .try_into()
         .map_err(err)?;
     if prog.fd().is_err() {
+        let began = std::time::Instant::now();
         prog.load().map_err(err)?;
+        verifying.set(verifying.get() + began.elapsed());
     }
     for &off in offsets {
         let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(off), cookie: None };
