@@ -25,6 +25,7 @@ mod ring;
 pub mod span;
 
 pub mod context_propagation;
+pub mod exec_watch;
 pub mod socket;
 pub mod tracked;
 
@@ -35,7 +36,8 @@ pub mod records {
     include!(concat!(env!("OUT_DIR"), "/records.rs"));
 }
 
-pub use loader::{load, AttachedProbe, ProbeError};
+pub use aya::programs::uprobe::UProbeLink;
+pub use loader::{detach_concurrently, load, AttachedProbe, ProbeError};
 pub use ring::EventReader;
 pub use span::{Connection, ProbeSpan, TargetInfo};
 

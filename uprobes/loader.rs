@@ -1,9 +1,10 @@
 //! Loading a probe's BPF object with its per-target globals and attaching its
-//! uprobes to one process.
+//! uprobes to one process; detaching them, many at once.
 
 use std::num::NonZeroU32;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::uprobe::UProbeLink;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
@@ -45,13 +46,40 @@ fn brief(e: &dyn std::error::Error) -> String {
 }
 
 /// A loaded probe with its uprobes attached to one process. Dropping it detaches
-/// every uprobe and unloads the programs.
+/// every uprobe still attached (one after the other) and unloads the programs;
+/// [`AttachedProbe::take_links`] and [`detach_concurrently`] detach them at once.
 pub struct AttachedProbe {
     pub spec: &'static ProbeSpec,
     /// Number of uprobes attached (entry + RET sites), for the start-up log.
     pub attach_points: usize,
     ebpf: Ebpf,
     events: Option<RingBuf<MapData>>,
+    /// One per uprobe; dropping one detaches it.
+    links: Vec<UProbeLink>,
+}
+
+/// Detaches `links` on a few threads at once and returns when every one is gone.
+/// Closing a uprobe's perf event waits for RCU grace periods (~100 ms per uprobe
+/// measured on this project's VM, kernel 6.18), mostly under the kernel's
+/// `event_mutex`, so closes largely run one after the other whatever the threads;
+/// what runs outside the lock overlaps. A thread that cannot be spawned leaves its
+/// links to this one.
+pub fn detach_concurrently(links: Vec<UProbeLink>) {
+    const THREADS: usize = 8;
+    let mut shares: Vec<Vec<UProbeLink>> = (0..THREADS.min(links.len())).map(|_| Vec::new()).collect();
+    for (i, link) in links.into_iter().enumerate() {
+        let n = shares.len();
+        shares[i % n].push(link);
+    }
+    std::thread::scope(|scope| {
+        for share in shares {
+            let builder = std::thread::Builder::new().name("gosight-detach".into());
+            // On failure the closure, and with it the share, is dropped right here.
+            if let Err(e) = builder.spawn_scoped(scope, move || drop(share)) {
+                tracing::debug!("detach thread: {e}; detached on this one");
+            }
+        }
+    });
 }
 
 impl AttachedProbe {
@@ -59,6 +87,12 @@ impl AttachedProbe {
     pub fn take_events(&mut self) -> std::io::Result<EventReader> {
         let rb = self.events.take().ok_or_else(|| std::io::Error::other("events already taken"))?;
         EventReader::new(rb, self.spec.decode)
+    }
+
+    /// Takes the uprobe links out, to be detached with [`detach_concurrently`]
+    /// (the programs stay loaded, and the counters readable, until the probe drops).
+    pub fn take_links(&mut self) -> Vec<UProbeLink> {
+        std::mem::take(&mut self.links)
     }
 
     /// Events the kernel side could not send because the ring buffer was full.
@@ -101,7 +135,9 @@ pub fn load(spec: &'static ProbeSpec, inputs: &ProbeInputs) -> Result<AttachedPr
         Some(dir) => crate::SHARED_MAPS.iter().map(|m| (*m, dir.join(m))).collect(),
         None => Vec::new(),
     };
+    let began = std::time::Instant::now();
     let mut loader = EbpfLoader::new();
+    let btf_parsed = began.elapsed();
     for (name, value) in &globals {
         loader.override_global(name, value, true);
     }
@@ -116,9 +152,10 @@ pub fn load(spec: &'static ProbeSpec, inputs: &ProbeInputs) -> Result<AttachedPr
         None => loader.load(spec.object),
     }
     .map_err(|source| ProbeError::Load { probe, source })?;
+    let object_loaded = began.elapsed();
 
-    let pid = NonZeroU32::new(inputs.pid).expect("pid 0 is never a target");
-    let mut attach_points = 0;
+    let mut links = Vec::new();
+    let verifying = std::cell::Cell::new(std::time::Duration::ZERO);
     for f in spec.functions {
         let Some(site) = inputs.functions.get(f.symbol) else {
             if f.need != crate::Need::Always {
@@ -127,18 +164,32 @@ pub fn load(spec: &'static ProbeSpec, inputs: &ProbeInputs) -> Result<AttachedPr
             return Err(ProbeError::MissingFunction { probe, symbol: f.symbol });
         };
         if let Some(entry) = f.entry_program {
-            attach_points += attach(&mut ebpf, probe, entry, &[site.entry_offset], inputs, pid)?;
+            attach(&mut ebpf, probe, entry, &[site.entry_offset], inputs, &mut links, &verifying)?;
         }
         if let Some(ret) = f.return_program {
-            attach_points += attach(&mut ebpf, probe, ret, &site.return_offsets, inputs, pid)?;
+            attach(&mut ebpf, probe, ret, &site.return_offsets, inputs, &mut links, &verifying)?;
         }
     }
 
+    tracing::debug!(
+        pid = inputs.pid,
+        probe,
+        btf_parse_ms = ms(btf_parsed),
+        maps_ms = ms(object_loaded - btf_parsed),
+        verify_ms = ms(verifying.get()),
+        uprobe_register_ms = ms(began.elapsed() - object_loaded - verifying.get()),
+        uprobes = links.len(),
+        "probe loaded"
+    );
     let events =
         ebpf.take_map("events").ok_or(ProbeError::Map { probe, map: "events", reason: "not in the object".into() })?;
     let events =
         RingBuf::try_from(events).map_err(|e| ProbeError::Map { probe, map: "events", reason: e.to_string() })?;
-    Ok(AttachedProbe { spec, attach_points, ebpf, events: Some(events) })
+    Ok(AttachedProbe { spec, attach_points: links.len(), ebpf, events: Some(events), links })
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_micros() as f64 / 1000.0 * 10.0).round() / 10.0
 }
 
 fn attach(
@@ -147,22 +198,27 @@ fn attach(
     program: &'static str,
     offsets: &[u64],
     inputs: &ProbeInputs,
-    pid: NonZeroU32,
-) -> Result<usize, ProbeError> {
+    links: &mut Vec<UProbeLink>,
+    verifying: &std::cell::Cell<std::time::Duration>,
+) -> Result<(), ProbeError> {
     let err = |source| ProbeError::Program { probe, program, source };
+    let pid = NonZeroU32::new(inputs.pid).expect("pid 0 is never a target");
     let prog: &mut UProbe = ebpf
         .program_mut(program)
         .ok_or(ProbeError::Map { probe, map: program, reason: "program not in the object".into() })?
         .try_into()
         .map_err(err)?;
     if prog.fd().is_err() {
+        let began = std::time::Instant::now();
         prog.load().map_err(err)?;
+        verifying.set(verifying.get() + began.elapsed());
     }
     for &off in offsets {
         let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(off), cookie: None };
-        prog.attach(point, &inputs.exe, UProbeScope::OneProcess(pid)).map_err(err)?;
+        let id = prog.attach(point, &inputs.exe, UProbeScope::OneProcess(pid)).map_err(err)?;
+        links.push(prog.take_link(id).map_err(err)?);
     }
-    Ok(offsets.len())
+    Ok(())
 }
 
 impl std::fmt::Debug for AttachedProbe {

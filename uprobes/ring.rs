@@ -27,27 +27,42 @@ impl EventReader {
 
     /// Waits for records and hands the span each describes to `f`; returns after
     /// draining. `target` answers what a record refers to (error types).
-    pub async fn next_batch(&mut self, target: &dyn TargetInfo, mut f: impl FnMut(ProbeSpan)) -> io::Result<usize> {
+    pub async fn next_batch(&mut self, target: &dyn TargetInfo, f: impl FnMut(ProbeSpan)) -> io::Result<usize> {
         let mut guard = self.fd.readable_mut().await?;
         // Clear first: a record committed while we drain signals again, instead of
         // its wake-up being cleared after the drain missed it.
         guard.clear_ready();
-        let rb = guard.get_inner_mut();
-        let mut n = 0;
-        while let Some(item) = rb.next() {
-            match (self.decode)(&item, target) {
-                Some(ev) => {
-                    n += 1;
-                    f(ev)
-                }
-                None => self.malformed += 1,
-            }
-        }
-        Ok(n)
+        Ok(drain_ring(guard.get_inner_mut(), self.decode, &mut self.malformed, target, f))
+    }
+
+    /// Hands over the records waiting now, without waiting for more: the last
+    /// read, once the probe's uprobes are detached and nothing can come after.
+    pub fn drain(&mut self, target: &dyn TargetInfo, f: impl FnMut(ProbeSpan)) -> usize {
+        drain_ring(self.fd.get_mut(), self.decode, &mut self.malformed, target, f)
     }
 
     /// Records that did not decode (a size mismatch between C and Rust: a bug).
     pub fn malformed(&self) -> u64 {
         self.malformed
     }
+}
+
+fn drain_ring(
+    rb: &mut RingBuf<MapData>,
+    decode: fn(&[u8], &dyn TargetInfo) -> Option<ProbeSpan>,
+    malformed: &mut u64,
+    target: &dyn TargetInfo,
+    mut f: impl FnMut(ProbeSpan),
+) -> usize {
+    let mut n = 0;
+    while let Some(item) = rb.next() {
+        match decode(&item, target) {
+            Some(ev) => {
+                n += 1;
+                f(ev)
+            }
+            None => *malformed += 1,
+        }
+    }
+    n
 }

@@ -1,9 +1,12 @@
-//! Stage 4 — attach the probes to one target and run its event loop.
+//! Stage 4 — attach the probes to one target, run its event loop, detach them.
 //!
 //! For each probe of `gosight-uprobes`: find its functions and RET sites, resolve
 //! its field offsets, load and attach it, and spawn a task that turns its events
 //! into spans for the exporter. A probe that cannot be set up stands down with one
 //! log line; the target's other probes, and the other targets, keep running.
+//! [`Session::start`] blocks (BPF verification, uprobe registration) and detaching
+//! waits for the kernel (RCU grace periods): `sessions.rs` runs both off the
+//! discovery loop.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,8 +14,9 @@ use std::path::{Path, PathBuf};
 use gosight_goexe::itabs::{self, Itab};
 use gosight_goexe::{Arch, GoBinary};
 use gosight_uprobes::{
-    AttachedProbe, FunctionSite, Need, ProbeInputs, ProbeSpan, ProbeSpec, Sampling, TargetInfo, ALL_PROBES,
+    AttachedProbe, FunctionSite, Need, ProbeInputs, ProbeSpan, ProbeSpec, Sampling, TargetInfo, UProbeLink, ALL_PROBES,
 };
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::discover::Target;
@@ -65,7 +69,9 @@ fn itab_table(bin: &GoBinary, resolver: &Resolver, pid: u32) -> Vec<Itab> {
     }
 }
 
-/// Everything gosight runs for one target process; dropping it detaches.
+/// Everything gosight runs for one target process. Detaching its links
+/// ([`Session::take_links`]) then [`Session::finish`] exports what its rings still
+/// hold; dropping it detaches too, but drops what was not read yet.
 pub struct Session {
     pub pid: u32,
     probes: Vec<RunningProbe>,
@@ -75,7 +81,9 @@ pub struct Session {
 
 struct RunningProbe {
     attached: AttachedProbe,
+    /// Reads the probe's ring until told to stop, then drains it once more.
     task: JoinHandle<()>,
+    stop: Option<oneshot::Sender<()>>,
     reported_lost: u64,
 }
 
@@ -91,6 +99,7 @@ pub enum SessionError {
 impl Session {
     /// Attaches every probe that can be attached to `target`.
     pub fn start(target: &Target, shared: &Shared) -> Result<Session, SessionError> {
+        let began = std::time::Instant::now();
         let pid = target.process.pid;
         let bin = &target.binary;
         check_supported(bin)?;
@@ -100,6 +109,7 @@ impl Session {
         let bias = load_bias(bin, Path::new(&format!("/proc/{pid}")));
         let itabs = itab_table(bin, &resolver, pid);
         let errors = std::sync::Arc::new(ErrorTypes::of(&itabs, bias));
+        tracing::debug!(pid, offsets_and_itabs_ms = began.elapsed().as_millis() as u64, "target inspected");
         let export = exporter.register_target(resource_for(target));
         let mut probes = Vec::new();
         for spec in ALL_PROBES.iter().copied() {
@@ -123,8 +133,9 @@ impl Session {
                         connections: shared.connections.clone(),
                         pid,
                     };
-                    let task = tokio::spawn(run_events(reader, sink, pid));
-                    probes.push(RunningProbe { attached, task, reported_lost: 0 });
+                    let (stop, stopped) = oneshot::channel();
+                    let task = tokio::spawn(run_events(reader, sink, pid, stopped));
+                    probes.push(RunningProbe { attached, task, stop: Some(stop), reported_lost: 0 });
                 }
                 Err(reason) => tracing::warn!(pid, probe = spec.name, "probe stands down: {reason}"),
             }
@@ -133,7 +144,38 @@ impl Session {
             exporter.release_target(&export);
             return Err(SessionError::NothingAttached);
         }
+        let attach_ms = began.elapsed().as_millis() as u64;
+        tracing::info!(pid, probes = probes.len(), attach_ms, "target attached");
         Ok(Session { pid, probes, export, exporter: exporter.clone() })
+    }
+
+    /// Takes out the links of every uprobe of the target (dropping one detaches
+    /// it); then [`Session::finish`].
+    pub fn take_links(&mut self) -> Vec<UProbeLink> {
+        self.probes.iter_mut().flat_map(|p| p.attached.take_links()).collect()
+    }
+
+    /// Ends a session whose uprobes are detached: its readers drain the rings one
+    /// last time (what the probes wrote before detaching becomes spans), hit counts
+    /// are logged, and the programs unloaded.
+    pub async fn finish(mut self) {
+        self.report_lost();
+        for p in &mut self.probes {
+            if let Some(stop) = p.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+        for p in &mut self.probes {
+            let _ = (&mut p.task).await;
+            let (entry, ret) = p.attached.hits();
+            tracing::info!(
+                pid = self.pid,
+                probe = p.attached.spec.name,
+                entry_hits = entry,
+                return_hits = ret,
+                "probe detached"
+            );
+        }
     }
 
     /// Names of the probes attached to this target.
@@ -160,19 +202,12 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.report_lost();
+        // After `finish` the readers are done already; otherwise what they did not
+        // read is lost with the ring.
         for p in &self.probes {
             p.task.abort();
-            let (entry, ret) = p.attached.hits();
-            tracing::info!(
-                pid = self.pid,
-                probe = p.attached.spec.name,
-                entry_hits = entry,
-                return_hits = ret,
-                "probe detached"
-            );
         }
-        // AttachedProbe's drop detaches the uprobes and unloads the programs.
+        // AttachedProbe's drop detaches what is still attached and unloads the programs.
         self.probes.clear();
         self.exporter.release_target(&self.export);
     }
@@ -210,12 +245,27 @@ impl EventSink {
     }
 }
 
-async fn run_events(mut reader: gosight_uprobes::EventReader, sink: EventSink, pid: u32) {
+/// Reads one probe's ring until `stop`, then reads what is left once more.
+async fn run_events(
+    mut reader: gosight_uprobes::EventReader,
+    sink: EventSink,
+    pid: u32,
+    mut stop: oneshot::Receiver<()>,
+) {
     loop {
-        let res = reader.next_batch(sink.errors.as_ref(), |span| sink.handle(span));
-        if let Err(e) = res.await {
-            tracing::warn!(pid, "event reader stopped: {e}");
-            return;
+        tokio::select! {
+            // Dropping a pending `next_batch` loses nothing: it reads only once
+            // the ring is readable, and then to the end without awaiting.
+            res = reader.next_batch(sink.errors.as_ref(), |span| sink.handle(span)) => {
+                if let Err(e) = res {
+                    tracing::warn!(pid, "event reader stopped: {e}");
+                    return;
+                }
+            }
+            _ = &mut stop => {
+                reader.drain(sink.errors.as_ref(), |span| sink.handle(span));
+                return;
+            }
         }
     }
 }

@@ -11,7 +11,8 @@
 //! 3. [`offsets`] — resolve the struct field offsets the probes read (DWARF first;
 //!    further sources slot in behind it).
 //! 4. [`attach`] — load each probe from `gosight-uprobes` with its offsets and attach
-//!    it to one target process; one session per target.
+//!    it to one target process; one session per target. [`sessions`] starts and
+//!    stops them off the discovery loop.
 //! 5. [`spans`] — turn decoded probe events into OpenTelemetry spans (semantic
 //!    conventions, ids, sampling) with wall-clock times from [`clock`].
 //! 6. [`export`] — a bounded, counted queue in front of the OTLP / console exporters.
@@ -34,4 +35,5 @@ pub mod export;
 pub mod offsets;
 pub mod pod;
 pub mod propagation;
+pub mod sessions;
 pub mod spans;

@@ -1,18 +1,19 @@
 //! The `gosight` sidecar: wires the pipeline stages together and owns the process
 //! lifecycle (start-up checks, the discovery loop, SIGTERM/SIGINT, the final flush).
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use gosight::attach::{Session, Shared};
+use gosight::attach::Shared;
 use gosight::clock::Clock;
 use gosight::config::{log_filter, sampling_from, Config};
 use gosight::connections::Connections;
 use gosight::discover::{Change, Selector, Watcher};
 use gosight::export::{ExportConfig, Exporter};
 use gosight::propagation::Propagation;
+use gosight::sessions::Sessions;
 use gosight::spans::SpanFactory;
+use gosight_uprobes::exec_watch::ExecWatch;
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> std::process::ExitCode {
@@ -82,8 +83,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     let mut watcher = Watcher::new(config.proc_root.clone(), selector);
+    let mut execs = match ExecWatch::start() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(
+                interval_ms = config.scan_interval.as_millis() as u64,
+                "new processes are found by the /proc scan alone: {e}"
+            );
+            None
+        }
+    };
+    let mut last_poll = Instant::now();
     tracing::info!(start_up_ms = started.elapsed().as_millis() as u64, "watching for targets");
-    let mut sessions: HashMap<u32, Session> = HashMap::new();
+    let mut sessions = Sessions::new(shared);
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut scan = tokio::time::interval(config.scan_interval);
@@ -93,9 +105,31 @@ async fn run(config: Config) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = scan.tick() => {}
+            woken = exec_seen(&mut execs) => {
+                if let Err(e) = woken {
+                    tracing::warn!("exec wake-up stopped; new processes are found by the /proc scan alone: {e}");
+                    execs = None;
+                    continue;
+                }
+                // A burst of execs costs one scan per MIN_SCAN_GAP at most.
+                let wait = MIN_SCAN_GAP.saturating_sub(last_poll.elapsed());
+                tokio::time::sleep(wait).await;
+            }
+            started = sessions.next_started() => {
+                let pid = started.pid;
+                match started.result {
+                    Ok(probes) => propagation.register(pid, &probes),
+                    Err(e) => {
+                        propagation.register(pid, &[]);
+                        tracing::warn!(pid, exe = %started.exe.display(), "not tracing: {e}")
+                    }
+                }
+                continue;
+            }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: detaching and flushing"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: detaching and flushing"); break; }
         }
+        last_poll = Instant::now();
         for change in watcher.poll() {
             match change {
                 Change::Started(target) => {
@@ -104,27 +138,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
                     // Registered before its probes attach, so that no connection it
                     // opens once they run goes untagged.
                     propagation.register_early(p.pid);
-                    match Session::start(&target, &shared) {
-                        Ok(s) => {
-                            propagation.register(p.pid, &s.probe_names());
-                            sessions.insert(p.pid, s);
-                        }
-                        Err(e) => {
-                            propagation.register(p.pid, &[]);
-                            tracing::warn!(pid = p.pid, exe = %p.exe.display(), "not tracing: {e}")
-                        }
-                    }
+                    sessions.start(target);
                 }
                 Change::Exited(p) => {
                     propagation.unregister(p.pid);
-                    if sessions.remove(&p.pid).is_some() {
-                        tracing::info!(pid = p.pid, exe = %p.exe.display(), "target exited; probes released");
+                    if sessions.exited(p.pid) {
+                        tracing::info!(pid = p.pid, exe = %p.exe.display(), "target exited; releasing its probes");
                     }
                 }
             }
         }
+        sessions.detach_exited();
         if last_report.elapsed() >= Duration::from_secs(10) {
-            sessions.values_mut().for_each(Session::report_lost);
+            sessions.report_lost();
             propagation.check();
             if let Some(c) = connections.as_mut() {
                 c.check();
@@ -133,7 +159,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
 
-    sessions.clear();
+    // Every uprobe detached at once, then what the rings hold is read.
+    sessions.shutdown().await;
     // Spans waiting a moment for their connection's record (connections::enrich)
     // are submitted within 50 ms: let them in before the exporter flushes.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -144,6 +171,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     exporter.shutdown(config.shutdown_timeout).await;
     Ok(())
+}
+
+/// The shortest time between two `/proc` scans that execs trigger.
+const MIN_SCAN_GAP: Duration = Duration::from_millis(25);
+
+/// Waits for a process of gosight's pid namespace to exec (never, without the hook).
+async fn exec_seen(execs: &mut Option<ExecWatch>) -> std::io::Result<usize> {
+    match execs {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it where allowed.

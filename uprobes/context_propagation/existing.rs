@@ -111,6 +111,11 @@ fn outgoing_inodes(pid: u32) -> std::io::Result<Vec<u64>> {
             }
         }
     }
+    if fds.is_empty() {
+        // A process found as it starts has no socket yet: the namespace's TCP
+        // tables (thousands of rows on a busy host) need not be read.
+        return Ok(Vec::new());
+    }
     let mut rows = Vec::new();
     for f in ["tcp", "tcp6"] {
         if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{f}")) {
