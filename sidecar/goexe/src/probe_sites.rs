@@ -115,27 +115,23 @@ mod tests {
         assert_eq!(entry_probe_offset(Arch::Aarch64, &[0; 16], 0x1000), 0x1000);
     }
 
-    /// True when the file holds a conditional jump (jbe or jb) at `off`.
-    fn is_jcc_at(data: &[u8], off: u64) -> bool {
-        let off = off as usize;
-        matches!(data[off], 0x76 | 0x72) || (data[off] == 0x0f && matches!(data[off + 1], 0x86 | 0x82))
-    }
-
     /// On compiled Go code, for the Go versions the probes support: a stack check by
-    /// `cmp rsp` (main.main) or `lea r12` (main.bigframe) gets the jump after it, a
-    /// frameless leaf (main.leaf) keeps its entry, and so does arm64.
+    /// `cmp rsp` (main.small), `lea r12` (main.bigframe) or `mov r12, rsp` / `sub`
+    /// (main.huge) gets the first conditional jump after it, a frameless leaf
+    /// (main.leaf) keeps its entry, and so does arm64.
     #[test]
     fn real_functions() {
         for toolchain in ["local", "go1.22.12", "go1.24.13"] {
-            let Some(built) = build_fixture(&Build::new("retprog").toolchain(toolchain)) else {
+            let Some(built) = build_fixture(&Build::new("prologues").toolchain(toolchain)) else {
                 return;
             };
-            let bin = GoBinary::open(&built).expect("open retprog");
+            let bin = GoBinary::open(&built).expect("open prologues");
             let data = bin.data();
-            for (name, first, jump) in [
-                ("main.main", &[0x49, 0x3b, 0x66][..], 4),            // cmp rsp, [r14+…]
-                ("main.bigframe", &[0x4c, 0x8d, 0xa4, 0x24][..], 12), // lea r12, [rsp-N] (disp32)
-                ("main.leaf", &[][..], 0),
+            for (name, first, jump, jcc) in [
+                ("main.small", &[0x49, 0x3b, 0x66][..], 4, 0x76), // cmp rsp, [r14+…]; jbe
+                ("main.bigframe", &[0x4c, 0x8d, 0xa4, 0x24][..], 12, 0x76), // lea r12, [rsp-N]; cmp; jbe
+                ("main.huge", &[0x49, 0x89, 0xe4][..], 10, 0x72), // mov r12, rsp; sub; jb
+                ("main.leaf", &[][..], 0, 0),
             ] {
                 let f = bin.function(name).expect(name);
                 let at = f.entry_offset as usize;
@@ -147,7 +143,7 @@ mod tests {
                 assert!(data[at..].starts_with(first), "{toolchain}: {name} starts {:02x?}", &data[at..at + 8]);
                 assert_eq!(f.entry_probe_offset - f.entry_offset, jump, "{toolchain}: {name}");
                 if jump > 0 {
-                    assert!(matches!(data[at + jump as usize], 0x76 | 0x0f), "{toolchain}: {name}: no jbe");
+                    assert_eq!(data[at + jump as usize], jcc, "{toolchain}: {name}");
                 }
             }
             // The server probe's function, from the standard library.
@@ -158,11 +154,11 @@ mod tests {
             let f = bin.function("net/http.serverHandler.ServeHTTP").expect("ServeHTTP");
             assert!(f.entry_probe_offset > f.entry_offset, "{toolchain}: {f:x?}");
         }
-        let Some(arm) = build_fixture(&Build::new("retprog").goarch("arm64")) else {
+        let Some(arm) = build_fixture(&Build::new("prologues").goarch("arm64")) else {
             return;
         };
-        let bin = GoBinary::open(&arm).expect("open arm64 retprog");
-        let main = bin.function("main.main").expect("main.main");
-        assert_eq!(main.entry_probe_offset, main.entry_offset);
+        let bin = GoBinary::open(&arm).expect("open arm64 prologues");
+        let small = bin.function("main.small").expect("main.small");
+        assert_eq!(small.entry_probe_offset, small.entry_offset);
     }
 }
