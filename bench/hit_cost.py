@@ -15,7 +15,12 @@ GOTOOLCHAIN), the cost at the function's entry (the stack check, where entry pro
 against the site gosight now picks (`gosight_goexe::entry_probe_offset`: the jump after
 the stack check, which Linux emulates instead of single-stepping).
 
+`--profile KIND` instead records where the time of a hit goes: `perf record -a -g -e
+cpu-clock` while the loop runs with the probe on the instruction KIND names (a prefix
+of a row of the table, e.g. `ret`, `jbe`), then the app's own samples by symbol.
+
 Run as root:  python3 bench/hit_cost.py [--rounds 3] [--calls 20000] [--versions go1.22.12,local]
+              python3 bench/hit_cost.py --profile ret [--seconds 4]
 Other scripts:  from hit_cost import bare_hit_cost; bare_hit_cost() -> {kind: ns per hit}
 """
 import argparse
@@ -23,6 +28,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,11 +68,16 @@ def tools_env():
     return env
 
 
+_built_tool = []
+
+
 def build(toolchain="local", env=None):
     """Builds the Go app with `toolchain` and the hitcost tool; returns (app, go version)."""
     env = env or tools_env()
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "gosight-uprobes", "--example", "hitcost"],
-                   cwd=ROOT, env=env, check=True)
+    if not _built_tool:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "gosight-uprobes", "--example", "hitcost"],
+                       cwd=ROOT, env=env, check=True)
+        _built_tool.append(TOOL)
     out = ROOT / "target/go-apps/bench" / f"hitcost-{toolchain}"
     subprocess.run(["go", "build", "-o", str(out), "."], cwd=APP, env={**env, "GOTOOLCHAIN": toolchain}, check=True)
     version = subprocess.run(["go", "version", str(out)], capture_output=True, text=True, env=env).stdout.split()[1]
@@ -179,15 +190,44 @@ def per_version(versions, rounds, calls):
     return rows
 
 
+def profile(prefix, seconds):
+    """perf profile of the Go loop with the bare probe on the first site whose kind starts with `prefix`."""
+    app, version = build("local")
+    kind, fn, sym, mn, nth = next(s for s in SITES if s[0].startswith(prefix))
+    offset = offset_of(sites(app, [sym]), sym, mn, nth)
+    data = Path(tempfile.mkdtemp(prefix="hitcost-")) / "perf.data"
+    go = Line([str(app)], "ready")
+    tool = Line([str(TOOL), "attach", str(go.p.pid)], "ready")
+    try:
+        tool.ask(f"on {offset:x}")
+        perf = subprocess.Popen(["perf", "record", "-q", "-a", "-g", "-e", "cpu-clock", "-F", "20000", "-o",
+                                 str(data), "--", "sleep", str(seconds)], stderr=subprocess.DEVNULL)
+        while perf.poll() is None:
+            go.ask(f"run {fn} 20000")
+        tool.ask("off")
+    finally:
+        tool.close()
+        go.close()
+    print(f"\nWhere a hit's time goes: bare probe on {kind} ({version}); the app's samples, by symbol")
+    report = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--comm", app.name,
+                             "--percentage", "relative", "--sort", "dso,sym", "-g", "none", "--stdio",
+                             "--percent-limit", "0.5"], capture_output=True, text=True).stdout
+    print("\n".join(l for l in report.splitlines() if l.strip() and not l.startswith("#")))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--calls", type=int, default=20000)
     ap.add_argument("--versions", default=",".join(VERSIONS),
                     help="Go toolchains for the per-version table ('' to skip it)")
+    ap.add_argument("--profile", metavar="KIND", help="profile one site instead (a prefix of a table row)")
+    ap.add_argument("--seconds", type=float, default=4)
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (uprobes)")
+    if args.profile:
+        return profile(args.profile, args.seconds)
 
     app, version = build("local")
     found = sites(app, sorted({s[2] for s in SITES}))
