@@ -235,6 +235,8 @@ impl ProbeSpec {
 /// Where a function lives in the target's executable file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionSite {
+    /// Where the entry program attaches: the function's entry, or an instruction
+    /// after it that sees the same entry state (`gosight_goexe::entry_probe_offset`).
     pub entry_offset: u64,
     pub return_offsets: Vec<u64>,
 }

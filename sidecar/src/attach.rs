@@ -326,8 +326,10 @@ fn prepare(
         if f.return_program.is_some() && site.return_offsets.is_empty() {
             return Err(format!("no RET instruction found in {}", f.symbol));
         }
-        functions
-            .insert(f.symbol, FunctionSite { entry_offset: site.entry_offset, return_offsets: site.return_offsets });
+        // The entry probe goes on the jump after the stack check when there is one
+        // (one trap instead of two, same registers: `gosight_goexe::entry_probe_offset`).
+        let entry_offset = site.entry_probe_offset;
+        functions.insert(f.symbol, FunctionSite { entry_offset, return_offsets: site.return_offsets });
     }
     if functions.is_empty() {
         return Err("none of its functions in the binary".into());

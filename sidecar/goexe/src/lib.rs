@@ -8,8 +8,9 @@ know to instrument it. It owns:
   ([`BuildInfo`], `buildinfo.rs`);
 * locating functions by name, through `.symtab` or, in stripped binaries, the Go
   runtime's own function table ([`GoBinary::functions`], `symbols.rs` over
-  [`pclntab`]), and the file offsets of their RET instructions
-  ([`return_offsets`], `returns.rs`);
+  [`pclntab`]), the file offsets of their RET instructions
+  ([`return_offsets`], `returns.rs`) and where their entry probe goes
+  ([`entry_probe_offset`], `probe_sites.rs`);
 * the itab table, read the way the runtime reads it ([`itabs`]);
 * struct field offsets from DWARF ([`dwarf`]) and which module's version decides
   a struct's layout ([`modules`]).
@@ -27,6 +28,7 @@ pub mod dwarf;
 pub mod itabs;
 pub mod modules;
 pub mod pclntab;
+mod probe_sites;
 mod returns;
 mod symbols;
 #[cfg(any(test, feature = "testutil"))]
@@ -34,6 +36,7 @@ mod symbols;
 pub mod testutil;
 
 pub use buildinfo::{BuildInfo, GoVersion, Module};
+pub use probe_sites::entry_probe_offset;
 pub use returns::return_offsets;
 pub use symbols::FileImage;
 
@@ -72,6 +75,10 @@ pub struct Function {
     pub size: u64,
     /// File offset of the entry instruction.
     pub entry_offset: u64,
+    /// File offset where the entry probe goes: the jump after the Go stack check,
+    /// which sees the entry state and costs one trap instead of two, else the entry
+    /// ([`entry_probe_offset`], `probe_sites.rs`).
+    pub entry_probe_offset: u64,
     /// File offsets of every RET instruction inside the function.
     pub return_offsets: Vec<u64>,
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use object::{Architecture, Object, ObjectSection, ObjectSegment, ObjectSymbol, ObjectSymbolTable};
 
 use crate::pclntab::{Fault, Located, Pclntab};
+use crate::probe_sites::entry_probe_offset;
 use crate::returns::return_offsets;
 use crate::{Arch, BuildInfo, Function, GoBinary, GoVersion, InspectError};
 
@@ -206,6 +207,7 @@ impl GoBinary {
             address: loc.address,
             size: loc.size,
             entry_offset,
+            entry_probe_offset: entry_probe_offset(self.arch, code, entry_offset),
             return_offsets: return_offsets(self.arch, code, entry_offset),
         })
     }

@@ -1,0 +1,3 @@
+module example.com/hitcost
+
+go 1.22
