@@ -5,8 +5,8 @@ use std::num::NonZeroU32;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
-use aya::programs::UProbe;
-use aya::{Ebpf, EbpfLoader};
+use aya::programs::{BtfTracePoint, UProbe};
+use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::{EventReader, ProbeInputs, ProbeSpec};
 
@@ -50,6 +50,8 @@ pub struct AttachedProbe {
     pub spec: &'static ProbeSpec,
     /// Number of uprobes attached (entry + RET sites), for the start-up log.
     pub attach_points: usize,
+    /// Spans end at kernel tracepoints ([`crate::KernelEnd`]), not RET probes.
+    pub kernel_end: bool,
     ebpf: Ebpf,
     events: Option<RingBuf<MapData>>,
 }
@@ -69,6 +71,18 @@ impl AttachedProbe {
     /// Uprobe hits so far: (at entries, at RET sites). The first cost of a probe.
     pub fn hits(&self) -> (u64, u64) {
         (self.counter("hits", 0), self.counter("hits", 1))
+    }
+
+    /// What the [`crate::KernelEnd`] tracepoints did, by counter name (empty when
+    /// spans end at RET probes).
+    pub fn kernel_end_counts(&self) -> Vec<(&'static str, u64)> {
+        match self.spec.kernel_end {
+            Some(k) if self.kernel_end => {
+                let (map, names) = k.counters;
+                names.iter().zip(0..).map(|(n, i)| (*n, self.counter(map, i))).collect()
+            }
+            _ => Vec::new(),
+        }
     }
 
     fn counter(&self, map: &str, index: u32) -> u64 {
@@ -129,16 +143,26 @@ pub fn load(spec: &'static ProbeSpec, inputs: &ProbeInputs) -> Result<AttachedPr
         if let Some(entry) = f.entry_program {
             attach_points += attach(&mut ebpf, probe, entry, &[site.entry_offset], inputs, pid)?;
         }
-        if let Some(ret) = f.return_program {
+        if let Some(ret) = f.return_program.filter(|_| !inputs.kernel_end) {
             attach_points += attach(&mut ebpf, probe, ret, &site.return_offsets, inputs, pid)?;
         }
     }
+    let kernel_end = match spec.kernel_end {
+        Some(k) if inputs.kernel_end => {
+            let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Load { probe, source: e.into() })?;
+            for &(program, tracepoint) in k.tracepoints {
+                attach_tracepoint(&mut ebpf, probe, program, tracepoint, &btf)?;
+            }
+            true
+        }
+        _ => false,
+    };
 
     let events =
         ebpf.take_map("events").ok_or(ProbeError::Map { probe, map: "events", reason: "not in the object".into() })?;
     let events =
         RingBuf::try_from(events).map_err(|e| ProbeError::Map { probe, map: "events", reason: e.to_string() })?;
-    Ok(AttachedProbe { spec, attach_points, ebpf, events: Some(events) })
+    Ok(AttachedProbe { spec, attach_points, kernel_end, ebpf, events: Some(events) })
 }
 
 fn attach(
@@ -163,6 +187,24 @@ fn attach(
         prog.attach(point, &inputs.exe, UProbeScope::OneProcess(pid)).map_err(err)?;
     }
     Ok(offsets.len())
+}
+
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    probe: &'static str,
+    program: &'static str,
+    tracepoint: &str,
+    btf: &Btf,
+) -> Result<(), ProbeError> {
+    let err = |source| ProbeError::Program { probe, program, source };
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut(program)
+        .ok_or(ProbeError::Map { probe, map: program, reason: "program not in the object".into() })?
+        .try_into()
+        .map_err(err)?;
+    prog.load(tracepoint, btf).map_err(err)?;
+    prog.attach().map_err(err)?;
+    Ok(())
 }
 
 impl std::fmt::Debug for AttachedProbe {
