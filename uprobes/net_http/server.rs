@@ -227,6 +227,35 @@ mod tests {
     }
 
     #[test]
+    fn one_hit_rule() {
+        use std::collections::HashMap;
+        let fields: HashMap<&'static str, u64> =
+            [("off_response_handler_done", 200), ("off_g_goid", 152)].into_iter().collect();
+        let addresses: HashMap<&'static str, u64> = [("response_itab", 0x9a0000)].into_iter().collect();
+        let none = |_: &str| false;
+        assert_eq!(KERNEL_END.ruled_out(true, &none, &fields, &addresses), None);
+        assert!(KERNEL_END.ruled_out(false, &none, &fields, &addresses).unwrap().contains("amd64"));
+        let tls = |f: &str| f == "crypto/tls.(*Conn).serverHandshake";
+        assert!(KERNEL_END.ruled_out(true, &tls, &fields, &addresses).unwrap().contains("HTTP/2 over TLS"));
+        let hijack = |f: &str| f == "net/http.(*response).Hijack";
+        assert!(KERNEL_END.ruled_out(true, &hijack, &fields, &addresses).unwrap().contains("hijack"));
+        let mut stripped = fields.clone();
+        stripped.insert("off_g_goid", crate::OFF_ABSENT);
+        assert!(KERNEL_END.ruled_out(true, &none, &stripped, &addresses).unwrap().contains("off_g_goid"));
+        stripped.remove("off_g_goid");
+        assert!(KERNEL_END.ruled_out(true, &none, &stripped, &addresses).unwrap().contains("off_g_goid"));
+        let no_itab: HashMap<&'static str, u64> = [("response_itab", 0)].into_iter().collect();
+        assert!(KERNEL_END.ruled_out(true, &none, &fields, &no_itab).unwrap().contains("response_itab"));
+        // Every tracepoint program and the counters exist in the object.
+        use object::{Object, ObjectSymbol};
+        let obj = object::File::parse(SPEC.object).unwrap();
+        let names: Vec<&str> = obj.symbols().filter_map(|s| s.name().ok()).collect();
+        for name in KERNEL_END.tracepoints.iter().map(|(p, _)| *p).chain([KERNEL_END.counters.0, KERNEL_END.setting]) {
+            assert!(names.contains(&name), "{name} not in the object");
+        }
+    }
+
+    #[test]
     fn routes() {
         assert_eq!(route_of("GET example.com/a/{b}"), Some("/a/{b}".into()));
         assert_eq!(route_of("/static/"), Some("/static/".into()));
