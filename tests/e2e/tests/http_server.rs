@@ -116,7 +116,13 @@ fn run(s: Scenario) {
         .env_remove("OTEL_SERVICE_NAME")
         .env("RUST_LOG", "gosight=debug");
     let mut gosight = Child::spawn("gosight", cmd, &dir);
-    gosight.wait_for_line(&["probe attached", &format!("pid={}", app.child.pid())], Duration::from_secs(60));
+    let attached = gosight.wait_for_line(
+        &["probe attached", &format!("pid={}", app.child.pid()), "net_http_server"],
+        Duration::from_secs(60),
+    );
+    // One uprobe hit per request wherever the offsets are known (DWARF: always).
+    let one_hit = attached.contains("kernel_end=true");
+    assert!(one_hit || s.stripped, "an unstripped binary ends its spans in the kernel: {attached}");
 
     // Known requests, each timed by the client, on one keep-alive connection
     // (and a second connection for half of them).
@@ -157,6 +163,13 @@ fn run(s: Scenario) {
     );
     let mine: Vec<&Span> = spans.iter().filter(|s| s.resource_int("process.pid") == Some(pid)).collect();
     assert_eq!(mine.len(), cases.len(), "exactly one span per request; got:\n{mine:#?}\ngosight log:\n{log}");
+    let (entry_hits, return_hits) = server_hits(&log, pid);
+    assert!(entry_hits >= cases.len() as u64, "{entry_hits} entry hits for {} requests", cases.len());
+    if one_hit {
+        assert_eq!(return_hits, 0, "one hit per request, yet RET probes were hit:\n{log}");
+    } else {
+        assert!(return_hits >= cases.len() as u64, "two-hit fallback: {return_hits} RET hits\n{log}");
+    }
 
     let has_route = !go_version.starts_with("go1.22");
     let mut ids = HashSet::new();
@@ -180,6 +193,22 @@ fn run(s: Scenario) {
         mine.len(),
         s.protocol
     );
+    println!("net_http_server: {entry_hits} entry hits, {return_hits} RET hits (one hit: {one_hit})");
+}
+
+/// (entry hits, RET hits) of the net_http_server probe on `pid`, from gosight's
+/// "probe detached" line.
+fn server_hits(log: &str, pid: i64) -> (u64, u64) {
+    let pid = format!("pid={pid} ");
+    let line = log
+        .lines()
+        .find(|l| l.contains("probe detached") && l.contains("net_http_server") && l.contains(&pid))
+        .unwrap_or_else(|| panic!("no probe detached line for net_http_server:\n{log}"));
+    let value = |key: &str| -> u64 {
+        let at = line.find(key).unwrap_or_else(|| panic!("{key} missing: {line}")) + key.len();
+        line[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    (value("entry_hits="), value("return_hits="))
 }
 
 fn check_span(s: &Span, x: &Exchange, c: &Case, has_route: bool, addr: &str) {
@@ -256,4 +285,69 @@ fn http_server_spans_stripped_go_1_22() {
 #[test]
 fn http_server_spans_go_1_22_grpc_pid() {
     run(Scenario { toolchain: Some("go1.22.12"), stripped: false, protocol: "grpc", select: Select::Pid });
+}
+
+/// A binary that can hijack connections (websockets) keeps the two-hit fallback: a
+/// hijacked handler's goroutine exits with no socket event after it, so only a RET
+/// probe can end its span. gosight says so once, and both spans come, the
+/// hijacked one lasting as long as its handler.
+#[test]
+fn http_server_hijack_capable_binary_keeps_return_probes() {
+    if !require_all() {
+        return;
+    }
+    let _serial = serial();
+    let Some(col_bin) = require_collector() else { return };
+    let exe = build_go_app("hijackserver", None, false);
+    let dir = tmpdir("hijack");
+    let collector = Collector::start(&col_bin);
+    let app = App::start(&exe, &dir, "app");
+    let mut cmd = Command::new(gosight_bin());
+    cmd.arg("--pid")
+        .arg(app.child.pid().to_string())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint)
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .env("RUST_LOG", "gosight=debug");
+    let mut gosight = Child::spawn("gosight", cmd, &dir);
+    let attached = gosight.wait_for_line(&["probe attached", "net_http_server"], Duration::from_secs(60));
+    assert!(attached.contains("kernel_end=false"), "{attached}");
+    assert!(gosight.output().contains("two uprobe hits per span: it may hijack connections"), "{}", gosight.output());
+
+    let plain = HttpConn::connect(&app.addr).request("GET", "/plain", &[], b"");
+    assert_eq!(plain.status, 200);
+    // The upgrade, by hand: 101, one echoed line, then the server closes.
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut stream = std::net::TcpStream::connect(&app.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET /upgrade HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n", app.addr)
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains(" 101 "), "{line}");
+    while line.trim_end() != "" {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+    }
+    stream.write_all(b"hello\n").unwrap();
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "hello\n");
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+
+    collector.wait_for(Duration::from_secs(20), |sp| sp.len() >= 2);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(gosight.terminate(Duration::from_secs(10)), Some(0));
+    let log = gosight.output();
+    let spans = collector.spans();
+    assert_eq!(spans.len(), 2, "{spans:#?}\n{log}");
+    let by_path = |p: &str| spans.iter().find(|s| s.attr_str("url.path") == Some(p)).unwrap();
+    assert_eq!(by_path("/plain").attr_int("http.response.status_code"), Some(200));
+    let upgrade = by_path("/upgrade");
+    assert_eq!(upgrade.name, "GET /upgrade");
+    let ms = (upgrade.end_ns - upgrade.start_ns) / 1_000_000;
+    assert!(ms >= 50, "the hijacked span ends when its handler returns: {ms} ms");
+    assert_eq!(server_hits(&log, app.child.pid() as i64), (2, 2), "{log}");
 }
