@@ -131,6 +131,14 @@ static __always_inline void end_span(struct call *c, u64 g)
 	bpf_map_delete_elem(&calls, &g);
 }
 
+static __always_inline int same_span(const struct span_ctx *a, const struct span_ctx *b)
+{
+	u64 x, y;
+	__builtin_memcpy(&x, a->span_id, 8);
+	__builtin_memcpy(&y, b->span_id, 8);
+	return x == y;
+}
+
 /* One hit: ends the span of call `c` (the entry of goroutine g) if its response
  * is finishing (finishRequest set handlerDone); forgets it if g now runs another
  * goroutine (the one that served died first: a panic); else it is the handler's
@@ -139,7 +147,16 @@ static __always_inline void end_if_finished(struct call *c, u64 g)
 {
 	if (read_u64(g + off_g_goid) != c->goid) {
 		count_in(&one_hit_counts, END_STALE);
-		span_unpublish(g, c->context);
+		/* The g (or the context's address) may serve another span by now (the
+		 * gRPC server probe's): take back only what is still ours. */
+		struct proc_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .ptr = g };
+		struct active_span *as = bpf_map_lookup_elem(&spans_by_goroutine, &key);
+		if (as && same_span(&as->sc, &c->head.sc))
+			bpf_map_delete_elem(&spans_by_goroutine, &key);
+		key.ptr = c->context;
+		as = c->context ? bpf_map_lookup_elem(&spans_by_context, &key) : 0;
+		if (as && same_span(&as->sc, &c->head.sc))
+			bpf_map_delete_elem(&spans_by_context, &key);
 		bpf_map_delete_elem(&calls, &g);
 		return;
 	}
