@@ -124,6 +124,17 @@ fn run(s: Scenario) {
     let one_hit = attached.contains("kernel_end=true");
     assert!(one_hit || s.stripped, "an unstripped binary ends its spans in the kernel: {attached}");
 
+    // A handler that panics first: no response, no span (with either ending), and
+    // its goroutine's entry must not become a span when its g serves again.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&app.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET /panic HTTP/1.1\r\nHost: {}\r\n\r\n", app.addr).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer); // EOF or a reset
+        assert!(answer.is_empty(), "a panicking handler answered: {}", String::from_utf8_lossy(&answer));
+    }
     // Known requests, each timed by the client, on one keep-alive connection
     // (and a second connection for half of them).
     let mut conns = [HttpConn::connect(&app.addr), HttpConn::connect(&app.addr)];
@@ -163,12 +174,15 @@ fn run(s: Scenario) {
     );
     let mine: Vec<&Span> = spans.iter().filter(|s| s.resource_int("process.pid") == Some(pid)).collect();
     assert_eq!(mine.len(), cases.len(), "exactly one span per request; got:\n{mine:#?}\ngosight log:\n{log}");
+    assert!(mine.iter().all(|s| s.attr_str("url.path") != Some("/panic")), "a span for the panicking handler");
     let (entry_hits, return_hits) = server_hits(&log, pid);
-    assert!(entry_hits >= cases.len() as u64, "{entry_hits} entry hits for {} requests", cases.len());
+    let requests = cases.len() as u64 + 1; // and /panic
+    assert!(entry_hits >= requests, "{entry_hits} entry hits for {requests} requests");
     if one_hit {
         assert_eq!(return_hits, 0, "one hit per request, yet RET probes were hit:\n{log}");
     } else {
         assert!(return_hits >= cases.len() as u64, "two-hit fallback: {return_hits} RET hits\n{log}");
+        // (The panicking handler never reaches a RET.)
     }
 
     let has_route = !go_version.starts_with("go1.22");
@@ -193,7 +207,9 @@ fn run(s: Scenario) {
         mine.len(),
         s.protocol
     );
-    println!("net_http_server: {entry_hits} entry hits, {return_hits} RET hits (one hit: {one_hit})");
+    let ends = log.lines().find(|l| l.contains("probe detached") && l.contains("net_http_server")).unwrap_or("");
+    let ends = ends.split("kernel_ends=").nth(1).unwrap_or("");
+    println!("net_http_server: {entry_hits} entry hits, {return_hits} RET hits (one hit: {one_hit}) {ends}");
 }
 
 /// (entry hits, RET hits) of the net_http_server probe on `pid`, from gosight's

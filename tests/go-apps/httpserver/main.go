@@ -22,6 +22,9 @@
 //	GET  /flushed/{how} a Content-Length body flushed by the handler itself, so
 //	                   nothing is sent after it returns (the span ends at the
 //	                   keep-alive read of the next request, or at the close)
+//	GET  /panic        the handler panics (http.ErrAbortHandler): net/http
+//	                   closes the connection without a response, and no span
+//	                   is made for it
 //	anything else      ServeMux's own 404 (no handler of ours runs)
 //
 // Flags: -addr (default 127.0.0.1:8080; port 0 picks a free port). After the
@@ -107,6 +110,10 @@ func main() {
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.Write(body)
 		w.(http.Flusher).Flush()
+	})
+
+	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) {
+		panic(http.ErrAbortHandler)
 	})
 
 	ln, err := net.Listen("tcp", *addr)
