@@ -212,9 +212,61 @@ pub struct ProbeSpec {
     /// Turns one ring-buffer record into the span it describes (name, kind,
     /// attributes, status, connection), None when the record is malformed.
     pub decode: fn(&[u8], &dyn TargetInfo) -> Option<ProbeSpan>,
+    /// A way to end the spans without the RET probes, used per target when
+    /// nothing rules it out (None: RET probes always).
+    pub kernel_end: Option<&'static KernelEnd>,
     /// Settings derived from resolved field offsets (e.g. whether a struct embeds
     /// another by pointer in this version); given a lookup of (struct, field).
     pub derive: fn(OffsetLookup) -> Vec<(&'static str, u64)>,
+}
+
+/// Ending a probe's spans from kernel tracepoints (`tp_btf`) that the serving
+/// goroutine causes after the probed function returned, instead of a uprobe on every
+/// RET: one uprobe hit per span instead of two. Decided per target by
+/// [`KernelEnd::ruled_out`]; the RET probes are the fallback.
+#[derive(Debug)]
+pub struct KernelEnd {
+    /// (program, tracepoint) pairs attached instead of the RET programs.
+    pub tracepoints: &'static [(&'static str, &'static str)],
+    /// Functions whose presence in the binary rules it out, with the reason a
+    /// log line gives.
+    pub ruled_out_by: &'static [(&'static str, &'static str)],
+    /// Field globals that must be resolved (not [`OFF_ABSENT`]).
+    pub needs_fields: &'static [&'static str],
+    /// Address globals that must be known (not 0).
+    pub needs_addresses: &'static [&'static str],
+    /// The C global set to 1 when spans end this way.
+    pub setting: &'static str,
+    /// A per-CPU `u64` array of the object counting what the tracepoints did, and
+    /// the name of each slot (logged on detach).
+    pub counters: (&'static str, &'static [&'static str]),
+}
+
+impl KernelEnd {
+    /// Why this target must keep the RET probes (None: it can end spans in the
+    /// kernel). `present` says whether the binary has a function; `fields` and
+    /// `addresses` are the resolved inputs.
+    pub fn ruled_out(
+        &self,
+        host_is_amd64: bool,
+        present: &dyn Fn(&str) -> bool,
+        fields: &HashMap<&'static str, u64>,
+        addresses: &HashMap<&'static str, u64>,
+    ) -> Option<String> {
+        if !host_is_amd64 {
+            return Some("the goroutine is read from thread-local storage on amd64 only".into());
+        }
+        if let Some((f, why)) = self.ruled_out_by.iter().find(|(f, _)| present(f)) {
+            return Some(format!("{why} ({f} is in the binary)"));
+        }
+        if let Some(g) = self.needs_fields.iter().find(|g| fields.get(*g).is_none_or(|v| *v == OFF_ABSENT)) {
+            return Some(format!("offset {g} unknown (no DWARF, not in the offsets database)"));
+        }
+        if let Some(a) = self.needs_addresses.iter().find(|a| addresses.get(*a).is_none_or(|v| *v == 0)) {
+            return Some(format!("{a} unknown"));
+        }
+        None
+    }
 }
 
 /// Looks up a resolved field offset by (struct, field).
@@ -260,6 +312,8 @@ pub struct ProbeInputs {
     /// Settings for C globals a probe may declare (e.g. `propagate`); ignored by
     /// objects that do not have them.
     pub settings: Vec<(&'static str, u64)>,
+    /// End spans with the spec's [`KernelEnd`] tracepoints instead of RET probes.
+    pub kernel_end: bool,
 }
 
 #[cfg(test)]

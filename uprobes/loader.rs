@@ -6,8 +6,8 @@ use std::num::NonZeroU32;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::uprobe::UProbeLink;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
-use aya::programs::UProbe;
-use aya::{Ebpf, EbpfLoader};
+use aya::programs::{BtfTracePoint, UProbe};
+use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::{EventReader, ProbeInputs, ProbeSpec};
 
@@ -52,6 +52,8 @@ pub struct AttachedProbe {
     pub spec: &'static ProbeSpec,
     /// Number of uprobes attached (entry + RET sites), for the start-up log.
     pub attach_points: usize,
+    /// Spans end at kernel tracepoints ([`crate::KernelEnd`]), not RET probes.
+    pub kernel_end: bool,
     ebpf: Ebpf,
     events: Option<RingBuf<MapData>>,
     /// One per uprobe; dropping one detaches it.
@@ -103,6 +105,18 @@ impl AttachedProbe {
     /// Uprobe hits so far: (at entries, at RET sites). The first cost of a probe.
     pub fn hits(&self) -> (u64, u64) {
         (self.counter("hits", 0), self.counter("hits", 1))
+    }
+
+    /// What the [`crate::KernelEnd`] tracepoints did, by counter name (empty when
+    /// spans end at RET probes).
+    pub fn kernel_end_counts(&self) -> Vec<(&'static str, u64)> {
+        match self.spec.kernel_end {
+            Some(k) if self.kernel_end => {
+                let (map, names) = k.counters;
+                names.iter().zip(0..).map(|(n, i)| (*n, self.counter(map, i))).collect()
+            }
+            _ => Vec::new(),
+        }
     }
 
     fn counter(&self, map: &str, index: u32) -> u64 {
@@ -166,10 +180,20 @@ pub fn load(spec: &'static ProbeSpec, inputs: &ProbeInputs) -> Result<AttachedPr
         if let Some(entry) = f.entry_program {
             attach(&mut ebpf, probe, entry, &[site.entry_offset], inputs, &mut links, &verifying)?;
         }
-        if let Some(ret) = f.return_program {
+        if let Some(ret) = f.return_program.filter(|_| !inputs.kernel_end) {
             attach(&mut ebpf, probe, ret, &site.return_offsets, inputs, &mut links, &verifying)?;
         }
     }
+    let kernel_end = match spec.kernel_end {
+        Some(k) if inputs.kernel_end => {
+            let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Load { probe, source: e.into() })?;
+            for &(program, tracepoint) in k.tracepoints {
+                attach_tracepoint(&mut ebpf, probe, program, tracepoint, &btf)?;
+            }
+            true
+        }
+        _ => false,
+    };
 
     tracing::debug!(
         pid = inputs.pid,
@@ -185,7 +209,7 @@ pub fn load(spec: &'static ProbeSpec, inputs: &ProbeInputs) -> Result<AttachedPr
         ebpf.take_map("events").ok_or(ProbeError::Map { probe, map: "events", reason: "not in the object".into() })?;
     let events =
         RingBuf::try_from(events).map_err(|e| ProbeError::Map { probe, map: "events", reason: e.to_string() })?;
-    Ok(AttachedProbe { spec, attach_points: links.len(), ebpf, events: Some(events), links })
+    Ok(AttachedProbe { spec, attach_points: links.len(), kernel_end, ebpf, events: Some(events), links })
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -218,6 +242,24 @@ fn attach(
         let id = prog.attach(point, &inputs.exe, UProbeScope::OneProcess(pid)).map_err(err)?;
         links.push(prog.take_link(id).map_err(err)?);
     }
+    Ok(())
+}
+
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    probe: &'static str,
+    program: &'static str,
+    tracepoint: &str,
+    btf: &Btf,
+) -> Result<(), ProbeError> {
+    let err = |source| ProbeError::Program { probe, program, source };
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut(program)
+        .ok_or(ProbeError::Map { probe, map: program, reason: "program not in the object".into() })?
+        .try_into()
+        .map_err(err)?;
+    prog.load(tracepoint, btf).map_err(err)?;
+    prog.attach().map_err(err)?;
     Ok(())
 }
 

@@ -113,9 +113,7 @@ impl Session {
         let export = exporter.register_target(resource_for(target));
         let mut probes = Vec::new();
         for spec in ALL_PROBES.iter().copied() {
-            match prepare(spec, target, &resolver, &itabs, bias, shared)
-                .and_then(|inputs| gosight_uprobes::load(spec, &inputs).map_err(|e| e.to_string()))
-            {
+            match prepare(spec, target, &resolver, &itabs, bias, shared).and_then(|inputs| load(spec, inputs, pid)) {
                 Ok(mut attached) => {
                     let reader = match attached.take_events() {
                         Ok(r) => r,
@@ -124,7 +122,13 @@ impl Session {
                             continue;
                         }
                     };
-                    tracing::info!(pid, probe = spec.name, uprobes = attached.attach_points, "probe attached");
+                    tracing::info!(
+                        pid,
+                        probe = spec.name,
+                        uprobes = attached.attach_points,
+                        kernel_end = attached.kernel_end,
+                        "probe attached"
+                    );
                     let sink = EventSink {
                         factory: shared.factory.clone(),
                         exporter: exporter.clone(),
@@ -168,11 +172,13 @@ impl Session {
         for p in &mut self.probes {
             let _ = (&mut p.task).await;
             let (entry, ret) = p.attached.hits();
+            let ends: Vec<String> = p.attached.kernel_end_counts().iter().map(|(n, v)| format!("{n}={v}")).collect();
             tracing::info!(
                 pid = self.pid,
                 probe = p.attached.spec.name,
                 entry_hits = entry,
                 return_hits = ret,
+                kernel_ends = %ends.join(" "),
                 "probe detached"
             );
         }
@@ -288,6 +294,20 @@ fn check_supported(bin: &GoBinary) -> Result<(), SessionError> {
     Ok(())
 }
 
+/// Loads and attaches a prepared probe; when ending spans in the kernel fails (a
+/// kernel without the tracepoints), once more with its RET probes, and one line.
+fn load(spec: &'static ProbeSpec, mut inputs: ProbeInputs, pid: u32) -> Result<AttachedProbe, String> {
+    match gosight_uprobes::load(spec, &inputs) {
+        Err(e) if inputs.kernel_end => {
+            tracing::warn!(pid, probe = spec.name, "two uprobe hits per span: ending spans in the kernel failed: {e}");
+            inputs.kernel_end = false;
+            inputs.settings.retain(|(name, _)| spec.kernel_end.is_none_or(|k| *name != k.setting));
+            gosight_uprobes::load(spec, &inputs).map_err(|e| e.to_string())
+        }
+        other => other.map_err(|e| e.to_string()),
+    }
+}
+
 /// Resolves one probe's spec against the target; Err is the one-line reason.
 fn prepare(
     spec: &'static ProbeSpec,
@@ -307,7 +327,10 @@ fn prepare(
         Need::UnlessOnly(types) => !types.are_the_only_ones(itabs.iter().map(|i| (&*i.concrete, &*i.interface))),
         Need::Always | Need::IfPresent => true,
     });
-    let symbols: Vec<&str> = wanted.clone().flat_map(|f| f.symbol.split('|')).collect();
+    // The functions that rule out ending spans in the kernel are looked up too.
+    let blockers = spec.kernel_end.map_or(&[][..], |k| k.ruled_out_by);
+    let symbols: Vec<&str> =
+        wanted.clone().flat_map(|f| f.symbol.split('|')).chain(blockers.iter().map(|(f, _)| *f)).collect();
     let mut found: HashMap<&str, gosight_goexe::Function> = symbols
         .iter()
         .copied()
@@ -336,7 +359,7 @@ fn prepare(
     }
     let fields = resolver.resolve(spec).map_err(|e| e.to_string())?;
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let addresses = spec
+    let addresses: HashMap<&str, u64> = spec
         .addresses
         .iter()
         .map(|a| {
@@ -344,6 +367,17 @@ fn prepare(
             (a.global, itab.map_or(0, |i| i.address + bias))
         })
         .collect();
+    let kernel_end = spec.kernel_end.is_some_and(|k| {
+        let host_is_amd64 = std::env::consts::ARCH == "x86_64";
+        match k.ruled_out(host_is_amd64, &|f| found.contains_key(f), &fields, &addresses) {
+            None => true,
+            Some(why) => {
+                tracing::info!(pid, probe = spec.name, "two uprobe hits per span: {why}");
+                false
+            }
+        }
+    });
+    let one_hit = spec.kernel_end.filter(|_| kernel_end).map(|k| (k.setting, 1));
     Ok(ProbeInputs {
         pid,
         exe: proc_dir.join("exe"),
@@ -353,8 +387,10 @@ fn prepare(
         pin_dir: shared.pin_dir.clone(),
         sampling: shared.sampling,
         settings: std::iter::once(("propagate", shared.propagate as u64))
+            .chain(one_hit)
             .chain((spec.derive)(&|strukt, field| resolver.offset(strukt, field)))
             .collect(),
+        kernel_end,
     })
 }
 

@@ -24,6 +24,7 @@
  * storage lookup and one map lookup.
  */
 #include "go_types.h"
+#include "go_tls.h"
 #include "shared_maps.h"
 #include "sock_state.h"
 #include "http1.h"
@@ -69,23 +70,9 @@ struct bpf_iter__tcp {
 	struct sock_common *sk_common;
 } __attribute__((preserve_access_index));
 
-struct thread_struct {
-	unsigned long fsbase;
-} __attribute__((preserve_access_index));
-
-struct task_struct {
-	struct thread_struct thread;
-} __attribute__((preserve_access_index));
-
 static __always_inline u64 current_goroutine(void)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	unsigned long fsbase = BPF_CORE_READ(task, thread.fsbase);
-	if (!fsbase)
-		return 0;
-	u64 g = 0;
-	bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase + g_tls_offset));
-	return g;
+	return current_goroutine_at(g_tls_offset);
 }
 
 static __always_inline void reset_state(struct sock_state *st, u32 pid)

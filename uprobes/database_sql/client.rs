@@ -72,6 +72,7 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     addresses: drivers::ADDRESSES,
     object: crate::bpf_object!("database_sql_client"),
     decode,
+    kernel_end: None,
     derive: crate::derive_nothing,
 };
 

@@ -56,6 +56,7 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     addresses: &[TCP_ADDR_ITAB, STATUS_ADDRESSES[0], STATUS_ADDRESSES[1]],
     object: crate::bpf_object!("grpc_client"),
     decode,
+    kernel_end: None,
     derive: crate::derive_nothing,
 };
 

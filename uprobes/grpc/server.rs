@@ -46,6 +46,7 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     ],
     object: crate::bpf_object!("grpc_server"),
     decode,
+    kernel_end: None,
     derive,
 };
 

@@ -37,6 +37,7 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     addresses: &[],
     object: crate::bpf_object!("net_http_client"),
     decode,
+    kernel_end: None,
     derive: crate::derive_nothing,
 };
 

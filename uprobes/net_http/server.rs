@@ -2,7 +2,21 @@
 //! `net/http.serverHandler.ServeHTTP` (C program: `server.bpf.c` beside this file;
 //! its record: `records.h`).
 //!
-//! Cost: two uprobe hits per request (the entry and the RET taken).
+//! Cost: one uprobe hit per request (the entry) where the target allows it, else
+//! two (the entry and the RET taken). One hit: the span ends at the serving
+//! goroutine's first socket event once `finishRequest` has begun (tracepoints, see
+//! the C file). The rule, per target, logged once: one hit unless
+//! - the host is not amd64 (the goroutine is read from thread-local storage),
+//! - the binary can serve HTTP/2 — it has a TLS server handshake
+//!   (`crypto/tls.(*Conn).serverHandshake`, hence possibly h2 by ALPN) or turns
+//!   on unencrypted HTTP/2 (`(*http.Protocols).SetUnencryptedHTTP2`): h2 handlers
+//!   never touch the socket, so nothing would end their spans,
+//! - the binary can hijack a connection (`(*http.response).Hijack`: websockets,
+//!   h2c): a hijacked handler's goroutine exits without a socket event after it,
+//! - `response.handlerDone` or `runtime.g.goid` has no known offset (a stripped
+//!   binary the offsets database does not cover yet), or the `*response` itab is
+//!   unknown,
+//! - the kernel lacks the tracepoints (`sock:sock_send_length` is Linux 6.3+).
 
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry::KeyValue;
@@ -10,7 +24,7 @@ use opentelemetry::KeyValue;
 use super::normalize_method;
 use crate::records::http_server_record;
 use crate::span::{read_record, split_host_port, text, Connection, ProbeSpan, TargetInfo};
-use crate::{std_field, AddressSpec, FieldSpec, FunctionSpec, Need, ProbeSpec};
+use crate::{std_field, AddressSpec, FieldSpec, FunctionSpec, KernelEnd, Need, ProbeSpec};
 
 pub const SERVE_HTTP: &str = "net/http.serverHandler.ServeHTTP";
 
@@ -31,7 +45,25 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     }],
     object: crate::bpf_object!("net_http_server"),
     decode,
+    kernel_end: Some(&KERNEL_END),
     derive: crate::derive_nothing,
+};
+
+static KERNEL_END: KernelEnd = KernelEnd {
+    tracepoints: &[
+        ("end_on_send", "sock_send_length"),
+        ("end_on_recv", "sock_recv_length"),
+        ("end_on_state", "inet_sock_set_state"),
+    ],
+    ruled_out_by: &[
+        ("crypto/tls.(*Conn).serverHandshake", "it may serve HTTP/2 over TLS"),
+        ("net/http.(*Protocols).SetUnencryptedHTTP2", "it may serve unencrypted HTTP/2"),
+        ("net/http.(*response).Hijack", "it may hijack connections"),
+    ],
+    needs_fields: &["off_response_handler_done", "off_g_goid"],
+    needs_addresses: &["response_itab"],
+    setting: "one_hit",
+    counters: ("one_hit_counts", &["ended", "stale", "not_http1"]),
 };
 
 const FIELDS: &[FieldSpec] = &[
@@ -46,6 +78,8 @@ const FIELDS: &[FieldSpec] = &[
     std_field("off_response_status", "net/http.response", "status", false),
     std_field("off_request_header", "net/http.Request", "Header", false),
     std_field("off_request_ctx", "net/http.Request", "ctx", false),
+    std_field("off_response_handler_done", "net/http.response", "handlerDone", false),
+    std_field("off_g_goid", "runtime.g", "goid", false),
 ];
 
 /// The SERVER span of one request served.
@@ -190,6 +224,35 @@ mod tests {
         let bytes = record_bytes(&r);
         assert!(decode(&bytes, &NoTargetInfo).is_some());
         assert!(decode(&bytes[..10], &NoTargetInfo).is_none());
+    }
+
+    #[test]
+    fn one_hit_rule() {
+        use std::collections::HashMap;
+        let fields: HashMap<&'static str, u64> =
+            [("off_response_handler_done", 200), ("off_g_goid", 152)].into_iter().collect();
+        let addresses: HashMap<&'static str, u64> = [("response_itab", 0x9a0000)].into_iter().collect();
+        let none = |_: &str| false;
+        assert_eq!(KERNEL_END.ruled_out(true, &none, &fields, &addresses), None);
+        assert!(KERNEL_END.ruled_out(false, &none, &fields, &addresses).unwrap().contains("amd64"));
+        let tls = |f: &str| f == "crypto/tls.(*Conn).serverHandshake";
+        assert!(KERNEL_END.ruled_out(true, &tls, &fields, &addresses).unwrap().contains("HTTP/2 over TLS"));
+        let hijack = |f: &str| f == "net/http.(*response).Hijack";
+        assert!(KERNEL_END.ruled_out(true, &hijack, &fields, &addresses).unwrap().contains("hijack"));
+        let mut stripped = fields.clone();
+        stripped.insert("off_g_goid", crate::OFF_ABSENT);
+        assert!(KERNEL_END.ruled_out(true, &none, &stripped, &addresses).unwrap().contains("off_g_goid"));
+        stripped.remove("off_g_goid");
+        assert!(KERNEL_END.ruled_out(true, &none, &stripped, &addresses).unwrap().contains("off_g_goid"));
+        let no_itab: HashMap<&'static str, u64> = [("response_itab", 0)].into_iter().collect();
+        assert!(KERNEL_END.ruled_out(true, &none, &fields, &no_itab).unwrap().contains("response_itab"));
+        // Every tracepoint program and the counters exist in the object.
+        use object::{Object, ObjectSymbol};
+        let obj = object::File::parse(SPEC.object).unwrap();
+        let names: Vec<&str> = obj.symbols().filter_map(|s| s.name().ok()).collect();
+        for name in KERNEL_END.tracepoints.iter().map(|(p, _)| *p).chain([KERNEL_END.counters.0, KERNEL_END.setting]) {
+            assert!(names.contains(&name), "{name} not in the object");
+        }
     }
 
     #[test]

@@ -22,7 +22,16 @@ struct Case {
     /// The handler sleeps at least this long.
     min_duration_ms: u64,
     body: &'static [u8],
+    headers: &'static [(&'static str, &'static str)],
+    /// The handler sent the whole response itself before returning: the client
+    /// may have read it before the span ends (by scheduling, not by design), so
+    /// the span's end is bounded by `LATE_END_MS` after the client's read.
+    flushed: bool,
 }
+
+/// How long after the client read a response the handler flushed itself the
+/// span may end (the server's return is not ordered with the client's read).
+const LATE_END_MS: u128 = 50;
 
 fn cases() -> Vec<Case> {
     let c = |method, path: &str, status, route, min_duration_ms| Case {
@@ -32,6 +41,8 @@ fn cases() -> Vec<Case> {
         route,
         min_duration_ms,
         body: b"",
+        headers: &[],
+        flushed: false,
     };
     let mut v = Vec::new();
     for id in 1..=5 {
@@ -45,6 +56,18 @@ fn cases() -> Vec<Case> {
     v.push(c("GET", "/health", 200, Some("/health"), 0));
     v.push(c("GET", "/no/such/route", 404, None, 0));
     v.push(Case { body: b"hello gosight", ..c("POST", "/echo", 201, Some("/echo"), 0) });
+    // The handler's own socket writes (256 KiB) do not end the span; the last chunk
+    // does, after it returns.
+    v.push(c("GET", "/stream/256", 200, Some("/stream/{kb}"), 0));
+    // Nothing is sent after the handler returns: the span ends at the connection's
+    // next read (keep-alive) or at its close. The close case comes last: its
+    // connection takes no more requests.
+    v.push(Case { flushed: true, ..c("GET", "/flushed/idle", 200, Some("/flushed/{how}"), 0) });
+    v.push(Case {
+        flushed: true,
+        headers: &[("Connection", "close")],
+        ..c("GET", "/flushed/close", 200, Some("/flushed/{how}"), 0)
+    });
     v
 }
 
@@ -93,15 +116,32 @@ fn run(s: Scenario) {
         .env_remove("OTEL_SERVICE_NAME")
         .env("RUST_LOG", "gosight=debug");
     let mut gosight = Child::spawn("gosight", cmd, &dir);
-    gosight.wait_for_line(&["probe attached", &format!("pid={}", app.child.pid())], Duration::from_secs(60));
+    let attached = gosight.wait_for_line(
+        &["probe attached", &format!("pid={}", app.child.pid()), "net_http_server"],
+        Duration::from_secs(60),
+    );
+    // One uprobe hit per request wherever the offsets are known (DWARF: always).
+    let one_hit = attached.contains("kernel_end=true");
+    assert!(one_hit || s.stripped, "an unstripped binary ends its spans in the kernel: {attached}");
 
+    // A handler that panics first: no response, no span (with either ending), and
+    // its goroutine's entry must not become a span when its g serves again.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&app.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET /panic HTTP/1.1\r\nHost: {}\r\n\r\n", app.addr).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer); // EOF or a reset
+        assert!(answer.is_empty(), "a panicking handler answered: {}", String::from_utf8_lossy(&answer));
+    }
     // Known requests, each timed by the client, on one keep-alive connection
     // (and a second connection for half of them).
     let mut conns = [HttpConn::connect(&app.addr), HttpConn::connect(&app.addr)];
     let cases = cases();
     let mut exchanges: Vec<(Exchange, &Case)> = Vec::new();
     for (i, c) in cases.iter().enumerate() {
-        let x = conns[i % 2].request(c.method, &c.path, &[], c.body);
+        let x = conns[i % 2].request(c.method, &c.path, c.headers, c.body);
         assert_eq!(x.status, c.status, "{} {} answered {}", c.method, c.path, x.status);
         exchanges.push((x, c));
     }
@@ -134,6 +174,16 @@ fn run(s: Scenario) {
     );
     let mine: Vec<&Span> = spans.iter().filter(|s| s.resource_int("process.pid") == Some(pid)).collect();
     assert_eq!(mine.len(), cases.len(), "exactly one span per request; got:\n{mine:#?}\ngosight log:\n{log}");
+    assert!(mine.iter().all(|s| s.attr_str("url.path") != Some("/panic")), "a span for the panicking handler");
+    let (entry_hits, return_hits) = server_hits(&log, pid);
+    let requests = cases.len() as u64 + 1; // and /panic
+    assert!(entry_hits >= requests, "{entry_hits} entry hits for {requests} requests");
+    if one_hit {
+        assert_eq!(return_hits, 0, "one hit per request, yet RET probes were hit:\n{log}");
+    } else {
+        assert!(return_hits >= cases.len() as u64, "two-hit fallback: {return_hits} RET hits\n{log}");
+        // (The panicking handler never reaches a RET.)
+    }
 
     let has_route = !go_version.starts_with("go1.22");
     let mut ids = HashSet::new();
@@ -147,7 +197,9 @@ fn run(s: Scenario) {
         check_resource(s, &selected_exe, pid, &go_version);
         assert!(ids.insert(s.span_id.clone()), "span id reused");
         min_lead_us = min_lead_us.min((s.start_ns as i128 - x.sent_ns as i128) / 1000);
-        min_tail_us = min_tail_us.min((x.done_ns as i128 - s.end_ns as i128) / 1000);
+        if !c.flushed {
+            min_tail_us = min_tail_us.min((x.done_ns as i128 - s.end_ns as i128) / 1000);
+        }
     }
     println!(
         "{} spans checked for {go_version} over {}; span start - client send >= {min_lead_us} us, \
@@ -155,6 +207,24 @@ fn run(s: Scenario) {
         mine.len(),
         s.protocol
     );
+    let ends = log.lines().find(|l| l.contains("probe detached") && l.contains("net_http_server")).unwrap_or("");
+    let ends = ends.split("kernel_ends=").nth(1).unwrap_or("");
+    println!("net_http_server: {entry_hits} entry hits, {return_hits} RET hits (one hit: {one_hit}) {ends}");
+}
+
+/// (entry hits, RET hits) of the net_http_server probe on `pid`, from gosight's
+/// "probe detached" line.
+fn server_hits(log: &str, pid: i64) -> (u64, u64) {
+    let pid = format!("pid={pid} ");
+    let line = log
+        .lines()
+        .find(|l| l.contains("probe detached") && l.contains("net_http_server") && l.contains(&pid))
+        .unwrap_or_else(|| panic!("no probe detached line for net_http_server:\n{log}"));
+    let value = |key: &str| -> u64 {
+        let at = line.find(key).unwrap_or_else(|| panic!("{key} missing: {line}")) + key.len();
+        line[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    (value("entry_hits="), value("return_hits="))
 }
 
 fn check_span(s: &Span, x: &Exchange, c: &Case, has_route: bool, addr: &str) {
@@ -191,7 +261,8 @@ fn check_span(s: &Span, x: &Exchange, c: &Case, has_route: bool, addr: &str) {
         "{what}: span starts {} ns before the request was sent",
         x.sent_ns - s.start_ns
     );
-    assert!(s.end_ns <= x.done_ns + slack, "{what}: span ends {} ns after the response was read", s.end_ns - x.done_ns);
+    let late = if c.flushed { LATE_END_MS * 1_000_000 } else { slack };
+    assert!(s.end_ns <= x.done_ns + late, "{what}: span ends {} ns after the response was read", s.end_ns - x.done_ns);
     assert!(s.end_ns >= s.start_ns, "{what}: negative duration");
     let dur_ms = (s.end_ns - s.start_ns) / 1_000_000;
     assert!(dur_ms >= c.min_duration_ms as u128, "{what}: lasted {dur_ms} ms, handler slept {}", c.min_duration_ms);
@@ -230,4 +301,69 @@ fn http_server_spans_stripped_go_1_22() {
 #[test]
 fn http_server_spans_go_1_22_grpc_pid() {
     run(Scenario { toolchain: Some("go1.22.12"), stripped: false, protocol: "grpc", select: Select::Pid });
+}
+
+/// A binary that can hijack connections (websockets) keeps the two-hit fallback: a
+/// hijacked handler's goroutine exits with no socket event after it, so only a RET
+/// probe can end its span. gosight says so once, and both spans come, the
+/// hijacked one lasting as long as its handler.
+#[test]
+fn http_server_hijack_capable_binary_keeps_return_probes() {
+    if !require_all() {
+        return;
+    }
+    let _serial = serial();
+    let Some(col_bin) = require_collector() else { return };
+    let exe = build_go_app("hijackserver", None, false);
+    let dir = tmpdir("hijack");
+    let collector = Collector::start(&col_bin);
+    let app = App::start(&exe, &dir, "app");
+    let mut cmd = Command::new(gosight_bin());
+    cmd.arg("--pid")
+        .arg(app.child.pid().to_string())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint)
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .env("RUST_LOG", "gosight=debug");
+    let mut gosight = Child::spawn("gosight", cmd, &dir);
+    let attached = gosight.wait_for_line(&["probe attached", "net_http_server"], Duration::from_secs(60));
+    assert!(attached.contains("kernel_end=false"), "{attached}");
+    assert!(gosight.output().contains("two uprobe hits per span: it may hijack connections"), "{}", gosight.output());
+
+    let plain = HttpConn::connect(&app.addr).request("GET", "/plain", &[], b"");
+    assert_eq!(plain.status, 200);
+    // The upgrade, by hand: 101, one echoed line, then the server closes.
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut stream = std::net::TcpStream::connect(&app.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET /upgrade HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n", app.addr)
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains(" 101 "), "{line}");
+    while line.trim_end() != "" {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+    }
+    stream.write_all(b"hello\n").unwrap();
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "hello\n");
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+
+    collector.wait_for(Duration::from_secs(20), |sp| sp.len() >= 2);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(gosight.terminate(Duration::from_secs(10)), Some(0));
+    let log = gosight.output();
+    let spans = collector.spans();
+    assert_eq!(spans.len(), 2, "{spans:#?}\n{log}");
+    let by_path = |p: &str| spans.iter().find(|s| s.attr_str("url.path") == Some(p)).unwrap();
+    assert_eq!(by_path("/plain").attr_int("http.response.status_code"), Some(200));
+    let upgrade = by_path("/upgrade");
+    assert_eq!(upgrade.name, "GET /upgrade");
+    let ms = (upgrade.end_ns - upgrade.start_ns) / 1_000_000;
+    assert!(ms >= 50, "the hijacked span ends when its handler returns: {ms} ms");
+    assert_eq!(server_hits(&log, app.child.pid() as i64), (2, 2), "{log}");
 }

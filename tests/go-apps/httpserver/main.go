@@ -18,6 +18,15 @@
 //	                   status capture
 //	GET  /work/{us}    about us microseconds of CPU work (calibrated at start-up),
 //	                   then 200: a route with real work, for the cost benchmark
+//	GET  /stream/{kb}  kb KiB written 1 KiB at a time, chunked: most of the
+//	                   response leaves while the handler runs (those socket
+//	                   writes must not end the span), the rest after it returns
+//	GET  /flushed/{how} a Content-Length body flushed by the handler itself, so
+//	                   nothing is sent after it returns (the span ends at the
+//	                   keep-alive read of the next request, or at the close)
+//	GET  /panic        the handler panics (http.ErrAbortHandler): net/http
+//	                   closes the connection without a response, and no span
+//	                   is made for it
 //	anything else      ServeMux's own 404 (no handler of ours runs)
 //
 // Flags: -addr (default 127.0.0.1:8080; port 0 picks a free port). After the
@@ -90,6 +99,31 @@ func main() {
 	})
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n")) // implicit 200
+	})
+
+	mux.HandleFunc("GET /stream/{kb}", func(w http.ResponseWriter, r *http.Request) {
+		kb, err := strconv.Atoi(r.PathValue("kb"))
+		if err != nil || kb < 0 || kb > 65536 {
+			http.Error(w, "bad kb", http.StatusBadRequest)
+			return
+		}
+		chunk := make([]byte, 1024)
+		for i := range chunk {
+			chunk[i] = 'a' + byte(i%26)
+		}
+		for i := 0; i < kb; i++ {
+			w.Write(chunk)
+		}
+	})
+	mux.HandleFunc("GET /flushed/{how}", func(w http.ResponseWriter, r *http.Request) {
+		body := []byte("flushed before the handler returned\n")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+		w.(http.Flusher).Flush()
+	})
+
+	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) {
+		panic(http.ErrAbortHandler)
 	})
 
 	ln, err := net.Listen("tcp", *addr)

@@ -1,0 +1,3 @@
+module gosight.dev/testapps/hijackserver
+
+go 1.22
