@@ -16,6 +16,7 @@ use gosight::spans::SpanFactory;
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> std::process::ExitCode {
+    bound_heap_retention();
     let config = Config::parse();
     let filter = log_filter(std::env::var("RUST_LOG").ok(), std::env::var("OTEL_LOG_LEVEL").ok());
     tracing_subscriber::fmt()
@@ -144,6 +145,27 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     exporter.shutdown(config.shutdown_timeout).await;
     Ok(())
+}
+
+/// glibc's malloc keeps freed memory by default in ways that cost a sidecar tens of
+/// MiB for good: its mmap threshold grows to the largest block freed (aya parses the
+/// kernel BTF, a 5 MiB file and ~15 MiB of types, for every object loaded), after which
+/// such transient blocks come from the heap and stay; and each thread may get an arena
+/// of its own. Fixed thresholds give large blocks and a free heap top back at once.
+fn bound_heap_retention() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const THRESHOLD: libc::c_int = 128 * 1024; // glibc's initial value, kept fixed
+                                                   // SAFETY: mallopt only sets malloc parameters; called before any other thread exists.
+        let ok = unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, THRESHOLD) == 1
+                && libc::mallopt(libc::M_ARENA_MAX, 2) == 1
+        };
+        if !ok {
+            eprintln!("gosight: mallopt refused a setting: freed memory may be kept longer");
+        }
+    }
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it where allowed.
