@@ -51,14 +51,15 @@ pub struct AttachedProbe {
     /// Number of uprobes attached (entry + RET sites), for the start-up log.
     pub attach_points: usize,
     ebpf: Ebpf,
-    events: Option<RingBuf<MapData>>,
+    /// The ring buffer and its `reader_waiting` flag, until taken.
+    events: Option<(RingBuf<MapData>, Option<aya::maps::Map>)>,
 }
 
 impl AttachedProbe {
     /// Takes the event ring buffer out (once) as an async reader.
     pub fn take_events(&mut self) -> std::io::Result<EventReader> {
-        let rb = self.events.take().ok_or_else(|| std::io::Error::other("events already taken"))?;
-        EventReader::new(rb, self.spec.decode)
+        let (rb, waiting) = self.events.take().ok_or_else(|| std::io::Error::other("events already taken"))?;
+        EventReader::new(rb, waiting, self.spec.decode)
     }
 
     /// Events the kernel side could not send because the ring buffer was full.
@@ -138,7 +139,8 @@ pub fn load(spec: &'static ProbeSpec, inputs: &ProbeInputs) -> Result<AttachedPr
         ebpf.take_map("events").ok_or(ProbeError::Map { probe, map: "events", reason: "not in the object".into() })?;
     let events =
         RingBuf::try_from(events).map_err(|e| ProbeError::Map { probe, map: "events", reason: e.to_string() })?;
-    Ok(AttachedProbe { spec, attach_points, ebpf, events: Some(events) })
+    let waiting = ebpf.take_map("reader_waiting");
+    Ok(AttachedProbe { spec, attach_points, ebpf, events: Some((events, waiting)) })
 }
 
 fn attach(

@@ -13,8 +13,10 @@ use gosight_goexe::{Arch, GoBinary};
 use gosight_uprobes::{
     AttachedProbe, FunctionSite, Need, ProbeInputs, ProbeSpan, ProbeSpec, Sampling, TargetInfo, ALL_PROBES,
 };
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
+use tokio_util::task::TaskTracker;
 
+use crate::connections::enrich::SpanJoin;
 use crate::discover::Target;
 use crate::export::{Exporter, TargetHandle};
 use crate::offsets::Resolver;
@@ -32,8 +34,11 @@ pub struct Shared {
     pub propagate: bool,
     /// Field offsets for binaries without DWARF.
     pub offsets_db: std::sync::Arc<gosight_offsets_db::Database>,
-    /// The pod's live TCP connections (None: the socket probe is off).
-    pub connections: Option<std::sync::Arc<crate::connections::table::ConnectionTable>>,
+    /// The pod's live TCP connections, for joining spans (None: the socket probe is off).
+    pub connections: Option<std::sync::Arc<SpanJoin>>,
+    /// Every probe's event reader task: at shutdown, closed and waited for, so the
+    /// records still in the rings when the probes detach become spans.
+    pub readers: TaskTracker,
 }
 
 /// Go type names of `error` values by runtime itab address, for `error.type`.
@@ -74,8 +79,10 @@ pub struct Session {
 }
 
 struct RunningProbe {
+    /// Dropped first: detaches the uprobes...
     attached: AttachedProbe,
-    task: JoinHandle<()>,
+    /// ...then this: its reader reads what is left in the ring and ends.
+    _stop: oneshot::Sender<()>,
     reported_lost: u64,
 }
 
@@ -123,8 +130,9 @@ impl Session {
                         connections: shared.connections.clone(),
                         pid,
                     };
-                    let task = tokio::spawn(run_events(reader, sink, pid));
-                    probes.push(RunningProbe { attached, task, reported_lost: 0 });
+                    let (stop, stopped) = oneshot::channel();
+                    shared.readers.spawn(run_events(reader, sink, pid, stopped));
+                    probes.push(RunningProbe { attached, _stop: stop, reported_lost: 0 });
                 }
                 Err(reason) => tracing::warn!(pid, probe = spec.name, "probe stands down: {reason}"),
             }
@@ -162,7 +170,6 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.report_lost();
         for p in &self.probes {
-            p.task.abort();
             let (entry, ret) = p.attached.hits();
             tracing::info!(
                 pid = self.pid,
@@ -172,7 +179,8 @@ impl Drop for Session {
                 "probe detached"
             );
         }
-        // AttachedProbe's drop detaches the uprobes and unloads the programs.
+        // AttachedProbe's drop detaches the uprobes and unloads the programs; then
+        // each reader, told to stop, drains its ring and ends.
         self.probes.clear();
         self.exporter.release_target(&self.export);
     }
@@ -184,38 +192,41 @@ struct EventSink {
     exporter: Exporter,
     export: TargetHandle,
     errors: std::sync::Arc<ErrorTypes>,
-    connections: Option<std::sync::Arc<crate::connections::table::ConnectionTable>>,
+    connections: Option<std::sync::Arc<SpanJoin>>,
     pid: u32,
 }
 
 impl EventSink {
     fn handle(&self, probe_span: ProbeSpan) {
         let (connection, window) = (probe_span.connection, (probe_span.start_ns, probe_span.end_ns));
-        let Some(mut span) = self.factory.finish(probe_span) else { return };
-        use crate::connections::enrich::enrich;
+        let Some(span) = self.factory.finish(probe_span) else { return };
         match &self.connections {
-            Some(table) if !enrich(table, self.pid, connection, window, &mut span) => {
-                // The connection's record may not have been read yet: one more try
-                // shortly, then the span goes out either way.
-                let (table, exporter, export, pid) =
-                    (table.clone(), self.exporter.clone(), self.export.clone(), self.pid);
-                tokio::spawn(async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    enrich(&table, pid, connection, window, &mut span);
-                    exporter.submit(&export, span);
-                });
-            }
-            _ => self.exporter.submit(&self.export, span),
+            Some(join) => join.submit(self.pid, connection, window, span, &self.exporter, &self.export),
+            None => self.exporter.submit(&self.export, span),
         }
     }
 }
 
-async fn run_events(mut reader: gosight_uprobes::EventReader, sink: EventSink, pid: u32) {
+/// Turns one probe's records into spans until told to stop (or the sender is
+/// dropped), then reads what is left in the ring.
+async fn run_events(
+    mut reader: gosight_uprobes::EventReader,
+    sink: EventSink,
+    pid: u32,
+    mut stop: oneshot::Receiver<()>,
+) {
     loop {
-        let res = reader.next_batch(sink.errors.as_ref(), |span| sink.handle(span));
-        if let Err(e) = res.await {
-            tracing::warn!(pid, "event reader stopped: {e}");
-            return;
+        tokio::select! {
+            res = reader.next_batch(sink.errors.as_ref(), |span| sink.handle(span)) => {
+                if let Err(e) = res {
+                    tracing::warn!(pid, "event reader stopped: {e}");
+                    return;
+                }
+            }
+            _ = &mut stop => {
+                reader.drain(sink.errors.as_ref(), |span| sink.handle(span));
+                return;
+            }
         }
     }
 }

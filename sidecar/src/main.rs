@@ -79,7 +79,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         sampling,
         propagate: propagation.inserting(),
         offsets_db: gosight::offsets::database::load(config.offsets_db.as_deref()),
-        connections: connections.as_ref().map(Connections::table),
+        connections: connections.as_ref().map(Connections::join),
+        readers: tokio_util::task::TaskTracker::new(),
     };
 
     let mut watcher = Watcher::new(config.proc_root.clone(), selector);
@@ -135,9 +136,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     sessions.clear();
-    // Spans waiting a moment for their connection's record (connections::enrich)
-    // are submitted within 50 ms: let them in before the exporter flushes.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Each reader reads what its ring still holds once its probe is detached.
+    shared.readers.close();
+    if tokio::time::timeout(Duration::from_secs(1), shared.readers.wait()).await.is_err() {
+        tracing::warn!("probe event readers did not finish within 1 s; their last records are dropped");
+    }
     propagation.report();
     drop(propagation);
     if let Some(c) = connections {
