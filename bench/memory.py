@@ -4,8 +4,11 @@ propagation on, OTLP export to a real collector).
 
 - one target (tests/go-apps/httpserver): gosight's CPU per span under
   `wrk -t1 -c8 -d8s /users/42` (gosight utime+stime from just before wrk until 2 s
-  after it, divided by the spans it exported), then steady RSS (idle 2 s after the
-  load) and peak RSS (VmHWM, attach included);
+  after it, divided by the requests; every request is one span, and the spans
+  exported are printed against the requests), then steady RSS (idle 2 s after the
+  load) and peak RSS (VmHWM, attach included); then the CPU per span again with a
+  new connection per request (`Connection: close`: connection records, metrics and
+  the span-to-connection join on every request);
 - 20 targets: 20 copies of httpserver started at once under a running gosight, each
   taking a few requests: steady and peak RSS, the cost per further target, and RSS
   again once all 20 have exited (memory of exited targets given back).
@@ -78,10 +81,16 @@ def one_target(gosight, app_bin, work, env, endpoint, seconds, connections):
         time.sleep(2)
         cpu1 = proc_cpu_seconds(gs.pid)
         steady, peak = rss_mib(gs.pid), hwm_mib(gs.pid)
+        # The same with a new connection per request: connection records, metrics, the join.
+        reqs_c, rps_c, _ = wrk(f"http://{addr}/users/42", seconds, connections, ("Connection: close",))
+        time.sleep(2)
+        cpu2 = proc_cpu_seconds(gs.pid)
         stop_gosight(gs)
         spans = exported_spans(log)
         return {"requests": reqs, "rps": rps, "spans": spans, "cpu_s": cpu1 - cpu0,
-                "cpu_us_per_span": (cpu1 - cpu0) / max(spans, 1) * 1e6, "steady_mib": steady, "peak_mib": peak}
+                "cpu_us_per_span": (cpu1 - cpu0) / max(reqs, 1) * 1e6, "steady_mib": steady, "peak_mib": peak,
+                "close_requests": reqs_c, "close_rps": rps_c,
+                "close_cpu_us_per_span": (cpu2 - cpu1) / max(reqs_c, 1) * 1e6}
     finally:
         for p in procs:
             p.kill()
@@ -154,9 +163,11 @@ def main():
     f = cost_figures(a.seconds, a.connections, a.targets)
     one, many = f["one"], f["many"]
     print(f"httpserver ({f['go']}), gosight defaults (socket probe, propagation, OTLP export)")
-    print(f"one target: wrk -t1 -c{a.connections} -d{a.seconds}s /users/42: {one['requests']} requests "
-          f"({one['rps']:.0f} req/s), {one['spans']} spans exported, gosight CPU {one['cpu_s']:.3f} s = "
-          f"{one['cpu_us_per_span']:.2f} us per span")
+    print(f"one target: wrk -t1 -c{a.connections} -d{a.seconds}s /users/42 (keep-alive): {one['requests']} requests "
+          f"({one['rps']:.0f} req/s), gosight CPU {one['cpu_s']:.3f} s = {one['cpu_us_per_span']:.2f} us per span")
+    print(f"one target: the same with 'Connection: close': {one['close_requests']} requests ({one['close_rps']:.0f} "
+          f"req/s), gosight CPU {one['close_cpu_us_per_span']:.2f} us per span (and per connection)")
+    print(f"one target: spans exported {one['spans']} of {one['requests'] + one['close_requests']} requests")
     print(f"one target: steady RSS {one['steady_mib']:.1f} MiB, peak (VmHWM) {one['peak_mib']:.1f} MiB")
     print(f"{f['targets']} targets started at once: RSS idle before {many['idle_mib']:.1f} MiB, steady "
           f"{many['steady_mib']:.1f} MiB, peak {many['peak_mib']:.1f} MiB, per further target "
