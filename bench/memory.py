@@ -137,6 +137,7 @@ def cost_figures(seconds=8, connections=8, targets=20, env=None, gosight=None, c
     env = env or env_with_tools()
     if gosight is None:
         gosight, env["GOSIGHT_COLLECTOR"] = prepare(env)
+        gosight = env.get("GOSIGHT_BENCH_BINARY", gosight)  # e.g. an older build, to compare
     elif collector:
         env["GOSIGHT_COLLECTOR"] = collector
     app_bin, go_version = build_go_app("httpserver", env)

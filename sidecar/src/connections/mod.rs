@@ -142,12 +142,11 @@ async fn read_events(
     const RETRY: Duration = Duration::from_millis(10);
     loop {
         let now = monotonic_ns();
+        let mut ended = Vec::new();
         let batch = reader.next_batch(|e| {
             join.table().apply(&e, now);
-            if let (ConnKind::Close, Some(m)) = (e.kind, &metrics) {
-                if let Some(c) = closed(&e) {
-                    m.record(&c);
-                }
+            if let (ConnKind::Close, Some(_)) = (e.kind, &metrics) {
+                ended.extend(closed(&e));
             }
         });
         tokio::select! {
@@ -159,6 +158,9 @@ async fn read_events(
                 }
             }
             _ = tokio::time::sleep(RETRY), if join.has_waiting() => {}
+        }
+        if let (Some(m), false) = (&metrics, ended.is_empty()) {
+            m.record_all(&ended);
         }
         join.retry(monotonic_ns());
     }

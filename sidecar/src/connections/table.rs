@@ -13,7 +13,9 @@
 //! A span that matches nothing (the socket probe is off, or the connection was
 //! opened before gosight attached) keeps what Go told us and gains nothing.
 
-use std::collections::HashMap;
+// foldhash: a span joins by hashing on every lookup, and SipHash was a tenth of
+// gosight's CPU under connection churn (randomly seeded, like std's).
+use foldhash::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
