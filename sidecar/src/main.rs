@@ -16,7 +16,6 @@ use gosight::spans::SpanFactory;
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> std::process::ExitCode {
-    bound_heap_retention();
     let config = Config::parse();
     let filter = log_filter(std::env::var("RUST_LOG").ok(), std::env::var("OTEL_LOG_LEVEL").ok());
     tracing_subscriber::fmt()
@@ -24,6 +23,7 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    bound_heap_retention();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
@@ -158,15 +158,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
 fn bound_heap_retention() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        const THRESHOLD: libc::c_int = 128 * 1024; // glibc's initial value, kept fixed
-                                                   // SAFETY: mallopt only sets malloc parameters; called before any other thread exists.
+        // glibc's initial value, kept fixed.
+        const THRESHOLD: libc::c_int = 128 * 1024;
+        // SAFETY: mallopt only sets malloc parameters; called before any other thread exists.
         let ok = unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD) == 1
                 && libc::mallopt(libc::M_TRIM_THRESHOLD, THRESHOLD) == 1
                 && libc::mallopt(libc::M_ARENA_MAX, 2) == 1
         };
         if !ok {
-            eprintln!("gosight: mallopt refused a setting: freed memory may be kept longer");
+            tracing::warn!("mallopt refused a setting: freed memory may be kept longer");
         }
     }
 }
