@@ -21,7 +21,7 @@
 pub mod bpffs;
 pub mod go_header;
 mod loader;
-mod ring;
+pub mod ring;
 pub mod span;
 
 pub mod context_propagation;

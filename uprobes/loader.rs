@@ -55,7 +55,8 @@ pub struct AttachedProbe {
     /// Spans end at kernel tracepoints ([`crate::KernelEnd`]), not RET probes.
     pub kernel_end: bool,
     ebpf: Ebpf,
-    events: Option<RingBuf<MapData>>,
+    /// The ring buffer and its `reader_waiting` flag, until taken.
+    events: Option<(RingBuf<MapData>, Option<aya::maps::Map>)>,
     /// One per uprobe; dropping one detaches it.
     links: Vec<UProbeLink>,
 }
@@ -87,8 +88,8 @@ pub fn detach_concurrently(links: Vec<UProbeLink>) {
 impl AttachedProbe {
     /// Takes the event ring buffer out (once) as an async reader.
     pub fn take_events(&mut self) -> std::io::Result<EventReader> {
-        let rb = self.events.take().ok_or_else(|| std::io::Error::other("events already taken"))?;
-        EventReader::new(rb, self.spec.decode)
+        let (rb, waiting) = self.events.take().ok_or_else(|| std::io::Error::other("events already taken"))?;
+        EventReader::new(rb, waiting, self.spec.decode)
     }
 
     /// Takes the uprobe links out, to be detached with [`detach_concurrently`]
@@ -209,7 +210,8 @@ pub fn load(spec: &'static ProbeSpec, inputs: &ProbeInputs) -> Result<AttachedPr
         ebpf.take_map("events").ok_or(ProbeError::Map { probe, map: "events", reason: "not in the object".into() })?;
     let events =
         RingBuf::try_from(events).map_err(|e| ProbeError::Map { probe, map: "events", reason: e.to_string() })?;
-    Ok(AttachedProbe { spec, attach_points: links.len(), kernel_end, ebpf, events: Some(events), links })
+    let waiting = ebpf.take_map("reader_waiting");
+    Ok(AttachedProbe { spec, attach_points: links.len(), kernel_end, ebpf, events: Some((events, waiting)), links })
 }
 
 fn ms(d: std::time::Duration) -> f64 {

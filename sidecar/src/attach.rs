@@ -19,6 +19,7 @@ use gosight_uprobes::{
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::connections::enrich::SpanJoin;
 use crate::discover::Target;
 use crate::export::{Exporter, TargetHandle};
 use crate::offsets::Resolver;
@@ -36,8 +37,8 @@ pub struct Shared {
     pub propagate: bool,
     /// Field offsets for binaries without DWARF.
     pub offsets_db: std::sync::Arc<gosight_offsets_db::Database>,
-    /// The pod's live TCP connections (None: the socket probe is off).
-    pub connections: Option<std::sync::Arc<crate::connections::table::ConnectionTable>>,
+    /// The pod's live TCP connections, for joining spans (None: the socket probe is off).
+    pub connections: Option<std::sync::Arc<SpanJoin>>,
 }
 
 /// Go type names of `error` values by runtime itab address, for `error.type`.
@@ -80,6 +81,7 @@ pub struct Session {
 }
 
 struct RunningProbe {
+    /// Dropped first: detaches the uprobes...
     attached: AttachedProbe,
     /// Reads the probe's ring until told to stop, then drains it once more.
     task: JoinHandle<()>,
@@ -225,28 +227,17 @@ struct EventSink {
     exporter: Exporter,
     export: TargetHandle,
     errors: std::sync::Arc<ErrorTypes>,
-    connections: Option<std::sync::Arc<crate::connections::table::ConnectionTable>>,
+    connections: Option<std::sync::Arc<SpanJoin>>,
     pid: u32,
 }
 
 impl EventSink {
     fn handle(&self, probe_span: ProbeSpan) {
         let (connection, window) = (probe_span.connection, (probe_span.start_ns, probe_span.end_ns));
-        let Some(mut span) = self.factory.finish(probe_span) else { return };
-        use crate::connections::enrich::enrich;
+        let Some(span) = self.factory.finish(probe_span) else { return };
         match &self.connections {
-            Some(table) if !enrich(table, self.pid, connection, window, &mut span) => {
-                // The connection's record may not have been read yet: one more try
-                // shortly, then the span goes out either way.
-                let (table, exporter, export, pid) =
-                    (table.clone(), self.exporter.clone(), self.export.clone(), self.pid);
-                tokio::spawn(async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    enrich(&table, pid, connection, window, &mut span);
-                    exporter.submit(&export, span);
-                });
-            }
-            _ => self.exporter.submit(&self.export, span),
+            Some(join) => join.submit(self.pid, connection, window, span, &self.exporter, &self.export),
+            None => self.exporter.submit(&self.export, span),
         }
     }
 }

@@ -24,6 +24,7 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    bound_heap_retention();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
@@ -79,7 +80,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         sampling,
         propagate: propagation.inserting(),
         offsets_db: gosight::offsets::database::load(config.offsets_db.as_deref()),
-        connections: connections.as_ref().map(Connections::table),
+        connections: connections.as_ref().map(Connections::join),
     };
 
     let mut watcher = Watcher::new(config.proc_root.clone(), selector);
@@ -161,9 +162,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     // Every uprobe detached at once, then what the rings hold is read.
     sessions.shutdown().await;
-    // Spans waiting a moment for their connection's record (connections::enrich)
-    // are submitted within 50 ms: let them in before the exporter flushes.
-    tokio::time::sleep(Duration::from_millis(100)).await;
     propagation.report();
     drop(propagation);
     if let Some(c) = connections {
@@ -181,6 +179,28 @@ async fn exec_seen(execs: &mut Option<ExecWatch>) -> std::io::Result<usize> {
     match execs {
         Some(w) => w.next().await,
         None => std::future::pending().await,
+    }
+}
+
+/// glibc's malloc keeps freed memory by default in ways that cost a sidecar tens of
+/// MiB for good: its mmap threshold grows to the largest block freed (aya parses the
+/// kernel BTF, a 5 MiB file and ~15 MiB of types, for every object loaded), after which
+/// such transient blocks come from the heap and stay; and each thread may get an arena
+/// of its own. Fixed thresholds give large blocks and a free heap top back at once.
+fn bound_heap_retention() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // glibc's initial value, kept fixed.
+        const THRESHOLD: libc::c_int = 128 * 1024;
+        // SAFETY: mallopt only sets malloc parameters; called before any other thread exists.
+        let ok = unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, THRESHOLD) == 1
+                && libc::mallopt(libc::M_ARENA_MAX, 2) == 1
+        };
+        if !ok {
+            tracing::warn!("mallopt refused a setting: freed memory may be kept longer");
+        }
     }
 }
 

@@ -101,7 +101,6 @@ impl KernelPropagation {
     /// connect() tag to its tracepoint. Starts in [`Mode::Plain`].
     pub fn start(pin_dir: &Path, cgroup: &Path) -> Result<KernelPropagation, ProbeError> {
         let (dev, ino) = own_pidns()?;
-        let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Load { probe: PROBE, source: e.into() })?;
         let pins: Vec<(&str, PathBuf)> = crate::SHARED_MAPS.iter().map(|m| (*m, pin_dir.join(m))).collect();
         let mut loader = EbpfLoader::new();
         loader.override_global("pidns_dev", &dev, true).override_global("pidns_ino", &ino, true);
@@ -111,6 +110,9 @@ impl KernelPropagation {
         let mut ebpf = crate::bpffs::while_pinned(pin_dir, || loader.load(OBJECT))
             .map_err(|source| ProbeError::Load { probe: PROBE, source })?;
 
+        drop(loader);
+        // Parsed once the loader's own copy is gone: one parsed kernel BTF at a time.
+        let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Load { probe: PROBE, source: e.into() })?;
         let sockets_fd = sockets_fd(&ebpf)?;
         let msg: &mut SkMsg =
             program(&mut ebpf, "insert_traceparent")?.try_into().map_err(prog_err("insert_traceparent"))?;

@@ -118,7 +118,7 @@ static __always_inline int emit(u64 g, struct call *c, u64 err_tab, u64 err_data
 		__builtin_memset(&e->error, 0, sizeof(e->error));
 		read_sql_error(err_tab, err_data, &e->error);
 		__builtin_memcpy(&e->stmt, &c->stmt, sizeof(e->stmt));
-		bpf_ringbuf_submit(e, 0);
+		span_record_submit(e);
 	}
 	bpf_map_delete_elem(&calls, &g);
 	return 0;

@@ -202,7 +202,7 @@ int attempt_finish_entry(struct go_regs *regs)
 	}
 	u64 hdr = off_cs_callhdr == OFF_ABSENT ? 0 : read_u64(cs + off_cs_callhdr);
 	e->method_len = read_go_string(e->method, GRPC_METHOD_CAP, hdr, off_callhdr_method);
-	bpf_ringbuf_submit(e, 0);
+	span_record_submit(e);
 	bpf_map_delete_elem(&calls, &cs);
 	return 0;
 }

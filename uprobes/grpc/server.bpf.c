@@ -114,7 +114,7 @@ int write_status_entry(struct go_regs *regs)
 	e->local = c->local;
 	e->method_len = c->method_len;
 	__builtin_memcpy(e->method, c->method, GRPC_METHOD_CAP);
-	bpf_ringbuf_submit(e, 0);
+	span_record_submit(e);
 	bpf_map_delete_elem(&calls, &stream);
 	return 0;
 }

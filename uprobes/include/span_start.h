@@ -10,6 +10,7 @@
 #include "shared_maps.h"
 #include "span_head.h"
 #include "probe_stats.h"
+#include "ring_batch.h"
 
 /* Fills `sc` and `parent_span_id` for a new span whose parent is `parent` (NULL
  * for a root span). */
@@ -40,12 +41,9 @@ static __always_inline void span_head_start(struct span_head *h, u64 g, u64 star
 
 /* The maps every span probe declares the same way. */
 
-/* `events`: the ring buffer its records go out on (the loader reads it). */
-#define SPAN_EVENTS(bytes)                                \
-	struct {                                          \
-		__uint(type, BPF_MAP_TYPE_RINGBUF);       \
-		__uint(max_entries, bytes);               \
-	} events SEC(".maps")
+/* `events`: the ring buffer its records go out on (the loader reads it), its
+ * reader woken once per batch (ring_batch.h): submit with span_record_submit. */
+#define SPAN_EVENTS(bytes) RING_WITH_BATCHED_WAKEUP(events, bytes)
 
 /* `calls`: the calls in progress (value_t), by key_t (a goroutine, a stream),
  * from their entry until their end sends the record. */
@@ -83,6 +81,9 @@ static __always_inline void *span_record_reserve(void *ring, u64 size, const str
 	e->end_ns = bpf_ktime_get_ns();
 	return e;
 }
+
+/* Sends a record span_record_reserve gave out. */
+#define span_record_submit(record) ring_submit(&events, record)
 
 /* Publishes a server span for client calls made while serving: by the goroutine
  * that serves it and, when known, by the request's context (data pointer). */

@@ -170,7 +170,7 @@ int round_trip_return(struct go_regs *regs)
 	e->path_len = read_go_string(e->path, HTTP_PATH_CAP, url, off_url_path);
 	e->query_len = read_go_string(e->query, HTTP_QUERY_CAP, url, off_url_raw_query);
 
-	bpf_ringbuf_submit(e, 0);
+	span_record_submit(e);
 	bpf_map_delete_elem(&calls, &g);
 	return 0;
 }

@@ -127,7 +127,7 @@ static __always_inline void end_span(struct call *c, u64 g)
 	e->remote_len = read_go_string(e->remote, HTTP_REMOTE_CAP, req, off_request_remote_addr);
 	e->proto_len = read_go_string(e->proto, HTTP_PROTO_CAP, req, off_request_proto);
 
-	bpf_ringbuf_submit(e, 0);
+	span_record_submit(e);
 	bpf_map_delete_elem(&calls, &g);
 }
 

@@ -38,6 +38,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_tracing.h>
+#include "ring_batch.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -108,10 +109,7 @@ struct {
 	__type(value, struct conn_record);
 } conns SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 << 20);
-} events SEC(".maps");
+RING_WITH_BATCHED_WAKEUP(events, 1 << 20); /* size: SocketLimits sets it */
 
 
 struct {
@@ -172,7 +170,7 @@ static __always_inline void emit_open(struct conn_record *c)
 	r->kind = KIND_OPEN;
 	r->bytes_sent = 0;
 	r->bytes_received = 0;
-	bpf_ringbuf_submit(r, 0);
+	ring_submit(&events, r);
 }
 
 /* Emits the CLOSE record of a tracked connection and forgets it. */
@@ -188,7 +186,7 @@ static __always_inline void finish(struct sock *sk, u64 key, struct conn_record 
 		if (!r->close_ns)
 			r->close_ns = bpf_ktime_get_ns();
 		r->srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
-		bpf_ringbuf_submit(r, 0);
+		ring_submit(&events, r);
 		count(C_CLOSED);
 	} else {
 		count(C_LOST_CLOSE);

@@ -20,6 +20,7 @@
 //! ephemeral port (one series per connection), so `server.port` (the local port)
 //! is recorded instead.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ use opentelemetry_sdk::Resource;
 use crate::export::{parse_protocol, OtlpProtocol};
 
 /// Which end of the connection the process is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     Client,
     Server,
@@ -160,24 +161,36 @@ impl ConnectionMetrics {
         }))
     }
 
-    /// Records one closed connection.
-    pub fn record(&self, c: &ClosedConnection) {
-        let attrs = attributes(c);
-        let with = |dir: &'static str| {
-            let mut a = attrs.clone();
-            a.push(KeyValue::new("network.io.direction", dir));
-            a
-        };
-        if c.bytes_sent > 0 {
-            self.io.add(c.bytes_sent, &with("transmit"));
+    /// Records a batch of closed connections: the connections of one series (same
+    /// process, role, peer and port) are summed into one data point per counter,
+    /// their attributes built once; each connection's duration and RTT are
+    /// recorded in the histograms.
+    pub fn record_all(&self, closed: &[ClosedConnection]) {
+        let mut series: HashMap<SeriesKey<'_>, Vec<&ClosedConnection>> = HashMap::new();
+        for c in closed {
+            series.entry(SeriesKey::of(c)).or_default().push(c);
         }
-        if c.bytes_received > 0 {
-            self.io.add(c.bytes_received, &with("receive"));
-        }
-        self.connections.add(1, &attrs);
-        self.duration.record(c.duration.as_secs_f64(), &attrs);
-        if !c.srtt.is_zero() {
-            self.rtt.record(c.srtt.as_secs_f64(), &attrs);
+        for conns in series.values() {
+            let attrs = attributes(conns[0]);
+            let (sent, received) = conns.iter().fold((0, 0), |(s, r), c| (s + c.bytes_sent, r + c.bytes_received));
+            let with = |dir: &'static str| {
+                let mut a = attrs.clone();
+                a.push(KeyValue::new("network.io.direction", dir));
+                a
+            };
+            if sent > 0 {
+                self.io.add(sent, &with("transmit"));
+            }
+            if received > 0 {
+                self.io.add(received, &with("receive"));
+            }
+            self.connections.add(conns.len() as u64, &attrs);
+            for c in conns {
+                self.duration.record(c.duration.as_secs_f64(), &attrs);
+                if !c.srtt.is_zero() {
+                    self.rtt.record(c.srtt.as_secs_f64(), &attrs);
+                }
+            }
         }
     }
 
@@ -186,6 +199,27 @@ impl ConnectionMetrics {
         if let Err(e) = self.provider.shutdown() {
             tracing::warn!("metrics: final export failed: {e}");
         }
+    }
+}
+
+/// What decides a connection's attributes ([`attributes`]): its series.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SeriesKey<'a> {
+    pid: u32,
+    command: &'a str,
+    role: Role,
+    peer: std::net::IpAddr,
+    /// The peer's port for a client, the local port for a server.
+    port: u16,
+}
+
+impl SeriesKey<'_> {
+    fn of(c: &ClosedConnection) -> SeriesKey<'_> {
+        let port = match c.role {
+            Role::Client => c.remote.port(),
+            Role::Server => c.local.port(),
+        };
+        SeriesKey { pid: c.pid, command: &c.command, role: c.role, peer: c.remote.ip(), port }
     }
 }
 

@@ -18,13 +18,14 @@ use opentelemetry_sdk::Resource;
 use tokio::task::JoinHandle;
 
 use crate::clock::monotonic_ns;
+use enrich::SpanJoin;
 use metrics::{ClosedConnection, ConnectionMetrics, MetricsExporter, Role};
 use table::ConnectionTable;
 
 /// The running socket probe, its reader task and the metrics it feeds.
 pub struct Connections {
     probe: SocketProbe,
-    table: Arc<ConnectionTable>,
+    join: Arc<SpanJoin>,
     metrics: Option<Arc<ConnectionMetrics>>,
     task: JoinHandle<()>,
     reported: SocketCounters,
@@ -78,19 +79,19 @@ impl Connections {
                 None
             }
         };
-        let table = Arc::new(ConnectionTable::default());
-        let task = tokio::spawn(read_events(reader, table.clone(), metrics.clone()));
+        let join = Arc::new(SpanJoin::new(Arc::new(ConnectionTable::default())));
+        let task = tokio::spawn(read_events(reader, join.clone(), metrics.clone()));
         tracing::info!(
             netns,
             metrics = ?kind,
             "socket probe attached: TCP connections of this network namespace (tracepoints inet_sock_set_state, sock_send_length, sock_recv_length, tcp_destroy_sock)"
         );
-        Some(Connections { probe, table, metrics, task, reported: SocketCounters::default() })
+        Some(Connections { probe, join, metrics, task, reported: SocketCounters::default() })
     }
 
-    /// The live connections, for joining spans.
-    pub fn table(&self) -> Arc<ConnectionTable> {
-        self.table.clone()
+    /// The live connections and the spans waiting for theirs.
+    pub fn join(&self) -> Arc<SpanJoin> {
+        self.join.clone()
     }
 
     /// Logs loss counted in the kernel since the last call.
@@ -106,8 +107,11 @@ impl Connections {
         self.reported = c;
     }
 
-    /// The final line: what the probe saw and lost, then a last metrics export.
+    /// Sends the spans still waiting for their connection, logs what the probe saw
+    /// and lost, then exports the metrics a last time.
     pub fn shutdown(self) {
+        self.join.flush();
+        let (joined_late, sent_without) = self.join.counts();
         let c = self.probe.counters();
         tracing::info!(
             tracked = c.tracked,
@@ -117,6 +121,8 @@ impl Connections {
             lost_open = c.lost_open,
             untracked = c.untracked,
             other_netns = c.other_netns,
+            spans_joined_late = joined_late,
+            spans_sent_without_connection = sent_without,
             "socket probe totals"
         );
         self.task.abort();
@@ -126,25 +132,37 @@ impl Connections {
     }
 }
 
+/// Applies connection records to the table and metrics; after each batch, and
+/// every few milliseconds while spans wait, retries the waiting spans.
 async fn read_events(
     mut reader: gosight_uprobes::socket::ConnEventReader,
-    table: Arc<ConnectionTable>,
+    join: Arc<SpanJoin>,
     metrics: Option<Arc<ConnectionMetrics>>,
 ) {
+    const RETRY: Duration = Duration::from_millis(10);
     loop {
         let now = monotonic_ns();
-        let res = reader.next_batch(|e| {
-            table.apply(&e, now);
-            if let (ConnKind::Close, Some(m)) = (e.kind, &metrics) {
-                if let Some(c) = closed(&e) {
-                    m.record(&c);
-                }
+        let mut ended = Vec::new();
+        let batch = reader.next_batch(|e| {
+            join.table().apply(&e, now);
+            if let (ConnKind::Close, Some(_)) = (e.kind, &metrics) {
+                ended.extend(closed(&e));
             }
         });
-        if let Err(e) = res.await {
-            tracing::warn!("socket probe reader stopped: {e}");
-            return;
+        tokio::select! {
+            res = batch => {
+                if let Err(e) = res {
+                    tracing::warn!("socket probe reader stopped: {e}");
+                    join.flush();
+                    return;
+                }
+            }
+            _ = tokio::time::sleep(RETRY), if join.has_waiting() => {}
         }
+        if let (Some(m), false) = (&metrics, ended.is_empty()) {
+            m.record_all(&ended);
+        }
+        join.retry(monotonic_ns());
     }
 }
 

@@ -13,7 +13,9 @@
 //! A span that matches nothing (the socket probe is off, or the connection was
 //! opened before gosight attached) keeps what Go told us and gains nothing.
 
-use std::collections::HashMap;
+// foldhash: a span joins by hashing on every lookup, and SipHash was a tenth of
+// gosight's CPU under connection churn (randomly seeded, like std's).
+use foldhash::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
@@ -29,15 +31,31 @@ const PURGE_EVERY_NS: u64 = 500_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Conn {
-    id: u64,
     role: ConnRole,
-    local: SocketAddr,
     remote: SocketAddr,
     open_ns: u64,
     close_ns: Option<u64>,
 }
 
-/// Connections by pid, then by the probe's connection id.
+/// A process's connections with one peer in one role (what a span that knows its
+/// peer's socket address confirms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct PeerKey {
+    pid: u32,
+    role: ConnRole,
+    ip: IpAddr,
+    port: u16,
+}
+
+impl PeerKey {
+    fn new(pid: u32, role: ConnRole, peer: SocketAddr) -> PeerKey {
+        PeerKey { pid, role, ip: canonical(peer.ip()), port: peer.port() }
+    }
+}
+
+/// Connections by (pid, the probe's connection id), indexed for the two lookups:
+/// under connection churn the table holds tens of thousands of recently closed
+/// connections, and a span must not scan them.
 #[derive(Debug, Default)]
 pub struct ConnectionTable {
     inner: Mutex<Inner>,
@@ -45,7 +63,11 @@ pub struct ConnectionTable {
 
 #[derive(Debug, Default)]
 struct Inner {
-    by_pid: HashMap<u32, HashMap<u64, Conn>>,
+    conns: HashMap<(u32, u64), Conn>,
+    /// How many of `conns` each peer has, and its address as recorded.
+    by_peer: HashMap<PeerKey, (SocketAddr, usize)>,
+    /// Client connections by (pid, remote port): ids into `conns`.
+    clients_by_port: HashMap<(u32, u16), Vec<u64>>,
     last_purge_ns: u64,
 }
 
@@ -59,42 +81,42 @@ pub fn network_attributes(remote: SocketAddr) -> [KeyValue; 4] {
     ]
 }
 
-fn same_ip(a: IpAddr, b: IpAddr) -> bool {
-    let canon = |ip: IpAddr| match ip {
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
-    };
-    canon(a) == canon(b)
+    }
+}
+
+fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    canonical(a) == canonical(b)
 }
 
 impl ConnectionTable {
     /// Applies one record; `now_ns` (monotonic) drives the purge of closed ones.
     pub fn apply(&self, e: &ConnEvent, now_ns: u64) {
-        let mut inner = self.inner.lock().expect("connection table lock");
-        let conns = inner.by_pid.entry(e.pid).or_default();
-        let conn = conns.entry(e.id).or_insert_with(|| Conn {
-            id: e.id,
-            role: e.role,
-            local: e.local,
-            remote: e.remote,
-            open_ns: e.open_ns,
-            close_ns: None,
+        let mut guard = self.inner.lock().expect("connection table lock");
+        let inner = &mut *guard;
+        let conn = inner.conns.entry((e.pid, e.id)).or_insert_with(|| {
+            let peer = inner.by_peer.entry(PeerKey::new(e.pid, e.role, e.remote)).or_insert((e.remote, 0));
+            peer.1 += 1;
+            if e.role == ConnRole::Client {
+                inner.clients_by_port.entry((e.pid, e.remote.port())).or_default().push(e.id);
+            }
+            Conn { role: e.role, remote: e.remote, open_ns: e.open_ns, close_ns: None }
         });
         if e.kind == ConnKind::Close {
             conn.close_ns = Some(e.close_ns);
         }
         if now_ns.saturating_sub(inner.last_purge_ns) >= PURGE_EVERY_NS {
             inner.last_purge_ns = now_ns;
-            inner.by_pid.retain(|_, conns| {
-                conns.retain(|_, c| c.close_ns.is_none_or(|t| now_ns.saturating_sub(t) < CLOSED_GRACE_NS));
-                !conns.is_empty()
-            });
+            inner.purge(now_ns);
         }
     }
 
     /// Connections held, live and recently closed.
     pub fn len(&self) -> usize {
-        self.inner.lock().expect("connection table lock").by_pid.values().map(HashMap::len).sum()
+        self.inner.lock().expect("connection table lock").conns.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -105,12 +127,7 @@ impl ConnectionTable {
     /// the probe saw it.
     pub fn confirm(&self, pid: u32, role: ConnRole, peer: SocketAddr) -> Option<SocketAddr> {
         let inner = self.inner.lock().expect("connection table lock");
-        inner
-            .by_pid
-            .get(&pid)?
-            .values()
-            .find(|c| c.role == role && c.remote.port() == peer.port() && same_ip(c.remote.ip(), peer.ip()))
-            .map(|c| c.remote)
+        inner.by_peer.get(&PeerKey::new(pid, role, peer)).map(|&(remote, _)| remote)
     }
 
     /// The peer of an HTTP client span: `pid`'s client connections to `port` (and
@@ -125,12 +142,10 @@ impl ConnectionTable {
     ) -> Option<SocketAddr> {
         let inner = self.inner.lock().expect("connection table lock");
         let mut found: Option<SocketAddr> = None;
-        for c in inner.by_pid.get(&pid)?.values() {
+        for id in inner.clients_by_port.get(&(pid, port))? {
+            let Some(c) = inner.conns.get(&(pid, *id)) else { continue };
             let overlaps = c.open_ns <= end_ns && c.close_ns.is_none_or(|t| t >= start_ns);
-            if c.role != ConnRole::Client || c.remote.port() != port || !overlaps {
-                continue;
-            }
-            if ip.is_some_and(|ip| !same_ip(ip, c.remote.ip())) {
+            if !overlaps || ip.is_some_and(|ip| !same_ip(ip, c.remote.ip())) {
                 continue;
             }
             match found {
@@ -140,6 +155,31 @@ impl ConnectionTable {
             }
         }
         found
+    }
+}
+
+impl Inner {
+    /// Forgets connections closed more than `CLOSED_GRACE_NS` ago, and their index entries.
+    fn purge(&mut self, now_ns: u64) {
+        let by_peer = &mut self.by_peer;
+        self.conns.retain(|&(pid, _), c| {
+            let keep = c.close_ns.is_none_or(|t| now_ns.saturating_sub(t) < CLOSED_GRACE_NS);
+            if !keep {
+                let key = PeerKey::new(pid, c.role, c.remote);
+                if let Some(n) = by_peer.get_mut(&key) {
+                    n.1 -= 1;
+                    if n.1 == 0 {
+                        by_peer.remove(&key);
+                    }
+                }
+            }
+            keep
+        });
+        let conns = &self.conns;
+        self.clients_by_port.retain(|&(pid, _), ids| {
+            ids.retain(|&id| conns.contains_key(&(pid, id)));
+            !ids.is_empty()
+        });
     }
 }
 
@@ -202,6 +242,11 @@ mod tests {
             500 + CLOSED_GRACE_NS + PURGE_EVERY_NS,
         );
         assert_eq!(t.len(), 4, "the closed one was purged");
+        assert_eq!(t.client_peer(42, None, 5432, 300, 600), None, "and left the port index");
+        t.apply(&ev(ConnKind::Close, 1, ConnRole::Server, "127.0.0.1:50000", 100, 600), 600);
+        assert!(t.confirm(42, ConnRole::Server, "127.0.0.1:50000".parse().unwrap()).is_some(), "closed, in grace");
+        t.apply(&ev(ConnKind::Open, 6, ConnRole::Client, "10.0.0.9:2", 700, 0), 2 * (600 + CLOSED_GRACE_NS));
+        assert_eq!(t.confirm(42, ConnRole::Server, "127.0.0.1:50000".parse().unwrap()), None, "purged from the index");
         let attrs = network_attributes("[::1]:9000".parse().unwrap());
         assert_eq!(attrs[3].value.as_str(), "ipv6");
     }
