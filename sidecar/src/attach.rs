@@ -161,9 +161,9 @@ impl Session {
         self.probes.iter_mut().flat_map(|p| p.attached.take_links()).collect()
     }
 
-    /// Ends a session whose uprobes are detached: its readers drain the rings one
-    /// last time (what the probes wrote before detaching becomes spans), hit counts
-    /// are logged, and the programs unloaded.
+    /// Ends a session whose uprobes are detached, or whose process is gone: its
+    /// readers drain the rings one last time (what the probes wrote becomes spans),
+    /// hit counts are logged, and the programs unloaded.
     pub async fn finish(mut self) {
         self.report_lost();
         for p in &mut self.probes {

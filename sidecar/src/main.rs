@@ -160,14 +160,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
 
-    // Every uprobe detached at once, then what the rings hold is read.
-    sessions.shutdown().await;
+    // Every running target's uprobes detached at once, then what the rings hold is
+    // read; the spans are exported before exited targets' detaches are awaited.
+    let backlog = sessions.shutdown().await;
     propagation.report();
     drop(propagation);
     if let Some(c) = connections {
         c.shutdown();
     }
     exporter.shutdown(config.shutdown_timeout).await;
+    backlog.wait().await;
     Ok(())
 }
 

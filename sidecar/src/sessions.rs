@@ -11,8 +11,10 @@
 //! - detaching runs in the background, one uprobe at a time and only while no
 //!   start is waiting, so a new target waits at most for the one uprobe being
 //!   detached (an exited process's uprobes cannot fire: they only hold memory
-//!   meanwhile). After the last one, the rings are drained into the exporter.
-//! - at shutdown every uprobe is detached at once, then the rings are drained.
+//!   meanwhile). Its rings are drained into the exporter first, as it exits.
+//! - at shutdown every running target's uprobes are detached at once, then the
+//!   rings are drained and the export queue flushed; exited targets' detaches
+//!   still queued are awaited last (a SIGKILL can cut them, never the spans).
 //!
 //! A target's pid may be reused as soon as it exits: each start carries a ticket,
 //! and a start that finishes after its target exited (or after its pid became
@@ -24,6 +26,8 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
+
+use gosight_uprobes::UProbeLink;
 
 use crate::attach::{Session, SessionError, Shared};
 use crate::discover::Target;
@@ -52,7 +56,8 @@ pub struct Sessions {
     /// Sessions of targets that exited in this round of changes, queued for
     /// detaching by [`Sessions::detach_exited`] once the round's starts are counted.
     exited: Vec<Session>,
-    detach_queue: mpsc::UnboundedSender<Session>,
+    /// Uprobe links of targets that exited, by pid (their spans are read already).
+    detach_queue: mpsc::UnboundedSender<(u32, Vec<UProbeLink>)>,
     detacher: JoinHandle<()>,
 }
 
@@ -121,9 +126,13 @@ impl Sessions {
         }
     }
 
-    fn detach_later(&self, session: Session) {
-        if let Err(mpsc::error::SendError(session)) = self.detach_queue.send(session) {
-            drop(session); // the detacher is gone (it never ends before shutdown): detach here
+    /// The session of a process that is gone: nothing more can reach its rings, so
+    /// its spans go out now; its uprobes' slow detach (~100 ms each) is queued.
+    fn detach_later(&self, mut session: Session) {
+        let (pid, links) = (session.pid, session.take_links());
+        tokio::spawn(session.finish());
+        if let Err(mpsc::error::SendError((_, links))) = self.detach_queue.send((pid, links)) {
+            drop(links); // the detacher is gone (it never ends before shutdown): detach here
         }
     }
 
@@ -161,10 +170,10 @@ impl Sessions {
     }
 
     /// Detaches everything for shutdown: starts not begun are dropped, starts
-    /// running are awaited, then every uprobe of every target is detached at once
-    /// (with those still queued for detaching) and the rings are drained into the
-    /// exporter.
-    pub async fn shutdown(mut self) {
+    /// running are awaited, then every uprobe of every running target is detached at
+    /// once and the rings are drained into the exporter. Exited targets still queued
+    /// for detaching go on in the background: the returned [`Backlog`].
+    pub async fn shutdown(mut self) -> Backlog {
         self.slots.close();
         self.detach_exited();
         let mut sessions: Vec<Session> = self.attached.drain().map(|(_, s)| s).collect();
@@ -188,25 +197,27 @@ impl Sessions {
             finishing.spawn(session.finish());
         }
         while finishing.join_next().await.is_some() {}
-        let _ = detacher.await;
-        tracing::info!(targets, uprobes, detach_ms, "all targets detached");
+        tracing::info!(targets, uprobes, detach_ms, "all running targets detached");
+        // Exited targets still queued have had their spans read already
+        // (`detach_in_turn`); what is left is their uprobes' slow detach, which the
+        // caller awaits after the final export.
+        Backlog(detacher)
     }
 }
 
-/// Detaches queued sessions one uprobe at a time, each only while no start is in
-/// flight (`idle` reads 0), then drains their rings. Once `idle`'s sender is gone
+/// Detaches exited targets' uprobes one at a time, each only while no start is in
+/// flight (`idle` reads 0). Once `idle`'s sender is gone
 /// (shutdown) it no longer waits, and it ends when the queue is closed and empty.
-async fn detach_in_turn(mut queue: mpsc::UnboundedReceiver<Session>, mut idle: watch::Receiver<usize>) {
-    while let Some(mut session) = queue.recv().await {
-        let (pid, began) = (session.pid, Instant::now());
-        for link in session.take_links() {
+async fn detach_in_turn(mut queue: mpsc::UnboundedReceiver<(u32, Vec<UProbeLink>)>, mut idle: watch::Receiver<usize>) {
+    while let Some((pid, links)) = queue.recv().await {
+        let began = Instant::now();
+        for link in links {
             let _ = idle.wait_for(|starts| *starts == 0).await;
             if let Err(e) = tokio::task::spawn_blocking(move || drop(link)).await {
                 tracing::warn!(pid, "detaching: {e}");
             }
         }
         let detach_ms = began.elapsed().as_millis() as u64;
-        session.finish().await;
         give_back_memory();
         tracing::info!(pid, detach_ms, "target detached");
     }
@@ -220,5 +231,18 @@ fn give_back_memory() {
     // SAFETY: malloc_trim only releases free memory; no preconditions.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// The uprobes of exited targets still being detached at shutdown (their spans are
+/// read already): awaited once the export queue is flushed, so a SIGKILL at the end
+/// of a grace period can only cut the detach, never the spans.
+pub struct Backlog(JoinHandle<()>);
+
+impl Backlog {
+    pub async fn wait(self) {
+        let began = Instant::now();
+        let _ = self.0.await;
+        tracing::debug!(wait_ms = began.elapsed().as_millis() as u64, "exited targets' uprobes detached");
     }
 }

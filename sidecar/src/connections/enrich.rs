@@ -65,6 +65,9 @@ struct Waiting {
 pub struct SpanJoin {
     table: Arc<ConnectionTable>,
     waiting: Mutex<VecDeque<Waiting>>,
+    /// Told when a span starts to wait in an empty queue: the socket reader, which
+    /// retries the queue, may be asleep with no connection record coming.
+    queued: tokio::sync::Notify,
     /// Spans that waited and found their connection.
     joined_late: AtomicU64,
     /// Spans sent without their connection after waiting [`MAX_WAIT_NS`].
@@ -76,6 +79,7 @@ impl SpanJoin {
         SpanJoin {
             table,
             waiting: Mutex::new(VecDeque::new()),
+            queued: tokio::sync::Notify::new(),
             joined_late: AtomicU64::new(0),
             sent_without: AtomicU64::new(0),
         }
@@ -108,7 +112,17 @@ impl SpanJoin {
             exporter: exporter.clone(),
             export: export.clone(),
         };
-        self.lock().push_back(w);
+        let mut waiting = self.lock();
+        waiting.push_back(w);
+        if waiting.len() == 1 {
+            self.queued.notify_one();
+        }
+    }
+
+    /// Resolves once a span has started to wait since the last call (a stored
+    /// permit: a span queued before the call counts).
+    pub async fn span_queued(&self) {
+        self.queued.notified().await
     }
 
     /// Whether spans are waiting (the reader then retries on a timer).

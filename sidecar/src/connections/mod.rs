@@ -158,6 +158,8 @@ async fn read_events(
                 }
             }
             _ = tokio::time::sleep(RETRY), if join.has_waiting() => {}
+            // A span started to wait while no record came: retry on the timer.
+            _ = join.span_queued(), if !join.has_waiting() => {}
         }
         if let (Some(m), false) = (&metrics, ended.is_empty()) {
             m.record_all(&ended);

@@ -280,7 +280,7 @@ fn existing_grpc_connection_gets_traceparent() {
         })
         .count();
     println!("{parented} of {} server spans are children of their client span; {reg:?}", servers.len());
-    assert_eq!(servers.len(), calls, "{servers:#?}");
+    assert_eq!(servers.len(), calls, "{servers:#?}\n{}", gs.output());
     assert!(parented >= 10 && parented == calls, "{parented} of {calls} parented\n{}", gs.output());
     assert_eq!(gs.terminate(SECS(30)), Some(0));
     let reg = reg.unwrap_or_else(|| panic!("no `target registered` line for the client:\n{}", gs.output()));
