@@ -29,7 +29,8 @@
 //	                   is made for it
 //	anything else      ServeMux's own 404 (no handler of ours runs)
 //
-// Flags: -addr (default 127.0.0.1:8080; port 0 picks a free port). After the
+// Flags: -addr (default 127.0.0.1:8080; port 0 picks a free port),
+// -work-rounds-per-ms (the calibration of /work, printed to stderr). After the
 // listener is open it prints exactly one line, "listening on <host:port>", to
 // stdout, so a test can start it with -addr 127.0.0.1:0 and read the port.
 package main
@@ -49,7 +50,11 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address (port 0 picks a free port)")
+	perMs := flag.Int("work-rounds-per-ms", 0, "rounds of /work per millisecond (0: measured at start-up; a benchmark passes one value to every run so they all do the same work)")
 	flag.Parse()
+	if *perMs > 0 {
+		roundsPerMs = *perMs
+	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /users/{id}", func(w http.ResponseWriter, r *http.Request) {
@@ -130,6 +135,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	fmt.Fprintf(os.Stderr, "work: %d rounds per ms\n", roundsPerMs)
 	fmt.Fprintf(os.Stdout, "listening on %s\n", ln.Addr())
 	os.Stdout.Sync()
 	log.Fatal(http.Serve(ln, mux))
@@ -156,7 +162,7 @@ func deep(n int) int {
 }
 
 // roundsPerMs is how many hashing rounds of work take a millisecond of CPU on
-// this machine, measured once at start-up.
+// this machine, measured once at start-up (or given with -work-rounds-per-ms).
 var roundsPerMs = func() int {
 	const n = 20000
 	start := time.Now()
