@@ -35,7 +35,7 @@ ROUTES = [("hello-world `GET /health`", "/health"), ("~1 ms of work `GET /work/1
 ENTRY_SITE, RET_SITE = "jbe after the stack check", "ret"
 # BPF program types as /proc/<pid>/fdinfo numbers them (enum bpf_prog_type).
 PROG_TYPES = {"2": "uprobe programs", "26": "tracepoint (tp_btf) programs", "13": "sockops", "16": "sk_msg",
-              "14": "sk_skb"}
+              "14": "sk_skb", "17": "raw tracepoint programs"}
 
 
 def hits_by_kind(log):
