@@ -250,7 +250,9 @@ fn attach(
     Ok(())
 }
 
-fn attach_tracepoint(
+/// Loads `program` of `ebpf` as a BTF-typed raw tracepoint on `tracepoint` and
+/// attaches it (the link lives as long as `ebpf`).
+pub(crate) fn attach_tracepoint(
     ebpf: &mut Ebpf,
     probe: &'static str,
     program: &'static str,

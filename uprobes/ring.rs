@@ -119,39 +119,43 @@ impl EventReader {
     }
 
     /// Waits for records and hands the span each describes to `f`; returns after
-    /// draining. `target` answers what a record refers to (error types).
+    /// draining, with the number of spans. `target` answers what a record refers
+    /// to (error types).
     pub async fn next_batch(&mut self, target: &dyn TargetInfo, mut f: impl FnMut(ProbeSpan)) -> io::Result<usize> {
-        let (decode, malformed) = (self.decode, &mut self.malformed);
         let mut n = 0;
-        self.ring
-            .next_batch(|item| match decode(item, target) {
-                Some(ev) => {
-                    n += 1;
-                    f(ev)
-                }
-                None => *malformed += 1,
-            })
-            .await?;
+        let decode = decoding(self.decode, &mut self.malformed, target, &mut n, &mut f);
+        self.ring.next_batch(decode).await?;
         Ok(n)
     }
 
     /// Hands the spans of the records the ring holds now to `f`, without waiting
     /// (the last read, once the probe is detached).
     pub fn drain(&mut self, target: &dyn TargetInfo, mut f: impl FnMut(ProbeSpan)) -> usize {
-        let (decode, malformed) = (self.decode, &mut self.malformed);
         let mut n = 0;
-        self.ring.drain(&mut |item: &[u8]| match decode(item, target) {
-            Some(ev) => {
-                n += 1;
-                f(ev)
-            }
-            None => *malformed += 1,
-        });
+        self.ring.drain(&mut decoding(self.decode, &mut self.malformed, target, &mut n, &mut f));
         n
     }
 
     /// Records that did not decode (a size mismatch between C and Rust: a bug).
     pub fn malformed(&self) -> u64 {
         self.malformed
+    }
+}
+
+/// A record's bytes → its span, handed to `f` and counted in `n`; a record that
+/// does not decode is counted in `malformed`.
+fn decoding<'a>(
+    decode: fn(&[u8], &dyn TargetInfo) -> Option<ProbeSpan>,
+    malformed: &'a mut u64,
+    target: &'a dyn TargetInfo,
+    n: &'a mut usize,
+    f: &'a mut impl FnMut(ProbeSpan),
+) -> impl FnMut(&[u8]) + 'a {
+    move |item| match decode(item, target) {
+        Some(span) => {
+            *n += 1;
+            f(span)
+        }
+        None => *malformed += 1,
     }
 }

@@ -81,7 +81,8 @@ pub struct Session {
 }
 
 struct RunningProbe {
-    /// Dropped first: detaches the uprobes...
+    /// The loaded probe; its uprobes detach when their links are taken and
+    /// dropped ([`Session::take_links`]), or when it drops.
     attached: AttachedProbe,
     /// Reads the probe's ring until told to stop, then drains it once more.
     task: JoinHandle<()>,

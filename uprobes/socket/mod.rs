@@ -51,7 +51,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use aya::maps::{MapData, RingBuf};
-use aya::programs::BtfTracePoint;
 use aya::{Btf, Ebpf, EbpfLoader};
 
 pub use decode::{decode, ConnEvent, ConnKind, ConnRole};
@@ -168,7 +167,7 @@ impl SocketProbe {
         let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Load { probe: PROBE, source: e.into() })?;
         let mut counts_bytes = true;
         for &(name, tracepoint, required) in HOOKS {
-            match attach(&mut ebpf, name, tracepoint, &btf) {
+            match crate::loader::attach_tracepoint(&mut ebpf, PROBE, name, tracepoint, &btf) {
                 Ok(()) => {}
                 Err(e) if !required => {
                     tracing::warn!("socket probe: no {tracepoint} tracepoint (kernel < 6.3?): bytes and server processes are not recorded ({e})");
@@ -254,18 +253,6 @@ impl std::fmt::Debug for SocketProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SocketProbe").field("netns_ino", &self.netns_ino).finish()
     }
-}
-
-fn attach(ebpf: &mut Ebpf, name: &'static str, tracepoint: &str, btf: &Btf) -> Result<(), ProbeError> {
-    let err = |source| ProbeError::Program { probe: PROBE, program: name, source };
-    let prog: &mut BtfTracePoint = ebpf
-        .program_mut(name)
-        .ok_or(ProbeError::Map { probe: PROBE, map: name, reason: "program not in the object".into() })?
-        .try_into()
-        .map_err(err)?;
-    prog.load(tracepoint, btf).map_err(err)?;
-    prog.attach().map_err(err)?;
-    Ok(())
 }
 
 /// The inode of the calling process's network namespace (`/proc/self/ns/net`):
