@@ -92,14 +92,20 @@ def wait_listening(port, what, timeout=20):
     raise SystemExit(f"bench: {what} does not listen on 127.0.0.1:{port}")
 
 
-def start_gosight(gosight, pids, log, env, endpoint, procs, wait=("net_http_server",)):
-    """gosight with its defaults on `pids`, exporting OTLP http/protobuf to `endpoint`, its log in
-    `log`; returns once every probe named in `wait` is attached to every pid."""
-    gs = subprocess.Popen([str(gosight), "--pid", ",".join(str(p) for p in pids)], stdout=subprocess.DEVNULL,
-                          stderr=open(log, "w"),
+def launch_gosight(gosight, args, log, env, endpoint, procs):
+    """gosight with its defaults and `args`, exporting OTLP http/protobuf to `endpoint`, its log in
+    `log`; returns at once."""
+    gs = subprocess.Popen([str(gosight), *args], stdout=subprocess.DEVNULL, stderr=open(log, "w"),
                           env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
                                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "RUST_LOG": "info"})
     procs.append(gs)
+    return gs
+
+
+def start_gosight(gosight, pids, log, env, endpoint, procs, wait=("net_http_server",)):
+    """gosight with its defaults on `pids` (see launch_gosight); returns once every probe named in
+    `wait` is attached to every pid."""
+    gs = launch_gosight(gosight, ["--pid", ",".join(str(p) for p in pids)], log, env, endpoint, procs)
     for pid in pids:
         for probe in wait:
             wait_for(log, f"pid={pid} probe=\"{probe}\" uprobes", timeout=60)
@@ -169,8 +175,19 @@ def other_gosights():
     return pids
 
 
+def hit_counts(line):
+    """(entry hits, RET hits) of one "probe detached" line."""
+    return int(re.search(r"entry_hits=(\d+)", line).group(1)), int(re.search(r"return_hits=(\d+)", line).group(1))
+
+
 def hits(line):
-    return int(re.search(r"entry_hits=(\d+)", line).group(1)) + int(re.search(r"return_hits=(\d+)", line).group(1))
+    return sum(hit_counts(line))
+
+
+def probe_hits_by_kind(log):
+    """(entry hits, RET hits) summed over gosight's "probe detached" lines in `log`."""
+    counts = [hit_counts(l) for l in lines_with(log, "probe detached")]
+    return sum(e for e, _ in counts), sum(r for _, r in counts)
 
 
 def probe_hits(log, probe=None):

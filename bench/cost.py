@@ -18,7 +18,6 @@ Run as root:  python3 bench/cost.py [--rounds 3] [--seconds 8] [--connections 8]
 """
 import argparse
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -26,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (build_go_app, env_with_tools, lines_with, prepare, proc_cpu_seconds, start_collector,
-                    start_go_app, start_gosight, stop_gosight, wrk_latency, write_section)
+from common import (build_go_app, env_with_tools, lines_with, prepare, probe_hits_by_kind, proc_cpu_seconds,
+                    start_collector, start_go_app, start_gosight, stop_gosight, wrk_latency, write_section)
 import hit_cost
 import memory
 
@@ -36,15 +35,6 @@ ENTRY_SITE, RET_SITE = "jbe after the stack check", "ret"
 # BPF program types as /proc/<pid>/fdinfo numbers them (enum bpf_prog_type).
 PROG_TYPES = {"2": "uprobe programs", "26": "tracepoint (tp_btf) programs", "13": "sockops", "16": "sk_msg",
               "14": "sk_skb", "17": "raw tracepoint programs"}
-
-
-def hits_by_kind(log):
-    """(entry hits, RET hits) of gosight's "probe detached" lines."""
-    entry = ret = 0
-    for line in lines_with(log, "probe detached"):
-        entry += int(re.search(r"entry_hits=(\d+)", line).group(1))
-        ret += int(re.search(r"return_hits=(\d+)", line).group(1))
-    return entry, ret
 
 
 def bpf_run_ns(pid):
@@ -96,7 +86,7 @@ def cell(app_bin, work, name, procs, url_path, a, gosight=None, env=None, endpoi
             subprocess.run(["sysctl", "-qw", "kernel.bpf_stats_enabled=0"], check=True)
         out["bpf_us"] = {k: (after[k][1] - before.get(k, (0, 0))[1]) / reqs2 / 1e3 for k in after}
         stop_gosight(gs)
-        entry, ret = hits_by_kind(log)
+        entry, ret = probe_hits_by_kind(log)
         out["entry_hits"], out["ret_hits"] = entry / (reqs + reqs2), ret / (reqs + reqs2)
     app.kill()
     app.wait()

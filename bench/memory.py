@@ -26,38 +26,23 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (build_go_app, env_with_tools, lines_with, prepare, proc_cpu_seconds, start_collector,
-                    start_go_app, stop_gosight, wait_for, wrk)
+from common import (build_go_app, env_with_tools, launch_gosight, lines_with, prepare, proc_cpu_seconds,
+                    proc_hwm_kib, proc_rss_kib, start_collector, start_go_app, stop_gosight, wait_for, wrk)
 import urllib.request  # noqa: E402  (after common: bench/socket.py must not shadow socket)
 
 
-def proc_status_kib(pid, key):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 def rss_mib(pid):
-    return proc_status_kib(pid, "VmRSS") / 1024
+    return proc_rss_kib(pid) / 1024
 
 
 def hwm_mib(pid):
-    return proc_status_kib(pid, "VmHWM") / 1024
+    return proc_hwm_kib(pid) / 1024
 
 
 def exported_spans(log):
     line = next(iter(lines_with(log, "span export shut down")), "")
     m = re.search(r"exported=(\d+)", line)
     return int(m.group(1)) if m else 0
-
-
-def start_gosight(gosight, args, log, env, endpoint, procs):
-    gs = subprocess.Popen([str(gosight), *args], stdout=subprocess.DEVNULL, stderr=open(log, "w"),
-                          env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-                               "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "RUST_LOG": "info"})
-    procs.append(gs)
-    return gs
 
 
 def wait_count(log, needle, count, timeout=60):
@@ -74,7 +59,7 @@ def one_target(gosight, app_bin, work, env, endpoint, seconds, connections):
     try:
         app, addr = start_go_app(app_bin, work, "app-one", procs)
         log = work / "gosight-one.log"
-        gs = start_gosight(gosight, ["--pid", str(app.pid)], log, env, endpoint, procs)
+        gs = launch_gosight(gosight, ["--pid", str(app.pid)], log, env, endpoint, procs)
         wait_for(log, f"pid={app.pid} probe=\"net_http_server\" uprobes", timeout=60)
         cpu0 = proc_cpu_seconds(gs.pid)
         reqs, rps, _ = wrk(f"http://{addr}/users/42", seconds, connections)
@@ -101,7 +86,7 @@ def many_targets(gosight, app_bin, work, env, endpoint, n):
     procs = []
     try:
         log = work / "gosight-many.log"
-        gs = start_gosight(gosight, ["--target-exe", str(app_bin)], log, env, endpoint, procs)
+        gs = launch_gosight(gosight, ["--target-exe", str(app_bin)], log, env, endpoint, procs)
         wait_for(log, "watching for targets")
         time.sleep(1)
         idle = rss_mib(gs.pid)
