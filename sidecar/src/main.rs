@@ -161,15 +161,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     // Every running target's uprobes detached at once, then what the rings hold is
-    // read; the spans are exported before exited targets' detaches are awaited.
+    // read (exited targets' spans were read as they exited); the export totals stay
+    // the last line, after exited targets' queued detaches.
     let backlog = sessions.shutdown().await;
+    backlog.wait().await;
     propagation.report();
     drop(propagation);
     if let Some(c) = connections {
         c.shutdown();
     }
     exporter.shutdown(config.shutdown_timeout).await;
-    backlog.wait().await;
     Ok(())
 }
 

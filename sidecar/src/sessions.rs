@@ -13,8 +13,8 @@
 //!   detached (an exited process's uprobes cannot fire: they only hold memory
 //!   meanwhile). Its rings are drained into the exporter first, as it exits.
 //! - at shutdown every running target's uprobes are detached at once, then the
-//!   rings are drained and the export queue flushed; exited targets' detaches
-//!   still queued are awaited last (a SIGKILL can cut them, never the spans).
+//!   rings are drained; exited targets' detaches still queued are awaited, then
+//!   the export queue is flushed.
 //!
 //! A target's pid may be reused as soon as it exits: each start carries a ticket,
 //! and a start that finishes after its target exited (or after its pid became
@@ -200,7 +200,7 @@ impl Sessions {
         tracing::info!(targets, uprobes, detach_ms, "all running targets detached");
         // Exited targets still queued have had their spans read already
         // (`detach_in_turn`); what is left is their uprobes' slow detach, which the
-        // caller awaits after the final export.
+        // caller awaits.
         Backlog(detacher)
     }
 }
@@ -235,8 +235,7 @@ fn give_back_memory() {
 }
 
 /// The uprobes of exited targets still being detached at shutdown (their spans are
-/// read already): awaited once the export queue is flushed, so a SIGKILL at the end
-/// of a grace period can only cut the detach, never the spans.
+/// read already), awaited before the export queue's final flush.
 pub struct Backlog(JoinHandle<()>);
 
 impl Backlog {
