@@ -83,7 +83,7 @@ impl Kafka {
         unreachable!()
     }
 
-    fn try_start() -> Result<Kafka, Kafka> {
+    fn try_start() -> Result<Kafka, Box<Kafka>> {
         let home = kafka_dir().expect("Apache Kafka (scripts/install-kafka.sh)");
         let version = std::fs::read_to_string(home.join("VERSION")).unwrap_or_default().trim().to_string();
         reap_leftovers();
@@ -131,7 +131,7 @@ impl Kafka {
                 break;
             }
             if log.contains("Address already in use") {
-                return Err(k);
+                return Err(Box::new(k));
             }
             let exited = k.child.as_mut().is_some_and(|c| !c.is_running());
             if exited || Instant::now() > deadline {
