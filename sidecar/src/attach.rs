@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use crate::connections::enrich::SpanJoin;
 use crate::discover::Target;
 use crate::export::{Exporter, TargetHandle};
+use crate::metrics::red::RedMetrics;
 use crate::offsets::Resolver;
 use crate::spans::{resource_for, SpanFactory};
 
@@ -39,6 +40,9 @@ pub struct Shared {
     pub offsets_db: std::sync::Arc<gosight_offsets_db::Database>,
     /// The pod's live TCP connections, for joining spans (None: the socket probe is off).
     pub connections: Option<std::sync::Arc<SpanJoin>>,
+    /// RED metrics from every span (None: metrics are off, and the probes send
+    /// only sampled spans).
+    pub red: Option<std::sync::Arc<RedMetrics>>,
 }
 
 /// Go type names of `error` values by runtime itab address, for `error.type`.
@@ -113,7 +117,10 @@ impl Session {
         let itabs = itab_table(bin, &resolver, pid);
         let errors = std::sync::Arc::new(ErrorTypes::of(&itabs, bias));
         tracing::debug!(pid, offsets_and_itabs_ms = began.elapsed().as_millis() as u64, "target inspected");
-        let export = exporter.register_target(resource_for(target));
+        let resource = resource_for(target);
+        let service =
+            resource.get(&opentelemetry::Key::new("service.name")).unwrap_or_else(|| "unknown_service".into());
+        let export = exporter.register_target(resource);
         let mut probes = Vec::new();
         for spec in ALL_PROBES.iter().copied() {
             match prepare(spec, target, &resolver, &itabs, bias, shared).and_then(|inputs| load(spec, inputs, pid)) {
@@ -138,6 +145,8 @@ impl Session {
                         export: export.clone(),
                         errors: errors.clone(),
                         connections: shared.connections.clone(),
+                        red: shared.red.clone(),
+                        service: service.clone(),
                         pid,
                     };
                     let (stop, stopped) = oneshot::channel();
@@ -229,11 +238,18 @@ struct EventSink {
     export: TargetHandle,
     errors: std::sync::Arc<ErrorTypes>,
     connections: Option<std::sync::Arc<SpanJoin>>,
+    red: Option<std::sync::Arc<RedMetrics>>,
+    /// The target's `service.name`, for its metric points.
+    service: opentelemetry::Value,
     pid: u32,
 }
 
 impl EventSink {
     fn handle(&self, probe_span: ProbeSpan) {
+        // Every span is counted; only sampled ones go on.
+        if let Some(red) = &self.red {
+            red.record(&probe_span, &self.service);
+        }
         let (connection, window) = (probe_span.connection, (probe_span.start_ns, probe_span.end_ns));
         let Some(span) = self.factory.finish(probe_span) else { return };
         match &self.connections {
@@ -378,7 +394,8 @@ fn prepare(
         addresses,
         pin_dir: shared.pin_dir.clone(),
         sampling: shared.sampling,
-        settings: std::iter::once(("propagate", shared.propagate as u64))
+        settings: [("propagate", shared.propagate as u64), ("send_unsampled", shared.red.is_some() as u64)]
+            .into_iter()
             .chain(one_hit)
             .chain((spec.derive)(&|strukt, field| resolver.offset(strukt, field)))
             .collect(),

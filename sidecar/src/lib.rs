@@ -17,6 +17,10 @@
 //!    conventions, ids, sampling) with wall-clock times from [`clock`].
 //! 6. [`export`] — a bounded, counted queue in front of the OTLP / console exporters.
 //!
+//! [`metrics`] is the one metrics pipeline: RED metrics recorded from every probe
+//! span (sampled or not) before stage 5 drops the unsampled ones, and the socket
+//! probe's connection metrics ([`connections`]).
+//!
 //! [`propagation`] sets up what spans several targets: the pinned maps probes share
 //! and the in-kernel insertion of `traceparent` into outgoing requests.
 //!
@@ -32,6 +36,7 @@ pub mod config;
 pub mod connections;
 pub mod discover;
 pub mod export;
+pub mod metrics;
 pub mod offsets;
 pub mod pod;
 pub mod propagation;

@@ -10,6 +10,8 @@ use gosight::config::{log_filter, sampling_from, Config};
 use gosight::connections::Connections;
 use gosight::discover::{Change, Selector, Watcher};
 use gosight::export::{ExportConfig, Exporter};
+use gosight::metrics::red::RedMetrics;
+use gosight::metrics::{MetricsExporter, MetricsPipeline};
 use gosight::propagation::Propagation;
 use gosight::sessions::Sessions;
 use gosight::spans::SpanFactory;
@@ -67,8 +69,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Default::default()
     });
     let mut propagation = Propagation::start(&config);
+    let metrics = MetricsPipeline::from_env();
+    let meter = metrics.as_ref().map(MetricsPipeline::meter);
+    let red = meter.as_ref().map(|m| std::sync::Arc::new(RedMetrics::new(m)));
+    tracing::info!(
+        exporter = ?metrics.as_ref().map_or(MetricsExporter::None, MetricsPipeline::kind),
+        "metrics: RED from every probe call{}",
+        if red.is_some() { " (unsampled spans are sent to be counted, then dropped)" } else { " off" }
+    );
     let mut connections = if config.socket_probe {
-        Connections::start()
+        Connections::start(meter.as_ref())
     } else {
         tracing::info!("socket probe off (GOSIGHT_SOCKET_PROBE=off)");
         None
@@ -81,6 +91,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         propagate: propagation.inserting(),
         offsets_db: gosight::offsets::database::load(config.offsets_db.as_deref()),
         connections: connections.as_ref().map(Connections::join),
+        red: red.clone(),
     };
 
     let mut watcher = Watcher::new(config.proc_root.clone(), selector);
@@ -169,6 +180,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     drop(propagation);
     if let Some(c) = connections {
         c.shutdown();
+    }
+    if let Some(r) = &red {
+        r.report_totals();
+    }
+    if let Some(m) = &metrics {
+        m.shutdown();
     }
     exporter.shutdown(config.shutdown_timeout).await;
     Ok(())

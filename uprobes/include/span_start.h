@@ -64,13 +64,20 @@ static __always_inline void span_head_start(struct span_head *h, u64 g, u64 star
 		__type(value, value_t);                   \
 	} scratch SEC(".maps")
 
+/* 1: the sidecar derives metrics from every call, so unsampled spans are sent
+ * too (their flags say unsampled: counted in the metrics, never exported). Set
+ * by the loader only when metrics are on; 0 keeps unsampled calls in the kernel.
+ * The sampling decision and what is propagated do not depend on it. */
+volatile const u64 send_unsampled = 0;
+
 /* Ends the span `h` now: reserves its record of `size` bytes (a struct that begins
  * with a span_head) on `ring` and fills the head. NULL when the span is not sampled
- * (nothing to export) or the ring buffer is full (counted as lost); the caller then
- * forgets the call. Otherwise the caller fills the rest and submits. */
+ * and unsampled spans are not sent (nothing to export or count), or the ring
+ * buffer is full (counted as lost); the caller then forgets the call. Otherwise
+ * the caller fills the rest and submits. */
 static __always_inline void *span_record_reserve(void *ring, u64 size, const struct span_head *h)
 {
-	if (!(h->sc.flags & SAMPLED))
+	if (!(h->sc.flags & SAMPLED) && !send_unsampled)
 		return 0;
 	struct span_head *e = bpf_ringbuf_reserve(ring, size, 0);
 	if (!e) {

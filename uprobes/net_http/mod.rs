@@ -6,7 +6,8 @@
 pub mod client;
 pub mod server;
 
-const KNOWN_METHODS: [&str; 9] = ["CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"];
+/// The HTTP methods the semantic conventions name; any other is `_OTHER`.
+pub const KNOWN_METHODS: [&str; 9] = ["CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"];
 
 /// The semantic-convention method and, when it is not a known one, the original.
 fn normalize_method(m: &str) -> (&'static str, Option<String>) {

@@ -128,7 +128,9 @@ fn decode(bytes: &[u8], _: &dyn TargetInfo) -> Option<ProbeSpan> {
     if let Some(v) = protocol_version(&text(&r.proto, r.proto_len).0) {
         attrs.push(KeyValue::new("network.protocol.version", v));
     }
-    if status.is_some_and(|s| s >= 500) {
+    if let Some(s) = status.filter(|s| *s >= 500) {
+        // The conventions' error.type for a server error is its status code.
+        span.attributes.push(KeyValue::new("error.type", s.to_string()));
         span.status = Status::error("");
     }
     if let Ok(a) = remote.parse() {
@@ -213,6 +215,9 @@ mod tests {
         assert!(matches!(s.status, Status::Error { .. }));
         assert_eq!(s.attribute("http.request.method"), Some(&Value::from("_OTHER")));
         assert_eq!(s.attribute("http.request.method_original"), Some(&Value::from("BREW")));
+        assert_eq!(s.attribute("error.type"), Some(&Value::from("503")));
+        r.status = 404;
+        assert_eq!(span(&r).attribute("error.type"), None, "4xx is the client's error, not the server's");
         r.status = -1;
         assert_eq!(span(&r).attribute("http.response.status_code"), None);
     }

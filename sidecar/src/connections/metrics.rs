@@ -1,10 +1,5 @@
-//! Connection metrics from the kernel socket probe, exported over OTLP.
-//!
-//! Settings are the standard ones: `OTEL_METRICS_EXPORTER` (`otlp`, the default;
-//! `console`; `none`), the protocol from `OTEL_EXPORTER_OTLP_METRICS_PROTOCOL` then
-//! `OTEL_EXPORTER_OTLP_PROTOCOL` (default `http/protobuf`), and — read by
-//! `opentelemetry-otlp` itself — `OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT`, `_HEADERS`,
-//! `_TIMEOUT`, `_COMPRESSION`; the interval from `OTEL_METRIC_EXPORT_INTERVAL`.
+//! Connection metrics from the kernel socket probe, exported through gosight's one
+//! metrics pipeline (`crate::metrics`, which reads the `OTEL_METRICS_*` settings).
 //!
 //! Instruments (semantic conventions where they exist):
 //! - `process.network.io` (counter, `By`) with `network.io.direction` =
@@ -24,14 +19,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _};
+use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::KeyValue;
-use opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicReader;
-use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::Resource;
-
-use crate::export::{parse_protocol, OtlpProtocol};
 
 /// Which end of the connection the process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,37 +52,8 @@ pub struct ClosedConnection {
     pub srtt: Duration,
 }
 
-/// Where metrics go (`OTEL_METRICS_EXPORTER`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricsExporter {
-    Otlp(OtlpProtocol),
-    Console,
-    None,
-}
-
-impl MetricsExporter {
-    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<MetricsExporter> {
-        let kind = env("OTEL_METRICS_EXPORTER").unwrap_or_default();
-        Ok(match kind.trim() {
-            "" | "otlp" => {
-                let var = ["OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"]
-                    .into_iter()
-                    .find_map(|k| env(k).filter(|v| !v.trim().is_empty()).map(|v| (k, v)));
-                MetricsExporter::Otlp(match var {
-                    Some((k, v)) => parse_protocol(k, &v)?,
-                    None => OtlpProtocol::HttpProtobuf,
-                })
-            }
-            "console" => MetricsExporter::Console,
-            "none" => MetricsExporter::None,
-            other => bail!("OTEL_METRICS_EXPORTER={other}: expected otlp, console or none"),
-        })
-    }
-}
-
-/// The instruments, and the provider that exports them.
+/// The instruments.
 pub struct ConnectionMetrics {
-    provider: SdkMeterProvider,
     io: Counter<u64>,
     connections: Counter<u64>,
     duration: Histogram<f64>,
@@ -101,40 +61,9 @@ pub struct ConnectionMetrics {
 }
 
 impl ConnectionMetrics {
-    /// Builds the exporter; `None` when `OTEL_METRICS_EXPORTER=none`. Must run
-    /// inside the tokio runtime (the reader exports from a tokio task).
-    pub fn start(kind: MetricsExporter, resource: Resource) -> anyhow::Result<Option<ConnectionMetrics>> {
-        use opentelemetry_otlp::{MetricExporter, Protocol, WithExportConfig as _};
-        let builder = SdkMeterProvider::builder().with_resource(resource);
-        let provider = match kind {
-            MetricsExporter::None => return Ok(None),
-            MetricsExporter::Console => builder
-                .with_reader(
-                    PeriodicReader::builder(
-                        opentelemetry_stdout::MetricExporter::default(),
-                        opentelemetry_sdk::runtime::Tokio,
-                    )
-                    .build(),
-                )
-                .build(),
-            MetricsExporter::Otlp(proto) => {
-                let exporter = match proto {
-                    OtlpProtocol::Grpc => MetricExporter::builder().with_tonic().build(),
-                    OtlpProtocol::HttpProtobuf => {
-                        MetricExporter::builder().with_http().with_protocol(Protocol::HttpBinary).build()
-                    }
-                    OtlpProtocol::HttpJson => {
-                        MetricExporter::builder().with_http().with_protocol(Protocol::HttpJson).build()
-                    }
-                }
-                .context("OTLP metrics exporter")?;
-                builder
-                    .with_reader(PeriodicReader::builder(exporter, opentelemetry_sdk::runtime::Tokio).build())
-                    .build()
-            }
-        };
-        let meter = provider.meter("gosight");
-        Ok(Some(ConnectionMetrics {
+    /// The instruments, made from gosight's meter.
+    pub fn new(meter: &Meter) -> ConnectionMetrics {
+        ConnectionMetrics {
             io: meter
                 .u64_counter("process.network.io")
                 .with_unit("By")
@@ -157,8 +86,7 @@ impl ConnectionMetrics {
                 .with_description("Smoothed round-trip time of TCP connections at close")
                 .with_boundaries(vec![0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0])
                 .build(),
-            provider,
-        }))
+        }
     }
 
     /// Records a batch of closed connections: the connections of one series (same
@@ -191,13 +119,6 @@ impl ConnectionMetrics {
                     self.rtt.record(c.srtt.as_secs_f64(), &attrs);
                 }
             }
-        }
-    }
-
-    /// Exports what is pending and stops.
-    pub fn shutdown(&self) {
-        if let Err(e) = self.provider.shutdown() {
-            tracing::warn!("metrics: final export failed: {e}");
         }
     }
 }
@@ -244,29 +165,6 @@ pub fn attributes(c: &ClosedConnection) -> Vec<KeyValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
-    }
-
-    #[test]
-    fn exporter_settings_follow_the_otel_variables() {
-        assert_eq!(MetricsExporter::from_env(&env(&[])).unwrap(), MetricsExporter::Otlp(OtlpProtocol::HttpProtobuf));
-        assert_eq!(
-            MetricsExporter::from_env(&env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")])).unwrap(),
-            MetricsExporter::Otlp(OtlpProtocol::Grpc)
-        );
-        let both = [("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json")];
-        assert_eq!(MetricsExporter::from_env(&env(&both)).unwrap(), MetricsExporter::Otlp(OtlpProtocol::HttpJson));
-        assert_eq!(
-            MetricsExporter::from_env(&env(&[("OTEL_METRICS_EXPORTER", "none")])).unwrap(),
-            MetricsExporter::None
-        );
-        assert!(MetricsExporter::from_env(&env(&[("OTEL_METRICS_EXPORTER", "prometheus")]))
-            .unwrap_err()
-            .to_string()
-            .contains("expected otlp"));
-    }
 
     #[test]
     fn server_connections_name_the_local_port_not_the_ephemeral_peer_port() {

@@ -14,36 +14,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gosight_uprobes::socket::{ConnEvent, ConnKind, ConnRole, SocketCounters, SocketProbe};
-use opentelemetry_sdk::Resource;
+use opentelemetry::metrics::Meter;
 use tokio::task::JoinHandle;
 
 use crate::clock::monotonic_ns;
 use enrich::SpanJoin;
-use metrics::{ClosedConnection, ConnectionMetrics, MetricsExporter, Role};
+use metrics::{ClosedConnection, ConnectionMetrics, Role};
 use table::ConnectionTable;
 
 /// The running socket probe, its reader task and the metrics it feeds.
 pub struct Connections {
     probe: SocketProbe,
     join: Arc<SpanJoin>,
-    metrics: Option<Arc<ConnectionMetrics>>,
     task: JoinHandle<()>,
     reported: SocketCounters,
 }
 
 impl Connections {
-    /// Starts the probe for gosight's own network namespace and the metrics
-    /// exporter; `None` (with one log line saying why) when either cannot run —
-    /// spans are traced regardless.
-    pub fn start() -> Option<Connections> {
-        let env = |k: &str| std::env::var(k).ok();
-        let kind = match MetricsExporter::from_env(&env) {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::warn!("connection metrics off: {e}");
-                MetricsExporter::None
-            }
-        };
+    /// Starts the probe for gosight's own network namespace, its connection
+    /// metrics made from `meter` (None: metrics are off); `None` (with one log
+    /// line saying why) when the probe cannot run — spans are traced regardless.
+    pub fn start(meter: Option<&Meter>) -> Option<Connections> {
         let netns = match gosight_uprobes::socket::own_netns_ino() {
             Ok(ino) => ino,
             Err(e) => {
@@ -68,25 +59,15 @@ impl Connections {
                 return None;
             }
         };
-        let resource = Resource::builder()
-            .with_attribute(opentelemetry::KeyValue::new("telemetry.distro.name", "gosight"))
-            .with_attribute(opentelemetry::KeyValue::new("telemetry.distro.version", env!("CARGO_PKG_VERSION")))
-            .build();
-        let metrics = match ConnectionMetrics::start(kind, resource) {
-            Ok(m) => m.map(Arc::new),
-            Err(e) => {
-                tracing::warn!("connection metrics off: {e:#}");
-                None
-            }
-        };
+        let metrics = meter.map(|m| Arc::new(ConnectionMetrics::new(m)));
         let join = Arc::new(SpanJoin::new(Arc::new(ConnectionTable::default())));
-        let task = tokio::spawn(read_events(reader, join.clone(), metrics.clone()));
+        let task = tokio::spawn(read_events(reader, join.clone(), metrics));
         tracing::info!(
             netns,
-            metrics = ?kind,
+            metrics = meter.is_some(),
             "socket probe attached: TCP connections of this network namespace (tracepoints inet_sock_set_state, sock_send_length, sock_recv_length, tcp_destroy_sock)"
         );
-        Some(Connections { probe, join, metrics, task, reported: SocketCounters::default() })
+        Some(Connections { probe, join, task, reported: SocketCounters::default() })
     }
 
     /// The live connections and the spans waiting for theirs.
@@ -107,8 +88,8 @@ impl Connections {
         self.reported = c;
     }
 
-    /// Sends the spans still waiting for their connection, logs what the probe saw
-    /// and lost, then exports the metrics a last time.
+    /// Sends the spans still waiting for their connection and logs what the probe
+    /// saw and lost (the metrics pipeline's shutdown exports them a last time).
     pub fn shutdown(self) {
         self.join.flush();
         let (joined_late, sent_without) = self.join.counts();
@@ -126,9 +107,6 @@ impl Connections {
             "socket probe totals"
         );
         self.task.abort();
-        if let Some(m) = &self.metrics {
-            m.shutdown();
-        }
     }
 }
 

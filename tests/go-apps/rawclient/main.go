@@ -45,6 +45,10 @@
 //	                  valid span id: never zero)
 //	-interval D       pause this long before each request after the first
 //	-print-body       add the response body (as text) to each output line
+//	-spread-hosts     request i goes to 127.0.x.y (x = i/250, y = 1 + i%250)
+//	                  at the URL's port instead of the URL's host: many
+//	                  distinct server addresses on one machine (the server
+//	                  must listen on 0.0.0.0)
 //
 // Output on stdout, one JSON line per response, in completion order:
 //
@@ -104,6 +108,7 @@ func main() {
 	flag.Var(&headers, "header", `request header "Name: value" (repeat); {i} in the value is the request number + 1 as 16 hex digits`)
 	interval := flag.Duration("interval", 0, "pause before each request after the first")
 	printBody := flag.Bool("print-body", false, "add the response body to each output line")
+	spreadHosts := flag.Bool("spread-hosts", false, "request i goes to 127.0.(i/250).(1+i%250) at the URL's port")
 	flag.Parse()
 	if *waitFile != "" {
 		fmt.Println("ready")
@@ -164,7 +169,13 @@ func main() {
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				status, sum, text, err := do(client, verb, target, body, *chunked, headers.For(i))
+				to := target
+				if *spreadHosts {
+					v := *u
+					v.Host = fmt.Sprintf("127.0.%d.%d:%s", i/250, 1+i%250, u.Port())
+					to = v.String()
+				}
+				status, sum, text, err := do(client, verb, to, body, *chunked, headers.For(i))
 				mu.Lock()
 				if err != nil {
 					errs++
