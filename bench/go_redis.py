@@ -12,7 +12,6 @@ Writes its figures into BENCHMARKS.md.
 Run as root:  python3 bench/go_redis.py [--requests 2000]
 """
 import argparse
-import http.client
 import shutil
 import statistics
 import subprocess
@@ -20,8 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# common first: it imports the real socket module, which bench/socket.py would shadow for http.client.
 from common import (ROOT, env_with_tools, free_port, hit_counts, lines_with, prepare, probe_hits_by_kind,
                     start_collector, start_go_app, start_gosight, stop_gosight, wait_listening, write_section)
+import http.client  # noqa: E402
 
 PROBE = "go_redis_client"
 # (route, Redis calls per request)
@@ -61,7 +62,7 @@ def main():
     gosight, env["GOSIGHT_COLLECTOR"] = prepare(env)
     redis_server = subprocess.run(["bash", str(ROOT / "scripts/install-redis.sh")], check=True,
                                   capture_output=True, text=True, env=env).stdout.strip().splitlines()[-1]
-    version = subprocess.run([redis_server, "--version"], capture_output=True, text=True).stdout.split()[2]
+    version = subprocess.run([redis_server, "--version"], capture_output=True, text=True).stdout.split()[2].removeprefix("v=")
     work = Path(tempfile.mkdtemp(prefix="gosight-bench-redis-"))
     procs = []
     rows = []
@@ -108,7 +109,9 @@ def main():
         "v9.23.0 (`new`), warmed up before gosight (defaults) attaches, then "
         f"{args.requests} sequential requests per route on one connection. Redis calls: the commands, "
         "pipelines and MULTI/EXEC transactions the route makes (`/wrongtype`: SET, then LPUSH). Hits from "
-        "gosight's `probe detached` lines; latency = median of the sequential requests.\n\n"
+        "gosight's `probe detached` lines; latency = median of the sequential requests (one client: it "
+        "includes every probe's hits, net_http_server's too, and gosight's reader waking; indicative only on "
+        "a shared VM).\n\n"
         "| go-redis | route | Redis calls per request | go_redis_client entry hits per call | "
         "RET hits per call | all uprobe hits per request | median latency without (µs) | with (µs) | added (µs) |\n"
         "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
