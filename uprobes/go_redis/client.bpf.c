@@ -13,12 +13,17 @@
  *
  * Calls nest on one goroutine: the first command on a new connection runs the
  * connection's set-up (HELLO, CLIENT SETINFO, AUTH, SELECT: commands and a
- * pipeline of their own) inside it. So calls are kept by (goroutine, depth), the
- * goroutine's depth beside them (checked by goid: a reused g starts afresh); a
- * nested call is a child of the one it runs in, an outer one of the server span
- * the goroutine serves, else of the one its context derives from. The entry is
- * idempotent: the stack-growth prologue re-runs it (same function, same command
- * at the top: ignored).
+ * pipeline of their own) inside it. So a call is kept by (goroutine, its place
+ * on the goroutine's stack): `stack.hi - SP`, which the entry and the RET see
+ * alike (SP points at the return address in both) even when the stack was
+ * copied to grow in between. Beside them, per goroutine, the places (and return
+ * addresses) of its calls in progress, innermost last: a nested call is a child
+ * of the innermost one that still encloses it (a smaller place whose return
+ * address is still in the stack), an outer one of the server span the goroutine
+ * serves, else of the one its context derives from. A call that never returned
+ * (a panic, recovered further up) is dropped by the next entry that finds it no
+ * longer enclosing; the entry again after stack growth (same place, same
+ * command) is ignored.
  *
  * Entry: starts the span, reads the client's Options.Addr and Options.DB and each
  * command's name, first argument and argument count (baseCmd.args: args[0] and
@@ -41,7 +46,6 @@ volatile const u64 off_options_addr = OFF_ABSENT; /* go-redis/v9.Options.Addr */
 volatile const u64 off_options_db = OFF_ABSENT;   /* go-redis/v9.Options.DB */
 volatile const u64 off_cmd_args = OFF_ABSENT;     /* go-redis/v9.baseCmd.args ([]interface{}) */
 volatile const u64 off_cmd_err = OFF_ABSENT;      /* go-redis/v9.baseCmd.err */
-volatile const u64 off_g_goid = OFF_ABSENT;       /* runtime.g.goid */
 
 /* internal/abi.Type.Kind_ (offset 23 since Go 1.x's register ABI; the low 5 bits
  * are the kind in every release) and the kind of a string. */
@@ -49,9 +53,28 @@ volatile const u64 off_g_goid = OFF_ABSENT;       /* runtime.g.goid */
 #define GO_KIND_MASK 0x1f
 #define GO_KIND_STRING 24
 
+/* runtime.g starts with `stack stack` ({lo, hi uintptr}), then stackguard0 at
+ * 16, which every function's stack check reads (`CMPQ SP, 0x10(R14)`): an ABI
+ * fact of every Go release, not a layout the offsets database tracks. */
+#define G_STACK_HI 8
+
+/* Where a call lives: its goroutine and its place on the goroutine's stack. */
 struct call_key {
 	u64 g;
-	u64 depth;
+	u64 place; /* stack.hi - SP at the entry (and the RET) */
+};
+
+#define MAX_NESTED 4
+
+struct frame {
+	u64 place;
+	u64 ret; /* the return address at SP (amd64; 0 elsewhere: not checked) */
+};
+
+/* A goroutine's calls in progress, innermost last. */
+struct frames {
+	u64 n;
+	struct frame f[MAX_NESTED];
 };
 
 struct call {
@@ -59,12 +82,6 @@ struct call {
 	u64 cmds;     /* pipelines: the []Cmder array and its length, for the RET */
 	s64 ncmds;
 	struct redis_record rec;
-};
-
-/* How many calls the goroutine has in progress. */
-struct depth {
-	u64 goid;
-	u64 depth;
 };
 
 struct {
@@ -78,8 +95,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 8192);
 	__type(key, u64);
-	__type(value, struct depth);
-} depths SEC(".maps");
+	__type(value, struct frames);
+} in_progress SEC(".maps");
 
 SPAN_EVENTS(1024 * 1024);
 
@@ -95,9 +112,17 @@ struct {
 	__type(value, struct call);
 } zeros SEC(".maps");
 
-static __always_inline u64 goid_of(u64 g)
+#if defined(__TARGET_ARCH_x86)
+#define RETURN_ADDRESS(regs) read_u64((regs)->sp)
+#else
+#define RETURN_ADDRESS(regs) 0
+#endif
+
+/* The call's place on its goroutine's stack; 0 when unreadable. */
+static __always_inline u64 place_of(struct go_regs *regs)
 {
-	return off_g_goid == OFF_ABSENT ? 0 : read_u64(g + off_g_goid);
+	u64 hi = read_u64(GO_G(regs) + G_STACK_HI);
+	return hi > regs->sp ? hi - regs->sp : 0;
 }
 
 /* Copies the interface{} value at `at` into dst when it holds a string; returns
@@ -138,21 +163,38 @@ static __always_inline void read_command(u64 cmd, struct redis_command *out)
 static __always_inline struct call *begin(struct go_regs *regs, u8 kind, u64 ident)
 {
 	u64 g = GO_G(regs);
-	u64 goid = goid_of(g);
-	struct depth *d = bpf_map_lookup_elem(&depths, &g);
-	u64 depth = d && d->goid == goid ? d->depth : 0;
+	u64 place = place_of(regs);
+	if (!place)
+		return 0;
+	u64 hi = regs->sp + place;
+	struct frame me = { .place = place, .ret = RETURN_ADDRESS(regs) };
+	struct frames fr = {};
+	struct frames *known = bpf_map_lookup_elem(&in_progress, &g);
+	if (known)
+		fr = *known;
+	/* Drop what no longer encloses this call; find the innermost that does. */
 	const struct span_ctx *parent = 0;
-	if (depth > 0) {
-		struct call_key outer_key = { .g = g, .depth = depth - 1 };
-		struct call *outer = bpf_map_lookup_elem(&calls, &outer_key);
-		if (outer && outer->ident == ident && outer->rec.kind == kind)
+	for (int i = 0; i < MAX_NESTED; i++) {
+		if (fr.n == 0 || fr.n > MAX_NESTED)
+			break;
+		struct frame top = fr.f[(fr.n - 1) & (MAX_NESTED - 1)];
+		struct call_key k = { .g = g, .place = top.place };
+		struct call *outer = bpf_map_lookup_elem(&calls, &k);
+		if (top.place == place && outer && outer->ident == ident && outer->rec.kind == kind && top.ret == me.ret)
 			return 0; /* the same entry after stack growth */
-		if (outer)
+		if (outer && top.place < place && (!top.ret || read_u64(hi - top.place) == top.ret)) {
 			parent = &outer->rec.head.sc;
+			break;
+		}
+		if (outer)
+			bpf_map_delete_elem(&calls, &k); /* never returned (a panic) */
+		fr.n--;
 	}
-	/* The depth goes up whatever follows: the RET takes it down again. */
-	struct depth next = { .goid = goid, .depth = depth + 1 };
-	bpf_map_update_elem(&depths, &g, &next, BPF_ANY);
+	if (fr.n < MAX_NESTED) {
+		fr.f[fr.n & (MAX_NESTED - 1)] = me;
+		fr.n++;
+	}
+	bpf_map_update_elem(&in_progress, &g, &fr, BPF_ANY);
 
 	u32 zero = 0;
 	struct call *c = bpf_map_lookup_elem(&scratch, &zero);
@@ -179,14 +221,10 @@ static __always_inline struct call *begin(struct go_regs *regs, u8 kind, u64 ide
 	return c;
 }
 
-/* Keeps call `c` of the current goroutine at the depth `begin` gave it. */
+/* Keeps call `c` of the current goroutine at its place. */
 static __always_inline void commit(struct go_regs *regs, struct call *c)
 {
-	u64 g = GO_G(regs);
-	struct depth *d = bpf_map_lookup_elem(&depths, &g);
-	if (!d || !d->depth)
-		return;
-	struct call_key key = { .g = g, .depth = d->depth - 1 };
+	struct call_key key = { .g = GO_G(regs), .place = place_of(regs) };
 	bpf_map_update_elem(&calls, &key, c, BPF_ANY);
 }
 
@@ -274,21 +312,17 @@ int process_return(struct go_regs *regs)
 {
 	count_hit(HIT_RETURN);
 	u64 g = GO_G(regs);
-	struct depth *d = bpf_map_lookup_elem(&depths, &g);
-	if (!d)
-		return 0;
-	if (!d->depth || d->goid != goid_of(g)) {
-		bpf_map_delete_elem(&depths, &g);
-		return 0;
-	}
-	struct call_key key = { .g = g, .depth = d->depth - 1 };
-	if (key.depth)
-		d->depth = key.depth;
-	else
-		bpf_map_delete_elem(&depths, &g);
+	struct call_key key = { .g = g, .place = place_of(regs) };
 	struct call *c = bpf_map_lookup_elem(&calls, &key);
 	if (!c)
 		return 0;
+	struct frames *fr = bpf_map_lookup_elem(&in_progress, &g);
+	if (fr && fr->n > 0 && fr->n <= MAX_NESTED && fr->f[(fr->n - 1) & (MAX_NESTED - 1)].place == key.place) {
+		if (fr->n == 1)
+			bpf_map_delete_elem(&in_progress, &g);
+		else
+			fr->n--;
+	}
 	struct go_iface err = { .tab = GO_ARG1(regs), .data = GO_ARG2(regs) }; /* error */
 	if (c->rec.kind != REDIS_COMMAND) {
 		struct go_iface first = {};

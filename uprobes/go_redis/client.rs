@@ -4,7 +4,10 @@
 //! transaction (`processTxPipeline`), listing its commands. Retries happen inside
 //! these functions: one span per command whatever the attempts. The connection
 //! set-up go-redis runs inside the first command on a new connection (HELLO,
-//! CLIENT SETINFO, AUTH, SELECT) makes spans that are children of that command's.
+//! CLIENT SETINFO, AUTH, SELECT) makes spans that are children of that command's
+//! (calls are kept by their place on the goroutine's stack, `client.bpf.c`). A
+//! command interrupted by a panic (a value whose `MarshalBinary` panics) has no
+//! span.
 //! C program: `client.bpf.c` beside this file; its record: `records.h`.
 //!
 //! Cost: 2 uprobe hits per command or pipeline (the entry, on the stack check's
@@ -15,7 +18,7 @@
 
 use crate::records::redis_record;
 use crate::span::{read_record, ProbeSpan, TargetInfo};
-use crate::{std_field, FieldSpec, FunctionSpec, Need, ProbeSpec};
+use crate::{FieldSpec, FunctionSpec, Need, ProbeSpec};
 
 pub const PROCESS: &str = "github.com/redis/go-redis/v9.(*baseClient).processStartingAt|\
                            github.com/redis/go-redis/v9.(*baseClient).process";
@@ -53,7 +56,6 @@ const FIELDS: &[FieldSpec] = &[
     redis_field("off_client_opt", "github.com/redis/go-redis/v9.baseClient", "opt", false),
     redis_field("off_options_addr", "github.com/redis/go-redis/v9.Options", "Addr", false),
     redis_field("off_options_db", "github.com/redis/go-redis/v9.Options", "DB", false),
-    std_field("off_g_goid", "runtime.g", "goid", false),
 ];
 
 /// The CLIENT span of one command, pipeline or transaction.

@@ -9,7 +9,8 @@
 //! commands with `db.operation.batch.size`; a missing key (redis.Nil) is not an
 //! error, the server's WRONGTYPE error is; each a child of the HTTP server span
 //! of the request that ran it (also from another goroutine handed the request's
-//! context) and inside it in time. The connection set-up go-redis runs inside the
+//! context, and after a panic inside go-redis that the handler recovered) and
+//! inside it in time. The connection set-up go-redis runs inside the
 //! first command on a connection makes spans that are children of that command.
 
 use std::process::Command;
@@ -39,6 +40,10 @@ fn routes() -> Vec<Route> {
     vec![
         r("/health", 200, &[("PING", "PING", None, None)]),
         r("/set?key=user:1&value=secret", 200, &[("SET", "SET ? ?", None, None)]),
+        // A panic inside go-redis (the value's MarshalBinary), recovered by the
+        // handler: that SET never returns (no span), and the goroutine's later
+        // commands still are children of their own server spans.
+        r("/panic?key=boom", 500, &[]),
         r("/get?key=user:1", 200, &[("GET", "GET ?", None, None)]),
         // redis.Nil: a 404 for the app, not an error.
         r("/get?key=missing", 404, &[("GET", "GET ?", None, None)]),
@@ -158,7 +163,7 @@ fn run(set: &str, stripped: bool) {
     }
 
     // Uprobe hits: one entry (more when the stack grew inside it) and one RET per
-    // command or pipeline.
+    // command or pipeline (the panicked SET: an entry only).
     let count = |key: &str| -> u64 {
         hits.iter()
             .flat_map(|l| l.split_whitespace())

@@ -9,6 +9,9 @@
 //	/wrongtype?key=K    SET K text, then LPUSH K x: the server's WRONGTYPE error
 //	/config             CONFIG GET maxmemory (a command with a sub-command)
 //	/async?key=K        GET K from another goroutine, with the request's context
+//	/panic?key=K        SET K with a value whose MarshalBinary panics inside
+//	                    go-redis (the command never returns); the handler
+//	                    recovers and the connection's goroutine serves on
 //	/health             PING
 //
 // Flags (defaults from the environment): -addr, the HTTP listen address
@@ -103,6 +106,15 @@ func main() {
 		}
 		reply(w, err, "done")
 	})
+	mux.HandleFunc("/panic", func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				http.Error(w, fmt.Sprint("recovered: ", p), http.StatusInternalServerError)
+			}
+		}()
+		rdb.Set(r.Context(), r.URL.Query().Get("key"), panicky{}, 0)
+		fmt.Fprintln(w, "unexpected success")
+	})
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, rdb.Ping(r.Context()).Err(), "ok")
 	})
@@ -113,6 +125,11 @@ func main() {
 	log.Printf("redisapp: redis %s db %d; listening on %s", *addr, *db, ln.Addr())
 	log.Fatal(http.Serve(ln, mux))
 }
+
+// panicky panics when go-redis writes it to the connection.
+type panicky struct{}
+
+func (panicky) MarshalBinary() ([]byte, error) { panic("panicky value") }
 
 func reply(w http.ResponseWriter, err error, ok string) {
 	if err != nil {
