@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests and the end-to-end tests (real Go apps, real
-# uprobes, a real OpenTelemetry Collector, real PostgreSQL and MariaDB servers, a real Kafka broker, a
+# uprobes, a real OpenTelemetry Collector, real PostgreSQL and MariaDB servers, a real Kafka broker, a real Redis server, a
 # real kube-apiserver for the injector,
 # and a real single-node Kubernetes for the injected sidecar), then the fuzz
 # targets for a bounded time. Installs what it needs first.
@@ -20,6 +20,10 @@ GOSIGHT_OTELCOL=$(bash scripts/install-collector.sh | tail -1)
 # Kafka tests, which start a private broker each (tests/e2e/src/kafka.rs).
 GOSIGHT_KAFKA_DIR=$(bash scripts/install-kafka.sh | tail -1)
 export GOSIGHT_KAFKA_DIR
+# Redis (Debian's redis-server) for the go-redis tests, which start a private
+# server each (tests/e2e/src/redis.rs); Debian's service stays stopped.
+GOSIGHT_REDIS_SERVER=$(bash scripts/install-redis.sh | tail -1)
+export GOSIGHT_REDIS_SERVER
 export GOSIGHT_OTELCOL
 # Kubernetes from the Go module proxy (built once, cached): kube-apiserver, etcd
 # and kubectl for the injector's integration tests, and with the controller-manager,

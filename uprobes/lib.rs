@@ -1,6 +1,6 @@
 //! gosight-uprobes: the eBPF side of gosight.
 //!
-//! One folder per instrumented library (`net_http/`, `grpc/`, `database_sql/`), holding everything
+//! One folder per instrumented library (`net_http/`, `grpc/`, `database_sql/`, `go_redis/`), holding everything
 //! about it: its BPF programs in C (`<probe>.bpf.c`, compiled by `build.rs`), the
 //! records they send (`records.h`, from which build.rs generates the Rust side,
 //! [`records`]), and per probe a Rust module that declares what the program needs
@@ -345,6 +345,7 @@ libraries! {
     net_http: server, client;
     grpc: server, client;
     database_sql: client;
+    go_redis: client;
 }
 
 /// Every third-party Go module whose layouts the probes read, once each.

@@ -11,6 +11,7 @@ pub mod databases;
 pub mod kafka;
 pub mod kube;
 pub mod process;
+pub mod redis;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -158,6 +159,26 @@ pub fn build_sqlapp_tagged(drivers: &str, toolchain: Option<&str>, stripped: boo
     }
     let status = cmd.env("GOTOOLCHAIN", toolchain.unwrap_or("local")).status().expect("run build.sh");
     assert!(status.success(), "building sqlapp against the {drivers} drivers failed");
+    out
+}
+
+/// Builds tests/go-apps/redisapp against one go-redis release (`old`: v9.7.0,
+/// `new`: v9.23.0; see its build.sh) with the machine's Go. Returns the binary.
+pub fn build_redisapp(set: &str, stripped: bool) -> PathBuf {
+    let tag = format!("redisapp-{set}{}", if stripped { "-stripped" } else { "" });
+    let out = repo_root().join("target/go-apps").join(tag).join("redisapp");
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(repo_root().join("tests/go-apps/redisapp")).arg("build.sh").arg(set).arg(&out);
+    if stripped {
+        cmd.arg("-ldflags=-s -w");
+    }
+    if let Some(go) = go_bin() {
+        if let Some(dir) = go.parent().filter(|d| !d.as_os_str().is_empty()) {
+            cmd.env("PATH", format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default()));
+        }
+    }
+    let status = cmd.env("GOTOOLCHAIN", "local").status().expect("run build.sh");
+    assert!(status.success(), "building redisapp against go-redis {set} failed");
     out
 }
 

@@ -1,5 +1,5 @@
 //! The offsets database agrees with DWARF: for every binary the end-to-end suites
-//! build (each Go toolchain, each grpc-go release), every tracked struct field the
+//! build (each Go toolchain, each grpc-go release, the oldest and newest go-redis), every tracked struct field the
 //! binary's own DWARF describes has exactly that offset — or is absent — in the
 //! embedded database, looked up by the binary's Go and module versions. And a
 //! stripped binary built with a grpc-go release the database does not cover gets
@@ -63,6 +63,10 @@ fn database_offsets_equal_dwarf_for_every_version_the_suites_build() {
     {
         let (server, client) = build_grpc_apps(grpc, toolchain, false);
         binaries.extend([server, client]);
+    }
+    // go-redis v9.7.0 and v9.23.0 (tests/go-apps/redisapp).
+    for set in ["old", "new"] {
+        binaries.push(build_redisapp(set, false));
     }
     let mut mismatches = Vec::new();
     for b in &binaries {

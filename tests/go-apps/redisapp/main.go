@@ -9,17 +9,24 @@
 //	/wrongtype?key=K    SET K text, then LPUSH K x: the server's WRONGTYPE error
 //	/config             CONFIG GET maxmemory (a command with a sub-command)
 //	/async?key=K        GET K from another goroutine, with the request's context
+//	/panic?key=K        SET K with a value whose MarshalBinary panics inside
+//	                    go-redis (the command never returns); the handler
+//	                    recovers and the connection's goroutine serves on
 //	/health             PING
 //
-// Environment: PORT (HTTP, default 8080), REDIS_ADDR (default 127.0.0.1:6379),
-// REDIS_DB (default 0).
+// Flags (defaults from the environment): -addr, the HTTP listen address
+// (127.0.0.1:$PORT, PORT default 8080; port 0 picks a free one), -redis
+// (REDIS_ADDR, default 127.0.0.1:6379), -db (REDIS_DB, default 0). It prints
+// `listening on <addr>` once it serves.
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -29,12 +36,15 @@ import (
 )
 
 func main() {
-	addr := env("REDIS_ADDR", "127.0.0.1:6379")
-	db, err := strconv.Atoi(env("REDIS_DB", "0"))
+	defDB, err := strconv.Atoi(env("REDIS_DB", "0"))
 	if err != nil {
 		log.Fatalf("REDIS_DB: %v", err)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: addr, DB: db, Protocol: 2, MaxRetries: -1})
+	listen := flag.String("addr", "127.0.0.1:"+env("PORT", "8080"), "HTTP listen address")
+	addr := flag.String("redis", env("REDIS_ADDR", "127.0.0.1:6379"), "Redis server address")
+	db := flag.Int("db", defDB, "Redis database index")
+	flag.Parse()
+	rdb := redis.NewClient(&redis.Options{Addr: *addr, DB: *db, Protocol: 2, MaxRetries: -1})
 	defer rdb.Close()
 
 	mux := http.NewServeMux()
@@ -96,13 +106,30 @@ func main() {
 		}
 		reply(w, err, "done")
 	})
+	mux.HandleFunc("/panic", func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				http.Error(w, fmt.Sprint("recovered: ", p), http.StatusInternalServerError)
+			}
+		}()
+		rdb.Set(r.Context(), r.URL.Query().Get("key"), panicky{}, 0)
+		fmt.Fprintln(w, "unexpected success")
+	})
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, rdb.Ping(r.Context()).Err(), "ok")
 	})
-	port := env("PORT", "8080")
-	log.Printf("redisapp listening on 127.0.0.1:%s (redis %s db %d)", port, addr, db)
-	log.Fatal(http.ListenAndServe("127.0.0.1:"+port, mux))
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("redisapp: redis %s db %d; listening on %s", *addr, *db, ln.Addr())
+	log.Fatal(http.Serve(ln, mux))
 }
+
+// panicky panics when go-redis writes it to the connection.
+type panicky struct{}
+
+func (panicky) MarshalBinary() ([]byte, error) { panic("panicky value") }
 
 func reply(w http.ResponseWriter, err error, ok string) {
 	if err != nil {
