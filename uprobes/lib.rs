@@ -43,7 +43,8 @@ pub use span::{Connection, ProbeSpan, TargetInfo};
 
 /// Maps that several objects share (`include/shared_maps.h`): pinned by name in
 /// gosight's bpffs directory when there is one.
-pub const SHARED_MAPS: &[&str] = &["spans_by_goroutine", "spans_by_context", "pending_headers", "pending_h2"];
+pub const SHARED_MAPS: &[&str] =
+    &["spans_by_goroutine", "spans_by_context", "pending_headers", "pending_h2", "pending_kafka"];
 
 /// The sampler, as every probe object applies it in the kernel
 /// (`include/sampling.h`), so that what is propagated and what is exported agree.
