@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests and the end-to-end tests (real Go apps, real
-# uprobes, a real OpenTelemetry Collector, real PostgreSQL and MariaDB servers, a
+# uprobes, a real OpenTelemetry Collector, real PostgreSQL and MariaDB servers, a real Kafka broker, a
 # real kube-apiserver for the injector,
 # and a real single-node Kubernetes for the injected sidecar), then the fuzz
 # targets for a bounded time. Installs what it needs first.
@@ -16,6 +16,10 @@ bash scripts/install-deps.sh
 # (tests/e2e/src/databases.rs); Debian's services stay stopped.
 bash scripts/install-databases.sh
 GOSIGHT_OTELCOL=$(bash scripts/install-collector.sh | tail -1)
+# Apache Kafka (jars from Maven Central, run with Java 17 in KRaft mode) for the
+# Kafka tests, which start a private broker each (tests/e2e/src/kafka.rs).
+GOSIGHT_KAFKA_DIR=$(bash scripts/install-kafka.sh | tail -1)
+export GOSIGHT_KAFKA_DIR
 export GOSIGHT_OTELCOL
 # Kubernetes from the Go module proxy (built once, cached): kube-apiserver, etcd
 # and kubectl for the injector's integration tests, and with the controller-manager,

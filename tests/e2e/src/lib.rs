@@ -8,6 +8,7 @@
 
 pub mod collector;
 pub mod databases;
+pub mod kafka;
 pub mod kube;
 pub mod process;
 
