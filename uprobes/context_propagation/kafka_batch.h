@@ -34,71 +34,50 @@ static __always_inline int lcopy_fp(u8 *dst, u64 base, u32 off, u32 len)
 
 /* ---- phase 1: the records ---- */
 
-struct kh_walk {
-	u64 base;
-	u32 len;
-	u32 q;   /* next header */
-	u32 end; /* end of the record */
-	u32 n;   /* headers */
-	u8 found;
-	u8 bad;
-};
-
 /* One of a record's own headers per step: is its key `traceparent`? */
 static long kb_header(u64 idx, void *ctx)
 {
-	struct kh_walk *h = ctx;
-	if (idx >= h->n)
+	struct kafka_scratch *sc = ((struct kafka_ctx *)ctx)->sc;
+	if (idx >= sc->kh.n)
 		return 1;
-	u8 b[32] __attribute__((aligned(8))) = {};
-	u32 n = lread(h->base, h->len, h->q, b);
+	u64 base = sc->kb.base;
+	u32 len = sc->kb.len, q = sc->kh.q;
+	u8 *b = sc->buf_hdr;
+	u32 n = lread(base, len, q, b);
 	u32 p = 0;
 	s64 ks = 0, vs = 0;
-	if (!n || !zvarint(b, n, &p, &ks, 5) || ks < 0 || ks > h->len) {
-		h->bad = 1;
-		return 1;
-	}
+	if (!n || !zvarint(b, n, &p, &ks, 5) || ks < 0 || ks > len)
+		goto bad;
 	if (ks == 11) {
 		/* "tracepar" and "ent", as little-endian words: two compares. */
 		u64 *k = (u64 *)b;
-		if (lread(h->base, h->len, h->q + p, b) >= 11 && k[0] == 0x7261706563617274ULL &&
-		    (k[1] & 0xffffff) == 0x746e65)
-			h->found = 1;
+		if (lread(base, len, q + p, b) >= 11 && k[0] == 0x7261706563617274ULL && (k[1] & 0xffffff) == 0x746e65)
+			sc->kh.found = 1;
 	}
-	u32 v = h->q + p + (u32)ks;
-	n = lread(h->base, h->len, v, b);
+	u32 v = q + p + (u32)ks;
+	n = lread(base, len, v, b);
 	p = 0;
-	if (!n || !zvarint(b, n, &p, &vs, 5) || vs < -1 || vs > h->len) {
-		h->bad = 1;
-		return 1;
-	}
-	h->q = v + p + (vs > 0 ? (u32)vs : 0);
-	if (h->q > h->end) {
-		h->bad = 1;
-		return 1;
-	}
+	if (!n || !zvarint(b, n, &p, &vs, 5) || vs < -1 || vs > len)
+		goto bad;
+	q = v + p + (vs > 0 ? (u32)vs : 0);
+	sc->kh.q = q;
+	if (q > sc->kh.end)
+		goto bad;
 	return 0;
+bad:
+	sc->kh.bad = 1;
+	return 1;
 }
 
-/* A record's framing and fingerprint, from its start r in a linear batch. */
-struct rec_info {
-	s64 len;      /* the record length varint's value */
-	u32 lsz;      /* its bytes */
-	u32 end;      /* end of the record */
-	u32 h;        /* its headers-count varint */
-	s32 key_len;
-	s32 value_len;
-	u32 _pad;
-	u64 hash;
-};
-
-/* Parses the record at r of the linear batch at base (len bytes). 0 when it is
+/* Parses the record at r of the linear batch (sc->kb) into sc->ri. 0 when it is
  * well-formed. (A global function: verified once, on its own.) */
-__attribute__((noinline)) int record_parse(u64 base, u32 len, u32 r, struct rec_info *out)
+__attribute__((noinline)) int record_parse(struct kafka_scratch *sc, u32 r)
 {
-	if (!out)
+	if (!sc)
 		return -1;
-	u8 b[32] = {};
+	u64 base = sc->kb.base;
+	u32 len = sc->kb.len;
+	u8 *b = sc->buf_rec;
 	u32 n = lread(base, len, r, b);
 	u32 p = 0;
 	s64 L = 0, skip = 0, klen = 0, vlen = 0;
@@ -132,6 +111,7 @@ __attribute__((noinline)) int record_parse(u64 base, u32 len, u32 r, struct rec_
 	if (lcopy_fp(b, base, v0, vl))
 		return -1;
 	hash = kafka_fp_lens(kafka_fp_bytes(hash, b), (s32)klen, (s32)vlen);
+	struct rec_info *out = &sc->ri;
 	out->len = L;
 	out->lsz = lsz;
 	out->end = end;
@@ -143,81 +123,79 @@ __attribute__((noinline)) int record_parse(u64 base, u32 len, u32 r, struct rec_
 }
 
 /* A record's own headers from h (its count varint) to end: their count, or -1
- * when malformed or more than KAFKA_MAX_HEADERS; *own set when one is
+ * when malformed or more than KAFKA_MAX_HEADERS; sc->kh.found set when one is
  * `traceparent`. (A global function: verified once, on its own.) */
-__attribute__((noinline)) int record_headers(u64 base, u32 len, u32 h, u32 end, u32 *own)
+__attribute__((noinline)) int record_headers(struct kafka_scratch *sc, u32 h, u32 end)
 {
-	if (!own)
+	if (!sc)
 		return -1;
 	/* A count up to KAFKA_MAX_HEADERS is a one-byte zigzag varint. */
 	u8 c = 0;
-	if (h >= len || bpf_probe_read_kernel(&c, 1, (void *)(base + h)) || (c & 0x81))
+	if (h >= sc->kb.len || bpf_probe_read_kernel(&c, 1, (void *)(sc->kb.base + h)) || (c & 0x81))
 		return -1;
 	u32 hcount = c >> 1;
 	if (hcount > KAFKA_MAX_HEADERS)
 		return -1;
-	struct kh_walk hw = { .base = base, .len = len, .q = h + 1, .end = end, .n = (u32)hcount };
-	bpf_loop(KAFKA_MAX_HEADERS, kb_header, &hw, 0);
-	if (hw.bad || hw.q != end)
+	sc->kh.q = h + 1;
+	sc->kh.end = end;
+	sc->kh.n = hcount;
+	sc->kh.found = 0;
+	sc->kh.bad = 0;
+	struct kafka_ctx x = { .sc = sc };
+	bpf_loop(KAFKA_MAX_HEADERS, kb_header, &x, 0);
+	if (sc->kh.bad || sc->kh.q != end)
 		return -1;
-	*own = hw.found;
 	return (int)hcount;
 }
-
-struct kb_walk {
-	u64 base; /* the batch, linear */
-	struct kafka_scratch *sc;
-	u32 len;
-	u32 o;    /* next record */
-	u32 nrec;
-	u32 tgid;
-	u32 pid;
-	u32 n_ins;
-	u32 stop; /* a C_KAFKA_* reason, 0 = none */
-};
 
 /* One record per step: its fingerprint, and when a context is pending for it,
  * its entry in the scratch list. */
 static long kb_record(u64 idx, void *ctx)
 {
-	struct kb_walk *w = ctx;
-	if (idx >= w->nrec)
+	struct kafka_scratch *sc = ((struct kafka_ctx *)ctx)->sc;
+	if (idx >= sc->kb.nrec)
 		return 1;
-	u64 base = w->base;
-	u32 len = w->len, r = w->o;
-	struct rec_info ri = {};
-	if (record_parse(base, len, r, &ri))
+	u32 r = sc->kb.o, pid = sc->kb.pid;
+	if (record_parse(sc, r))
 		goto bad;
-	u32 end = ri.end, h = ri.h, lsz = ri.lsz;
-	s64 L = ri.len;
-	w->o = end;
+	u32 end = sc->ri.end, h = sc->ri.h, lsz = sc->ri.lsz;
+	s64 L = sc->ri.len;
+	sc->kb.o = end;
 
-	struct kafka_fp fp = { .tgid = w->tgid, .key_len = ri.key_len, .value_len = ri.value_len, .hash = ri.hash };
-	struct kafka_pending *pend = bpf_map_lookup_elem(&pending_kafka, &fp);
+	struct kafka_fp *fp = &sc->fp;
+	fp->tgid = sc->kb.tgid;
+	fp->key_len = sc->ri.key_len;
+	fp->value_len = sc->ri.value_len;
+	fp->_pad = 0;
+	fp->hash = sc->ri.hash;
+	struct kafka_pending *pend = bpf_map_lookup_elem(&pending_kafka, fp);
 	if (!pend)
 		return 0;
 	if (bpf_ktime_get_ns() - pend->created_ns > kafka_pending_ttl_ns) {
-		count_for(w->pid, C_KAFKA_STALE);
-		bpf_map_delete_elem(&pending_kafka, &fp);
+		count_for(pid, C_KAFKA_STALE);
+		bpf_map_delete_elem(&pending_kafka, fp);
 		return 0;
 	}
-	u32 own = 0;
-	int hcount = record_headers(base, len, h, end, &own);
+	int hcount = record_headers(sc, h, end);
 	if (hcount < 0) {
 		/* Malformed, or more headers than are looked through. */
-		count_for(w->pid, C_KAFKA_TOO_LONG);
-		bpf_map_delete_elem(&pending_kafka, &fp);
+		count_for(pid, C_KAFKA_TOO_LONG);
+		bpf_map_delete_elem(&pending_kafka, fp);
 		return 0;
 	}
-	if (own) {
-		count_for(w->pid, C_KAFKA_KEPT_OWN);
-		bpf_map_delete_elem(&pending_kafka, &fp);
+	if (sc->kh.found) {
+		count_for(pid, C_KAFKA_KEPT_OWN);
+		bpf_map_delete_elem(&pending_kafka, fp);
 		return 0;
 	}
+	/* record_headers ran a loop: look the context up again. */
+	pend = bpf_map_lookup_elem(&pending_kafka, fp);
+	if (!pend)
+		return 0;
 	/* No branch reads n_ins here (the verifier could not see the callback's
 	 * states converge): past KAFKA_MAX_INSERTS entries wrap, and the caller gives
 	 * up on the batch. */
-	struct kafka_insert *in = &w->sc->ins[w->n_ins & (KAFKA_MAX_INSERTS - 1)];
+	struct kafka_insert *in = &sc->ins[sc->kb.n_ins & (KAFKA_MAX_INSERTS - 1)];
 	u64 vv = 0;
 	u32 nl = put_uvarint(&vv, (u64)(L + KAFKA_HDR_LEN) << 1, lsz);
 	if (!nl || nl < lsz)
@@ -230,26 +208,21 @@ static long kb_record(u64 idx, void *ctx)
 	in->new_lsz = nl;
 	in->hc_byte = (u8)((hcount + 1) << 1);
 	in->sc = pend->sc;
-	w->n_ins++;
-	bpf_map_delete_elem(&pending_kafka, &fp);
+	sc->kb.n_ins++;
+	bpf_map_delete_elem(&pending_kafka, fp);
 	return 0;
 bad:
-	w->stop = C_KAFKA_BAD_BATCH;
+	sc->kb.stop = C_KAFKA_BAD_BATCH;
 	return 1;
 }
-
-struct kf_walk {
-	struct kafka_scratch *sc;
-	u32 n_ins;
-};
 
 /* One listed record per step: its header's bytes. */
 static long kf_step(u64 idx, void *ctx)
 {
-	struct kf_walk *f = ctx;
-	if (idx >= f->n_ins)
+	struct kafka_scratch *sc = ((struct kafka_ctx *)ctx)->sc;
+	if (idx >= sc->kb.n_ins)
 		return 1;
-	struct kafka_insert *in = &f->sc->ins[idx & (KAFKA_MAX_INSERTS - 1)];
+	struct kafka_insert *in = &sc->ins[idx & (KAFKA_MAX_INSERTS - 1)];
 	char *h = in->hdr;
 	h[0] = 0x16;
 	h[1] = 't';
@@ -270,146 +243,120 @@ static long kf_step(u64 idx, void *ctx)
 
 /* ---- phase 1: the CRCs ---- */
 
-struct kc_walk {
-	u64 base;  /* kernel address the offsets count from */
+struct kc_ctx {
+	struct kafka_scratch *sc;
 	struct crc_table *t;
-	u32 from;
-	u32 to;
-	u32 a;     /* CRC of the batch as carried */
-	u32 b;     /* CRC of the batch as it will be */
-	u32 ma;    /* ~0: these bytes go into a, 0: not */
-	u32 mb;    /* same for b */
-	u32 bad;
 };
 
 /* 16 bytes per step into the CRCs the masks select (no branches per byte). */
 static long kc_chunk(u64 idx, void *ctx)
 {
-	struct kc_walk *c = ctx;
-	u32 off = c->from + (u32)idx * 16;
-	if (off >= c->to)
+	struct kc_ctx *x = ctx;
+	struct kafka_scratch *sc = x->sc;
+	u32 off = sc->crc.from + (u32)idx * 16, to = sc->crc.to;
+	if (off >= to)
 		return 1;
-	u32 n = c->to - off;
+	u32 n = to - off;
 	if (n > 16)
 		n = 16;
 	u64 buf[2] = {};
 	n &= 31;
-	if (n == 0 || n > 16 || bpf_probe_read_kernel(buf, n, (void *)(c->base + off))) {
-		c->bad = 1;
+	if (n == 0 || n > 16 || bpf_probe_read_kernel(buf, n, (void *)(sc->crc.base + off))) {
+		sc->crc.bad = 1;
 		return 1;
 	}
-	struct crc_table *t = c->t;
-	u32 a = c->a, b = c->b, ma = c->ma, mb = c->mb;
+	struct crc_table *t = x->t;
+	u32 a = sc->crc.a, b = sc->crc.b, ma = sc->crc.ma, mb = sc->crc.mb;
 	/* No branch per byte: bytes past n leave both CRCs alone. */
 #pragma clang loop unroll(disable)
 	for (u32 w = 0; w < 2; w++) {
 		u64 word = buf[w & 1];
 #pragma clang loop unroll(disable)
 		for (u32 j = 0; j < 8; j++) {
-			u8 x = word >> (8 * j);
+			u8 c = word >> (8 * j);
 			u32 in = (u32)((s32)(w * 8 + j - n) >> 31);
 			u32 ka = ma & in, kb = mb & in;
-			u32 na = t->t[(a ^ x) & 0xff] ^ (a >> 8);
-			u32 nb = t->t[(b ^ x) & 0xff] ^ (b >> 8);
+			u32 na = t->t[(a ^ c) & 0xff] ^ (a >> 8);
+			u32 nb = t->t[(b ^ c) & 0xff] ^ (b >> 8);
 			a = (na & ka) | (a & ~ka);
 			b = (nb & kb) | (b & ~kb);
 		}
 	}
-	c->a = a;
-	c->b = b;
+	sc->crc.a = a;
+	sc->crc.b = b;
 	return 0;
 }
 
-/* Bytes [c->from, c->to) at c->base into the CRCs c->ma/c->mb select. (A global
- * function: verified once, whatever the number of call sites.) */
-__attribute__((noinline)) int crc_range(struct kc_walk *c)
+/* Bytes [sc->crc.from, sc->crc.to) at sc->crc.base into the CRCs sc->crc.ma/mb
+ * select. (A global function: verified once, whatever the number of call sites.) */
+__attribute__((noinline)) int crc_range(struct kafka_scratch *sc)
 {
-	if (!c)
+	if (!sc)
 		return 0;
 	u32 zero = 0;
 	struct crc_table *t = bpf_map_lookup_elem(&crc32c_table, &zero);
 	if (!t) {
-		c->bad = 1;
+		sc->crc.bad = 1;
 		return 0;
 	}
-	struct kc_walk w = *c;
-	w.t = t;
-	bpf_loop(KAFKA_MAX_BATCH / 16 + 1, kc_chunk, &w, 0);
-	c->a = w.a;
-	c->b = w.b;
-	c->bad |= w.bad;
+	struct kc_ctx x = { .sc = sc, .t = t };
+	bpf_loop(KAFKA_MAX_BATCH / 16 + 1, kc_chunk, &x, 0);
 	return 0;
 }
 
 /* Bytes [from, to) at base (the batch, or scratch memory), into the CRCs that
  * ma/mb select. */
-static __always_inline void crc_run(struct kc_walk *c, u64 base, u32 from, u32 to, u32 ma, u32 mb)
+static __always_inline void crc_run(struct kafka_scratch *sc, u64 base, u32 from, u32 to, u32 ma, u32 mb)
 {
 	if (from >= to)
 		return;
-	c->base = base;
-	c->from = from;
-	c->to = to;
-	c->ma = ma;
-	c->mb = mb;
-	crc_range(c);
+	sc->crc.base = base;
+	sc->crc.from = from;
+	sc->crc.to = to;
+	sc->crc.ma = ma;
+	sc->crc.mb = mb;
+	crc_range(sc);
 }
-
-struct ks_walk {
-	struct kc_walk c;
-	u64 batch; /* kernel address of the batch (linear) */
-	struct kafka_scratch *sc;
-	u32 len;
-	u32 n_ins;
-	u32 cur; /* bytes before it are in the CRCs */
-};
 
 /* One listed record per step: the bytes up to it and its changes, into the CRCs. */
 static long ks_step(u64 idx, void *ctx)
 {
-	struct ks_walk *s = ctx;
-	if (idx >= s->n_ins || s->c.bad)
+	struct kafka_scratch *sc = ((struct kafka_ctx *)ctx)->sc;
+	if (idx >= sc->ks.n_ins || sc->crc.bad)
 		return 1;
-	struct kafka_insert *in = &s->sc->ins[idx & (KAFKA_MAX_INSERTS - 1)];
+	struct kafka_insert *in = &sc->ins[idx & (KAFKA_MAX_INSERTS - 1)];
 	u32 rec = in->rec, hc = in->hc, end = in->end, lsz = in->lsz & 7, nl = in->new_lsz & 7;
-	if (rec < s->cur || rec + lsz > hc || hc + 1 > end || end > s->len) {
-		s->c.bad = 1;
+	u32 cur = sc->ks.cur;
+	if (rec < cur || rec + lsz > hc || hc + 1 > end || end > sc->kb.len) {
+		sc->crc.bad = 1;
 		return 1;
 	}
-	u64 batch = s->batch;
-	struct kc_walk *c = &s->c;
-	crc_run(c, batch, s->cur, rec, ~0u, ~0u);
-	crc_run(c, batch, rec, rec + lsz, ~0u, 0);
-	crc_run(c, (u64)&in->varint, 0, nl, 0, ~0u);
-	crc_run(c, batch, rec + lsz, hc, ~0u, ~0u);
-	crc_run(c, batch, hc, hc + 1, ~0u, 0);
-	crc_run(c, (u64)&in->hc_byte, 0, 1, 0, ~0u);
-	crc_run(c, batch, hc + 1, end, ~0u, ~0u);
-	crc_run(c, (u64)in->hdr, 0, KAFKA_HDR_LEN, 0, ~0u);
-	s->cur = end;
+	u64 batch = sc->kb.base;
+	crc_run(sc, batch, cur, rec, ~0u, ~0u);
+	crc_run(sc, batch, rec, rec + lsz, ~0u, 0);
+	crc_run(sc, (u64)&in->varint, 0, nl, 0, ~0u);
+	crc_run(sc, batch, rec + lsz, hc, ~0u, ~0u);
+	crc_run(sc, batch, hc, hc + 1, ~0u, 0);
+	crc_run(sc, (u64)&in->hc_byte, 0, 1, 0, ~0u);
+	crc_run(sc, batch, hc + 1, end, ~0u, ~0u);
+	crc_run(sc, (u64)in->hdr, 0, KAFKA_HDR_LEN, 0, ~0u);
+	sc->ks.cur = end;
 	return 0;
 }
 
 /* ---- phase 2: the changes ---- */
 
-struct ka_walk {
-	struct sk_msg_md *msg;
-	struct kafka_scratch *sc;
-	u32 bs; /* the batch's offset in the message */
-	u32 n_ins;
-	u32 added;
-	u32 failed;
-};
-
 /* One listed record per step, last first: header, headers count, length. */
 static long ka_step(u64 idx, void *ctx)
 {
-	struct ka_walk *w = ctx;
-	if (idx >= w->n_ins)
+	struct kafka_ctx *x = ctx;
+	struct kafka_scratch *sc = x->sc;
+	struct sk_msg_md *msg = x->msg;
+	u32 n_ins = sc->ka.n_ins, bs = sc->ka.bs;
+	if (idx >= n_ins)
 		return 1;
-	struct sk_msg_md *msg = w->msg;
-	struct kafka_insert *in = &w->sc->ins[(w->n_ins - 1 - (u32)idx) & (KAFKA_MAX_INSERTS - 1)];
-	u32 pos = w->bs + in->end;
+	struct kafka_insert *in = &sc->ins[(n_ins - 1 - (u32)idx) & (KAFKA_MAX_INSERTS - 1)];
+	u32 pos = bs + in->end;
 	if (bpf_msg_push_data(msg, pos, KAFKA_HDR_LEN, 0))
 		goto fail;
 	/* The gap holds uninitialised memory until it is written: fill it, or take it
@@ -424,8 +371,8 @@ static long ka_step(u64 idx, void *ctx)
 		goto fail;
 	}
 	__builtin_memcpy(d, in->hdr, KAFKA_HDR_LEN);
-	w->added += KAFKA_HDR_LEN;
-	pos = w->bs + in->hc;
+	sc->ka.added += KAFKA_HDR_LEN;
+	pos = bs + in->hc;
 	if (bpf_msg_pull_data(msg, pos, pos + 1, 0))
 		goto fail;
 	d = msg->data;
@@ -433,11 +380,11 @@ static long ka_step(u64 idx, void *ctx)
 		goto fail;
 	d[0] = in->hc_byte;
 	u32 lsz = in->lsz & 7, nl = in->new_lsz & 7;
-	pos = w->bs + in->rec;
+	pos = bs + in->rec;
 	if (nl > lsz) {
 		if (bpf_msg_push_data(msg, pos, nl - lsz, 0))
 			goto fail;
-		w->added += nl - lsz;
+		sc->ka.added += nl - lsz;
 	}
 	if (bpf_msg_pull_data(msg, pos, pos + nl, 0))
 		goto fail;
@@ -452,7 +399,7 @@ static long ka_step(u64 idx, void *ctx)
 	}
 	return 0;
 fail:
-	w->failed = 1;
+	sc->ka.failed = 1;
 	return 1;
 }
 
@@ -498,31 +445,23 @@ __attribute__((noinline)) int kafka_batch(struct sk_msg_md *msg, u32 bs, u32 rl,
 		count_for(pid, C_KAFKA_FAILED);
 		return 0;
 	}
-	sc->base = (u64)data;
-	u64 base = *(volatile u64 *)&sc->base;
-	/* One buffer at a time: the walks' state and the header bytes share the
-	 * stack (the call chain's frames must fit 512 bytes together). */
-	union {
-		u8 h[32];
-		struct kb_walk w;
-		struct kf_walk f;
-		struct ks_walk s;
-		struct ka_walk a;
-	} u;
-	__builtin_memset(&u, 0, sizeof(u));
-	if (lread(base, rl, 32, u.h) < 29) {
+	/* Stored, it reads back as a plain number, which global functions take. */
+	sc->kb.base = (u64)data;
+	u64 base = *(volatile u64 *)&sc->kb.base;
+	u8 *h = sc->buf_batch;
+	if (lread(base, rl, 32, h) < 29) {
 		count_for(pid, C_KAFKA_BAD_BATCH);
 		return 0;
 	}
-	u32 nrec = be32(u.h + 25);
-	if (lread(base, rl, 0, u.h) < 32) {
+	u32 nrec = be32(h + 25);
+	if (lread(base, rl, 0, h) < 32) {
 		count_for(pid, C_KAFKA_BAD_BATCH);
 		return 0;
 	}
-	u32 bl = be32(u.h + 8);
-	u8 magic = u.h[16];
-	u32 carried = be32(u.h + 17);
-	u16 attrs = (u16)be16(u.h + 21);
+	u32 bl = be32(h + 8);
+	u8 magic = h[16];
+	u32 carried = be32(h + 17);
+	u16 attrs = (u16)be16(h + 21);
 	if (magic != 2 || bl + 12 != rl || (attrs & 0x20)) {
 		/* Another format, several batches in one partition, or a control batch. */
 		count_for(pid, C_KAFKA_UNSUPPORTED);
@@ -536,17 +475,17 @@ __attribute__((noinline)) int kafka_batch(struct sk_msg_md *msg, u32 bs, u32 rl,
 		count_for(pid, C_KAFKA_TOO_LONG);
 		return 0;
 	}
-	__builtin_memset(&u, 0, sizeof(u));
-	u.w.base = base;
-	u.w.sc = sc;
-	u.w.len = rl;
-	u.w.o = KAFKA_BATCH_HDR;
-	u.w.nrec = nrec;
-	u.w.tgid = tgid;
-	u.w.pid = pid;
-	bpf_loop(KAFKA_MAX_RECORDS, kb_record, &u.w, 0);
-	u32 stop = u.w.stop, n_ins = u.w.n_ins;
-	if (!stop && u.w.o != rl)
+	sc->kb.len = rl;
+	sc->kb.o = KAFKA_BATCH_HDR;
+	sc->kb.nrec = nrec;
+	sc->kb.tgid = tgid;
+	sc->kb.pid = pid;
+	sc->kb.n_ins = 0;
+	sc->kb.stop = 0;
+	struct kafka_ctx x = { .msg = msg, .sc = sc };
+	bpf_loop(KAFKA_MAX_RECORDS, kb_record, &x, 0);
+	u32 stop = sc->kb.stop, n_ins = sc->kb.n_ins;
+	if (!stop && sc->kb.o != rl)
 		stop = C_KAFKA_BAD_BATCH;
 	if (!stop && n_ins > KAFKA_MAX_INSERTS)
 		stop = C_KAFKA_TOO_LONG;
@@ -563,32 +502,26 @@ __attribute__((noinline)) int kafka_batch(struct sk_msg_md *msg, u32 bs, u32 rl,
 		count_for(pid, C_KAFKA_FAILED);
 		return 0;
 	}
-	u.f.sc = sc;
-	u.f.n_ins = n_ins;
-	bpf_loop(KAFKA_MAX_INSERTS, kf_step, &u.f, 0);
-	__builtin_memset(&u, 0, sizeof(u));
-	u.s.c.a = 0xffffffff;
-	u.s.c.b = 0xffffffff;
-	u.s.batch = base;
-	u.s.sc = sc;
-	u.s.len = rl;
-	u.s.n_ins = n_ins;
-	u.s.cur = KAFKA_CRC_FROM;
-	bpf_loop(KAFKA_MAX_INSERTS, ks_step, &u.s, 0);
-	crc_run(&u.s.c, base, u.s.cur, rl, ~0u, ~0u);
-	if (u.s.c.bad || (u.s.c.a ^ 0xffffffff) != carried) {
+	bpf_loop(KAFKA_MAX_INSERTS, kf_step, &x, 0);
+	sc->crc.a = 0xffffffff;
+	sc->crc.b = 0xffffffff;
+	sc->crc.bad = 0;
+	sc->ks.n_ins = n_ins;
+	sc->ks.cur = KAFKA_CRC_FROM;
+	bpf_loop(KAFKA_MAX_INSERTS, ks_step, &x, 0);
+	crc_run(sc, base, sc->ks.cur, rl, ~0u, ~0u);
+	if (sc->crc.bad || (sc->crc.a ^ 0xffffffff) != carried) {
 		count_for(pid, C_KAFKA_BAD_BATCH);
 		return 0;
 	}
-	u32 crc = u.s.c.b ^ 0xffffffff;
+	u32 crc = sc->crc.b ^ 0xffffffff;
 
-	__builtin_memset(&u, 0, sizeof(u));
-	u.a.msg = msg;
-	u.a.sc = sc;
-	u.a.bs = bs;
-	u.a.n_ins = n_ins;
-	bpf_loop(KAFKA_MAX_INSERTS, ka_step, &u.a, 0);
-	u32 added = u.a.added, failed = u.a.failed;
+	sc->ka.bs = bs;
+	sc->ka.n_ins = n_ins;
+	sc->ka.added = 0;
+	sc->ka.failed = 0;
+	bpf_loop(KAFKA_MAX_INSERTS, ka_step, &x, 0);
+	u32 added = sc->ka.added, failed = sc->ka.failed;
 	if (added && (put_be32(msg, bs + 8, bl + added) || put_be32(msg, bs + 17, crc)))
 		failed = 1;
 	if (failed)

@@ -17,6 +17,7 @@
 #define KAFKA_MAX_INSERTS 64     /* headers added to one batch */
 #define KAFKA_MAX_PARTITIONS 64  /* topics + partitions of one request */
 #define KAFKA_MAX_REQUESTS 32    /* requests followed in one message */
+#define KAFKA_MAX_PRODUCES 4     /* Produce requests changed in one message */
 #define KAFKA_MAX_HEADERS 16     /* a record's own headers looked through */
 #define KAFKA_BATCH_HDR 61
 #define KAFKA_CRC_FROM 21        /* the CRC covers attributes .. end of batch */
@@ -54,12 +55,113 @@ struct kafka_insert {
 	u8 _pad2[4];
 };
 
-/* Per Kafka socket: sendmsg holds the socket lock, so no other run shares it. */
+/* A Produce request whole in the message (kafka.h): its size field's offset, its size. */
+struct kafka_req {
+	u32 o;
+	u32 s;
+};
+
+/* A partition's record batch in a Produce request (kafka.h). */
+struct kafka_part {
+	u32 field; /* its records-size field */
+	u32 bs;    /* the batch */
+	u32 rl;    /* its bytes */
+	u8 fsz;    /* the records-size field's bytes */
+	u8 flex;   /* a flexible version: that field is a varint */
+	u8 req;    /* its request in req */
+	u8 _pad;
+};
+
+/* A record's framing and fingerprint, from its start in a linear batch. */
+struct rec_info {
+	s64 len;      /* the record length varint's value */
+	u32 lsz;      /* its bytes */
+	u32 end;      /* end of the record */
+	u32 h;        /* its headers-count varint */
+	s32 key_len;
+	s32 value_len;
+	u32 _pad;
+	u64 hash;
+};
+
+/* The state of each walk (kafka.h, kafka_batch.h). It lives here, not on the stack:
+ * the walks nest (request, partition, record, header; CRC chunks), each level a
+ * bpf_loop callback or a global function, and the combined stack of such a call
+ * chain is limited to 512 bytes. Only the typed pointers a callback needs (the
+ * message, this scratch, the socket state) stay on the stack, in a kafka_ctx.
+ * Per socket (socket-local storage), not per CPU: sendmsg holds the socket lock,
+ * so no other run shares it, while sk_msg runs with migration, not preemption,
+ * disabled, and a per-CPU area could be shared with a run it preempted. */
 struct kafka_scratch {
 	struct kafka_insert ins[KAFKA_MAX_INSERTS];
-	/* The linear batch's kernel address: stored here so that it reads back as a
-	 * plain number, which global functions take. */
-	u64 base;
+	struct kafka_part part[KAFKA_MAX_PARTITIONS];
+	struct kafka_req req[KAFKA_MAX_PRODUCES];
+	struct {        /* requests of one message (km_step) */
+		u32 o;      /* next request's size field */
+		u32 done;
+		u32 n_req;  /* Produce requests listed in req */
+		u32 pid;
+		u32 n_part; /* batches listed in part, all requests */
+		u32 _pad;
+	} km;
+	struct {        /* one Produce request's topics and partitions (kp_step) */
+		u32 p;      /* parse position */
+		u32 end;    /* end of the request */
+		u32 topics; /* topics still to come */
+		u32 parts;  /* partitions of the current topic still to come */
+		u8 req;     /* the request's index in req */
+		u8 flex;
+		u8 bad;     /* a C_KAFKA_* reason, 0 = none */
+		u8 _pad;
+	} kp;
+	struct {        /* one batch's records (kb_record) */
+		u64 base;   /* the batch, linear: its kernel address as a number */
+		u32 len;
+		u32 o;      /* next record */
+		u32 nrec;
+		u32 tgid;
+		u32 pid;
+		u32 n_ins;  /* entries listed in ins */
+		u32 stop;   /* a C_KAFKA_* reason, 0 = none */
+		u32 _pad;
+	} kb;
+	struct rec_info ri;   /* record_parse's answer */
+	struct kafka_fp fp;   /* the record's pending_kafka key */
+	struct {        /* one record's own headers (kb_header) */
+		u32 q;      /* next header */
+		u32 end;    /* end of the record */
+		u32 n;      /* headers */
+		u8 found;
+		u8 bad;
+		u8 _pad[2];
+	} kh;
+	struct {        /* CRCs over a byte range (kc_chunk) */
+		u64 base;   /* kernel address the offsets count from */
+		u32 from;
+		u32 to;
+		u32 a;      /* CRC of the batch as carried */
+		u32 b;      /* CRC of the batch as it will be */
+		u32 ma;     /* ~0: these bytes go into a, 0: not */
+		u32 mb;     /* same for b */
+		u32 bad;
+		u32 _pad;
+	} crc;
+	struct {        /* the listed records' changes into the CRCs (ks_step) */
+		u32 n_ins;
+		u32 cur;    /* bytes before it are in the CRCs */
+	} ks;
+	struct {        /* the changes, last record first (ka_step) */
+		u32 bs;     /* the batch's offset in the message */
+		u32 n_ins;
+		u32 added;
+		u32 failed;
+	} ka;
+	/* Read buffers, one per level so that no level overwrites its caller's. */
+	u8 buf_req[32];
+	u8 buf_prod[32];
+	u8 buf_batch[32];
+	u8 buf_rec[32];
+	u8 buf_hdr[32];
 };
 
 struct {
@@ -68,6 +170,14 @@ struct {
 	__type(key, int);
 	__type(value, struct kafka_scratch);
 } kafka_scratch SEC(".maps");
+
+/* What a bpf_loop callback of the Kafka walks gets (bpf_loop wants it on the
+ * stack): the typed pointers; the rest of the state is in the scratch. */
+struct kafka_ctx {
+	struct sk_msg_md *msg;
+	struct kafka_scratch *sc;
+	struct sock_state *st;
+};
 
 static __always_inline u32 be32(const u8 *b)
 {
@@ -95,27 +205,6 @@ static __always_inline u32 kread(struct sk_msg_md *msg, u32 off, u8 *b)
 		return 0;
 	n &= 63;
 	if (n == 0 || n > 32 || bpf_probe_read_kernel(b, n, d))
-		return 0;
-	return n;
-}
-
-/* Up to 16 bytes of the message at off into b (a smaller stack buffer, for the
- * frames deep in the call chain); how many. */
-static __always_inline u32 kread16(struct sk_msg_md *msg, u32 off, u8 *b)
-{
-	u32 size = msg->size;
-	if (off >= size)
-		return 0;
-	u32 n = size - off;
-	if (n > 16)
-		n = 16;
-	if (bpf_msg_pull_data(msg, off, off + n, 0))
-		return 0;
-	void *d = msg->data, *e = msg->data_end;
-	if (d + n > e)
-		return 0;
-	n &= 31;
-	if (n == 0 || n > 16 || bpf_probe_read_kernel(b, n, d))
 		return 0;
 	return n;
 }

@@ -31,12 +31,7 @@
 #include "sock_state.h"
 #include "http1.h"
 #include "h2.h"
-/* Kafka record-header insertion (kafka.h) is work in progress: it verifies, but its
- * deepest call chain needs 528 bytes of stack (limit 512), so the program would not
- * load. Off until that is cut down; build with -DGOSIGHT_KAFKA_CONTEXT to try it. */
-#ifdef GOSIGHT_KAFKA_CONTEXT
 #include "kafka.h"
-#endif
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 
@@ -270,7 +265,6 @@ __attribute__((noinline)) int first_message(struct sk_msg_md *msg, struct sock_s
 			count_for(st->pid, C_H2_UNALIGNED);
 		return 0;
 	}
-#ifdef GOSIGHT_KAFKA_CONTEXT
 	if ((flags & TARGET_KAFKA_PRODUCER) && !preface && kafka_request_start(msg)) {
 		/* Requests follow one another, each with its size: a connection from
 		 * before attach is joined at its next request just as well. */
@@ -279,7 +273,6 @@ __attribute__((noinline)) int first_message(struct sk_msg_md *msg, struct sock_s
 		count_for(st->pid, C_KEPT_KAFKA);
 		return 0;
 	}
-#endif
 	if (msg->size >= 3 && bpf_msg_pull_data(msg, 0, 3, 0) == 0) {
 		u8 *d = msg->data, *end = msg->data_end;
 		if (d + 3 <= end && d[0] == 0x16 && d[1] == 0x03)
@@ -389,9 +382,7 @@ int insert_traceparent(struct sk_msg_md *msg)
 		h2_frames(msg, st, tgid, g);
 	else if (st->kind == KIND_HTTP1)
 		http1_message(msg, st, tgid, g);
-#ifdef GOSIGHT_KAFKA_CONTEXT
 	else if (st->kind == KIND_KAFKA)
 		kafka_frames(msg, st, tgid);
-#endif
 	return SK_PASS;
 }
