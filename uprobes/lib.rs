@@ -371,6 +371,12 @@ pub mod shared_fields {
         AddressSpec { global: "tcp_addr_itab", concrete: "*net.TCPAddr", interface: "net.Addr" };
 }
 
+/// The directory where build.rs put the test programs (`tests/<dir>/probe.bpf.c`
+/// as `test_<dir>.bpf.o`), never embedded in the library: for the end-to-end tests
+/// (tests/e2e), on the machine that built this crate.
+#[doc(hidden)]
+pub const TEST_OBJECTS_DIR: &str = env!("OUT_DIR");
+
 /// Embeds a compiled BPF object with the 8-byte alignment the ELF parser needs.
 #[macro_export]
 #[doc(hidden)]

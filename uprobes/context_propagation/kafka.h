@@ -28,13 +28,13 @@ static long kp_step(u64 idx, void *ctx)
 	u8 *b = sc->buf_prod;
 	u32 p = sc->kp.p;
 	u8 flex = sc->kp.flex;
+	if (!sc->kp.parts && !sc->kp.topics)
+		return 1; /* done (the request may end with the message: nothing to read) */
 	u32 n = kread(msg, p, b), q = 0;
 	u64 u = 0;
 	if (!n)
 		goto bad;
 	if (!sc->kp.parts) {
-		if (!sc->kp.topics)
-			return 1;
 		/* Topic: name, partition count. */
 		u32 nl;
 		if (flex) {
