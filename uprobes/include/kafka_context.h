@@ -4,7 +4,9 @@
  *
  * A producer probe calls kafka_offer_context once per message, with user-space
  * pointers to the message's key and value bytes as the client will encode them
- * (nil key: NULL, -1) and the producer span's context. The context waits in
+ * and the producer span's context. A nil key or value (null on the wire) is NULL
+ * with length -1 or 0: a Go nil slice can be passed as it is (an empty non-nil
+ * slice has a non-NULL pointer, and is empty on the wire). The context waits in
  * `pending_kafka` (shared_maps.h) under the record's fingerprint: the process,
  * the key's and value's lengths, and a hash of the lengths and of the first
  * KAFKA_FP_BYTES bytes of each. The sk_msg program computes the same fingerprint
@@ -62,6 +64,10 @@ static __always_inline int kafka_fp_copy_user(u8 *out, const void *p, s64 len)
 static __always_inline void kafka_offer_context(const void *key, s64 key_len, const void *value, s64 value_len,
 						const struct span_ctx *sc)
 {
+	if (!key && key_len == 0)
+		key_len = -1;
+	if (!value && value_len == 0)
+		value_len = -1;
 	if (key_len < -1 || key_len > 0x7fffffff || value_len < -1 || value_len > 0x7fffffff)
 		return;
 	u8 kb[KAFKA_FP_BYTES] = {}, vb[KAFKA_FP_BYTES] = {};

@@ -10,8 +10,8 @@
 //! (`KernelPropagation`, no sidecar), the app registered as a Kafka producer.
 //!
 //! - `records_carry_the_offered_context`: every offered record is consumed with
-//!   exactly one `traceparent` header holding the offered context, keys (a nil one
-//!   included) and values byte-identical, records not offered get none, and the
+//!   exactly one `traceparent` header holding the offered context, keys (a nil and
+//!   an empty one included) and values byte-identical, records not offered get none, and the
 //!   produce calls succeed (the broker checks each batch's CRC-32C). Record
 //!   lengths are chosen so that the length varint grows (1 → 2 and 2 → 3 bytes).
 //!   A record with the app's own `traceparent` keeps it, unchanged and alone,
@@ -230,7 +230,7 @@ fn msg(key: Option<&str>, value: Vec<u8>, offer: Option<u64>, own: Option<u64>) 
 }
 
 /// The messages of one client: small records (length varint 1 → 2 bytes), a nil
-/// key, a record of about 8.1 KB (2 → 3 bytes), one not offered; then a batch
+/// key (null on the wire) and an empty one, a record of about 8.1 KB (2 → 3 bytes), one not offered; then a batch
 /// where the app sets its own traceparent on two records (one offered).
 fn messages(client: &str, base: u64) -> Vec<Vec<Msg>> {
     let t = |s: &str| format!("{client}-{s}");
@@ -238,6 +238,7 @@ fn messages(client: &str, base: u64) -> Vec<Vec<Msg>> {
         vec![
             msg(Some("k-small"), value(&t("small"), 20), Some(base + 1), None),
             msg(None, value(&t("nil-key"), 100), Some(base + 2), None),
+            msg(Some(""), value(&t("empty-key"), 30), Some(base + 9), None),
             msg(Some("order-42"), value(&t("large"), 8140), Some(base + 3), None),
             msg(Some("a-key-longer-than-sixteen-bytes"), value(&t("mid"), 300), Some(base + 4), None),
             msg(Some("k-none"), value(&t("not-offered"), 50), None, None),

@@ -3,8 +3,8 @@
  *
  * offer: at the entry of the test app's main.Offer(key, value []byte, ctx *[25]byte)
  *   (tests/go-apps/kafkaoffer), hands the message's span context (trace id, span
- *   id, flags) to kafka_offer_context, as a Kafka producer probe does. A nil key
- *   (nil slice) is offered as NULL, -1.
+ *   id, flags) to kafka_offer_context, as a Kafka producer probe does, with the
+ *   slices as they are (a nil key is NULL, 0).
  */
 #include "go_abi.h"
 #include "go_types.h"
@@ -19,8 +19,7 @@ int offer(struct go_regs *regs)
 	struct span_ctx sc = {};
 	if (bpf_probe_read_user(&sc, 25, (const void *)GO_ARG7(regs)))
 		return 0;
-	const void *key = (const void *)GO_ARG1(regs);
-	s64 key_len = key ? (s64)GO_ARG2(regs) : -1;
-	kafka_offer_context(key, key_len, (const void *)GO_ARG4(regs), (s64)GO_ARG5(regs), &sc);
+	kafka_offer_context((const void *)GO_ARG1(regs), (s64)GO_ARG2(regs), (const void *)GO_ARG4(regs),
+			    (s64)GO_ARG5(regs), &sc);
 	return 0;
 }
