@@ -13,7 +13,9 @@
 //!   exactly one `traceparent` header holding the offered context, keys (a nil and
 //!   an empty one included) and values byte-identical, records not offered get none, and the
 //!   produce calls succeed (the broker checks each batch's CRC-32C). Record
-//!   lengths are chosen so that the length varint grows (1 → 2 and 2 → 3 bytes).
+//!   lengths are chosen so that the length varint grows (1 → 2 and 2 → 3 bytes),
+//!   and a batch so that its records size grows (a varint in sarama's default
+//!   Produce v9; kafka-go sends v8, an int32).
 //!   A record with the app's own `traceparent` keeps it, unchanged and alone,
 //!   whether offered or not. Then the cost per sk_msg run is measured with BPF
 //!   run-time statistics, offered and not.
@@ -230,8 +232,10 @@ fn msg(key: Option<&str>, value: Vec<u8>, offer: Option<u64>, own: Option<u64>) 
 }
 
 /// The messages of one client: small records (length varint 1 → 2 bytes), a nil
-/// key (null on the wire) and an empty one, a record of about 8.1 KB (2 → 3 bytes), one not offered; then a batch
-/// where the app sets its own traceparent on two records (one offered).
+/// key (null on the wire) and an empty one, a record of about 8.1 KB (2 → 3
+/// bytes), one not offered; then a batch where the app sets its own traceparent
+/// on two records (one offered); a record alone, and a batch small enough that
+/// its records size grows a byte.
 fn messages(client: &str, base: u64) -> Vec<Vec<Msg>> {
     let t = |s: &str| format!("{client}-{s}");
     vec![
@@ -249,6 +253,9 @@ fn messages(client: &str, base: u64) -> Vec<Vec<Msg>> {
             msg(Some("plain"), value(&t("beside-own"), 40), Some(base + 7), None),
         ],
         vec![msg(Some("single"), value(&t("single"), 1000), Some(base + 8), None)],
+        // A batch under 127 bytes: its records size, a varint from Produce v9 on
+        // (sarama's default version), grows a byte.
+        vec![msg(Some("t"), value(&t("tiny"), 5), Some(base + 10), None)],
     ]
 }
 
