@@ -43,7 +43,8 @@ pub use span::{Connection, ProbeSpan, TargetInfo};
 
 /// Maps that several objects share (`include/shared_maps.h`): pinned by name in
 /// gosight's bpffs directory when there is one.
-pub const SHARED_MAPS: &[&str] = &["spans_by_goroutine", "spans_by_context", "pending_headers", "pending_h2"];
+pub const SHARED_MAPS: &[&str] =
+    &["spans_by_goroutine", "spans_by_context", "pending_headers", "pending_h2", "pending_kafka"];
 
 /// The sampler, as every probe object applies it in the kernel
 /// (`include/sampling.h`), so that what is propagated and what is exported agree.
@@ -370,6 +371,12 @@ pub mod shared_fields {
     pub const TCP_ADDR_ITAB: AddressSpec =
         AddressSpec { global: "tcp_addr_itab", concrete: "*net.TCPAddr", interface: "net.Addr" };
 }
+
+/// The directory where build.rs put the test programs (`tests/<dir>/probe.bpf.c`
+/// as `test_<dir>.bpf.o`), never embedded in the library: for the end-to-end tests
+/// (tests/e2e), on the machine that built this crate.
+#[doc(hidden)]
+pub const TEST_OBJECTS_DIR: &str = env!("OUT_DIR");
 
 /// Embeds a compiled BPF object with the 8-byte alignment the ELF parser needs.
 #[macro_export]

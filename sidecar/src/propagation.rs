@@ -14,11 +14,31 @@ use gosight_uprobes::bpffs::PinDir;
 use gosight_uprobes::context_propagation::selfcheck::{self, CheckError};
 use gosight_uprobes::context_propagation::{
     default_cgroup, user_memory_writes_allowed, Existing, KernelPropagation, Mode, TARGET_GRPC_CLIENT,
-    TARGET_HTTP_CLIENT,
+    TARGET_HTTP_CLIENT, TARGET_KAFKA_PRODUCER,
 };
 
 use crate::config::Config;
 use crate::pod;
+
+/// The Kafka producer probes: a target with one of them attached gets a
+/// `traceparent` record header into the records its probe offers a context for.
+const KAFKA_PRODUCER_PROBES: &[&str] = &["kafka_sarama_producer", "kafka_go_producer"];
+
+/// What a target's connections may carry, from the client probes attached to it
+/// (`TARGET_*`).
+fn target_flags(probes: &[&str]) -> u32 {
+    let mut flags = 0;
+    if probes.contains(&"net_http_client") {
+        flags |= TARGET_HTTP_CLIENT;
+    }
+    if probes.contains(&"grpc_client") {
+        flags |= TARGET_GRPC_CLIENT;
+    }
+    if probes.iter().any(|p| KAFKA_PRODUCER_PROBES.contains(p)) {
+        flags |= TARGET_KAFKA_PRODUCER;
+    }
+    flags
+}
 
 /// What is running for cross-process context.
 pub struct Propagation {
@@ -186,7 +206,8 @@ impl Propagation {
                     mode = %format!("\"{}\"", chosen.mode.describe()),
                     self_check = chosen.self_check,
                     "context propagation: in-kernel traceparent insertion into the traced processes' outgoing plaintext \
-                     HTTP/1 requests and h2c (gRPC) HEADERS frames; the apps' memory is never written, so kernel lockdown \
+                     HTTP/1 requests and h2c (gRPC) HEADERS frames, and as a record header into the records of their \
+                     uncompressed Kafka Produce requests; the apps' memory is never written, so kernel lockdown \
                      does not stop it; other processes' sockets are never touched{}{splice}",
                     if chosen.note.is_empty() { String::new() } else { format!(" ({})", chosen.note) },
                 );
@@ -219,7 +240,7 @@ impl Propagation {
     /// [`register`]: Self::register
     pub fn register_early(&mut self, pid: u32) {
         let Some(kp) = self.inserter.as_mut() else { return };
-        match kp.register(pid, TARGET_HTTP_CLIENT | TARGET_GRPC_CLIENT) {
+        match kp.register(pid, TARGET_HTTP_CLIENT | TARGET_GRPC_CLIENT | TARGET_KAFKA_PRODUCER) {
             Ok(existing) => {
                 self.early.insert(pid, existing);
             }
@@ -232,13 +253,7 @@ impl Propagation {
     pub fn register(&mut self, pid: u32, probes: &[&str]) {
         let Some(kp) = self.inserter.as_mut() else { return };
         let Some(existing) = self.early.remove(&pid) else { return };
-        let mut flags = 0;
-        if probes.contains(&"net_http_client") {
-            flags |= TARGET_HTTP_CLIENT;
-        }
-        if probes.contains(&"grpc_client") {
-            flags |= TARGET_GRPC_CLIENT;
-        }
+        let flags = target_flags(probes);
         if flags == 0 {
             kp.unregister(pid);
             return;
@@ -304,5 +319,20 @@ impl Propagation {
             );
         }
         tracing::info!("context propagation totals {} mode=\"{}\"", totals.fields(), kp.mode().describe());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_flags_follow_the_attached_client_probes() {
+        assert_eq!(target_flags(&[]), 0);
+        assert_eq!(target_flags(&["net_http_server"]), 0);
+        assert_eq!(target_flags(&["net_http_client", "grpc_client"]), TARGET_HTTP_CLIENT | TARGET_GRPC_CLIENT);
+        assert_eq!(target_flags(&["kafka_sarama_producer"]), TARGET_KAFKA_PRODUCER);
+        assert_eq!(target_flags(&["kafka_go_producer", "net_http_client"]), TARGET_KAFKA_PRODUCER | TARGET_HTTP_CLIENT);
+        assert_eq!(target_flags(&["kafka_consumer"]), 0);
     }
 }

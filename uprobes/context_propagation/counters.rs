@@ -26,6 +26,17 @@ pub const NAMES: [(&str, r::propagation_counter); N] = [
     ("stale", r::C_STALE),
     ("h2_skipped", r::C_H2_SKIPPED),
     ("add_failed", r::C_ADD_FAILED),
+    ("kept_kafka", r::C_KEPT_KAFKA),
+    ("kafka_inserted", r::C_KAFKA_INSERTED),
+    ("kafka_kept_own", r::C_KAFKA_KEPT_OWN),
+    ("kafka_compressed", r::C_KAFKA_COMPRESSED),
+    ("kafka_split", r::C_KAFKA_SPLIT),
+    ("kafka_unsupported", r::C_KAFKA_UNSUPPORTED),
+    ("kafka_too_long", r::C_KAFKA_TOO_LONG),
+    ("kafka_bad_batch", r::C_KAFKA_BAD_BATCH),
+    ("kafka_failed", r::C_KAFKA_FAILED),
+    ("kafka_lost", r::C_KAFKA_LOST),
+    ("kafka_stale", r::C_KAFKA_STALE),
 ];
 
 // Every counter of records.h is named, in index order.
@@ -82,6 +93,17 @@ getters! {
     stale = r::C_STALE,
     h2_skipped = r::C_H2_SKIPPED,
     add_failed = r::C_ADD_FAILED,
+    kept_kafka = r::C_KEPT_KAFKA,
+    kafka_inserted = r::C_KAFKA_INSERTED,
+    kafka_kept_own = r::C_KAFKA_KEPT_OWN,
+    kafka_compressed = r::C_KAFKA_COMPRESSED,
+    kafka_split = r::C_KAFKA_SPLIT,
+    kafka_unsupported = r::C_KAFKA_UNSUPPORTED,
+    kafka_too_long = r::C_KAFKA_TOO_LONG,
+    kafka_bad_batch = r::C_KAFKA_BAD_BATCH,
+    kafka_failed = r::C_KAFKA_FAILED,
+    kafka_lost = r::C_KAFKA_LOST,
+    kafka_stale = r::C_KAFKA_STALE,
 }
 
 impl Counters {

@@ -1,6 +1,7 @@
 //! In-kernel insertion of `traceparent` into the outgoing requests of the processes
 //! gosight traces, and of nobody else (C programs: `probe.bpf.c` with
-//! `sock_state.h`, `http1.h` and `h2.h` beside this file). One instance per gosight,
+//! `sock_state.h`, `http1.h`, `h2.h` and the Kafka record-header insertion,
+//! `kafka*.h`, beside this file). One instance per gosight,
 //! its sockops attached to the cgroup whose connections it watches; it never writes
 //! the apps' memory, so it works on kernels in lockdown.
 //!
@@ -21,7 +22,7 @@ use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use aya::maps::{HashMap as BpfHashMap, PerCpuArray, SockHash};
+use aya::maps::{Array, HashMap as BpfHashMap, PerCpuArray, SockHash};
 use aya::programs::{BtfTracePoint, CgroupAttachMode, Iter, SkMsg, SkSkb, SockOps};
 use aya::{Btf, Ebpf, EbpfLoader};
 
@@ -36,6 +37,7 @@ static OBJECT: &[u8] = crate::bpf_object!("context_propagation");
 pub const TARGET_HTTP_CLIENT: u32 = 1;
 pub const TARGET_GRPC_CLIENT: u32 = 2;
 const TARGET_SELF: u32 = 4;
+pub const TARGET_KAFKA_PRODUCER: u32 = 8;
 
 /// How enrolled sockets are handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +113,7 @@ impl KernelPropagation {
             .map_err(|source| ProbeError::Load { probe: PROBE, source })?;
 
         drop(loader);
+        fill_crc32c_table(&mut ebpf)?;
         // Parsed once the loader's own copy is gone: one parsed kernel BTF at a time.
         let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Load { probe: PROBE, source: e.into() })?;
         let sockets_fd = sockets_fd(&ebpf)?;
@@ -247,6 +250,13 @@ impl KernelPropagation {
         all.saturating_sub(&self.self_counts)
     }
 
+    /// Runs and run time (ns) of the sk_msg program that inserts, since BPF
+    /// run-time statistics were enabled (`BPF_ENABLE_STATS`; zero otherwise).
+    pub fn insert_stats(&self) -> (u64, u64) {
+        let Some(info) = self.ebpf.program("insert_traceparent").and_then(|p| p.info().ok()) else { return (0, 0) };
+        (info.run_count(), info.run_time().as_nanos() as u64)
+    }
+
     /// Sum over registered and ended targets (what [`totals`](Self::totals) must equal).
     pub fn sum_over_targets(&self) -> Counters {
         let mut sum = self.ended;
@@ -255,6 +265,29 @@ impl KernelPropagation {
         }
         sum
     }
+}
+
+/// The CRC-32C (Castagnoli, reflected polynomial 0x82f63b78) byte table, with
+/// which the Kafka record-batch rewrite (`kafka_batch.h`) checks and recomputes
+/// batch CRCs. A map the sidecar fills rather than a table in the object: BPF C
+/// has no usable `static const` table (see `traceparent.h`).
+pub fn crc32c_table() -> [u32; 256] {
+    let mut t = [0u32; 256];
+    for (i, e) in t.iter_mut().enumerate() {
+        let mut c = i as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 { (c >> 1) ^ 0x82f6_3b78 } else { c >> 1 };
+        }
+        *e = c;
+    }
+    t
+}
+
+/// Fills `crc32c_table` (its one entry); until then no Kafka batch is changed.
+fn fill_crc32c_table(ebpf: &mut Ebpf) -> Result<(), ProbeError> {
+    let map = ebpf.map_mut("crc32c_table").ok_or_else(|| missing("crc32c_table"))?;
+    let mut table: Array<_, [u32; 256]> = Array::try_from(map).map_err(map_err("crc32c_table"))?;
+    table.set(0, crc32c_table(), 0).map_err(map_err("crc32c_table"))
 }
 
 fn missing(map: &'static str) -> ProbeError {
@@ -300,4 +333,18 @@ pub fn default_cgroup() -> Option<PathBuf> {
         Some(parent) => root.join(parent.strip_prefix("/").unwrap_or(parent)),
         None => root, // gosight is in the root cgroup
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::crc32c_table;
+
+    #[test]
+    fn crc32c_table_is_castagnolis() {
+        let t = crc32c_table();
+        // CRC32C_T1 in kafka_wire.h: the kernel side checks the table by it.
+        assert_eq!(t[1], 0xf26b_8303);
+        let crc = b"123456789".iter().fold(!0u32, |c, &b| t[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8));
+        assert_eq!(!crc, 0xe306_9283, "the CRC-32C check value");
+    }
 }

@@ -16,6 +16,8 @@
  *    goroutine from the task's TLS (g at fsbase-8 on amd64), and when the message
  *    starts with an HTTP/1 request line, opens a gap after that line with
  *    bpf_msg_push_data and writes "traceparent: ...\r\n" into it;
+ *    On a Kafka connection (kafka.h) it adds a `traceparent` record header to
+ *    the records of Produce requests whose producer probe left a context;
  *  - pass_stream (SK_SKB stream verdict, attached only when the start-up self-check
  *    shows the kernel needs it) passes every arrival unchanged: with it the kernel
  *    accounts received bytes through the socket's psock, so FIONREAD and epoll stay
@@ -29,6 +31,7 @@
 #include "sock_state.h"
 #include "http1.h"
 #include "h2.h"
+#include "kafka.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 
@@ -262,6 +265,14 @@ __attribute__((noinline)) int first_message(struct sk_msg_md *msg, struct sock_s
 			count_for(st->pid, C_H2_UNALIGNED);
 		return 0;
 	}
+	if ((flags & TARGET_KAFKA_PRODUCER) && !preface && kafka_request_start(msg)) {
+		/* Requests follow one another, each with its size: a connection from
+		 * before attach is joined at its next request just as well. */
+		st->kind = KIND_KAFKA;
+		st->phase = PHASE_KEPT;
+		count_for(st->pid, C_KEPT_KAFKA);
+		return 0;
+	}
 	if (msg->size >= 3 && bpf_msg_pull_data(msg, 0, 3, 0) == 0) {
 		u8 *d = msg->data, *end = msg->data_end;
 		if (d + 3 <= end && d[0] == 0x16 && d[1] == 0x03)
@@ -371,5 +382,7 @@ int insert_traceparent(struct sk_msg_md *msg)
 		h2_frames(msg, st, tgid, g);
 	else if (st->kind == KIND_HTTP1)
 		http1_message(msg, st, tgid, g);
+	else if (st->kind == KIND_KAFKA)
+		kafka_frames(msg, st, tgid);
 	return SK_PASS;
 }

@@ -27,12 +27,24 @@ enum propagation_counter {
 	C_STALE = 17,
 	C_H2_SKIPPED = 18,
 	C_ADD_FAILED = 19,
-	N_COUNTERS = 20,
+	/* Kafka (kafka.h) */
+	C_KEPT_KAFKA = 20,        /* connections kept as Kafka */
+	C_KAFKA_INSERTED = 21,    /* records given a traceparent header */
+	C_KAFKA_KEPT_OWN = 22,    /* records with their own traceparent header: left as they are */
+	C_KAFKA_COMPRESSED = 23,  /* batches with a pending context left alone: compressed */
+	C_KAFKA_SPLIT = 24,       /* Produce requests split across several sendmsg calls */
+	C_KAFKA_UNSUPPORTED = 25, /* Produce requests/batches of a version or shape not handled */
+	C_KAFKA_TOO_LONG = 26,    /* batches over the bounded work (bytes, records, insertions) */
+	C_KAFKA_BAD_BATCH = 27,   /* batches whose framing or CRC-32C did not check out */
+	C_KAFKA_FAILED = 28,      /* a kernel helper failed while inserting */
+	C_KAFKA_LOST = 29,        /* connections whose request framing was lost: no more insertion */
+	C_KAFKA_STALE = 30,       /* pending contexts found too old and dropped */
+	N_COUNTERS = 31,
 };
 
 /* Slots in a target's counter record: a power of two, indices are masked for the
  * verifier. */
-#define N_SLOTS 32
+#define N_SLOTS 64
 
 struct target_counts {
 	__u64 c[N_SLOTS];

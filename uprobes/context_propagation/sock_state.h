@@ -30,15 +30,16 @@
 
 #define KIND_HTTP1 1
 #define KIND_H2 2
+#define KIND_KAFKA 3
 
 struct sock_state {
 	u32 pid;          /* owning target, in gosight's pid namespace */
 	u8 phase;
 	u8 kind;
 	u8 existing;      /* enrolled by the iterator: opened before gosight attached */
-	u8 lost;          /* h2: frame boundaries lost, nothing more is inserted */
-	u32 skip;         /* h2: bytes of the current frame still to come */
-	u8 partial_len;   /* h2: bytes of a frame header seen at the end of the last message */
+	u8 lost;          /* h2/Kafka: frame/request boundaries lost, nothing more is inserted */
+	u32 skip;         /* h2: bytes of the current frame still to come; Kafka: of the request */
+	u8 partial_len;   /* h2/Kafka: bytes of a frame header/request size seen at the end of the last message */
 	u8 unaligned;     /* h2 (existing): frame position not learned yet */
 	u8 release_cb;    /* existing: the RTT callback is on, so it can be released */
 	u8 _pad;
@@ -56,6 +57,7 @@ struct {
 #define TARGET_HTTP_CLIENT 1 /* net/http client probes attached */
 #define TARGET_GRPC_CLIENT 2 /* gRPC client probes attached */
 #define TARGET_SELF 4        /* gosight itself, for the start-up self-check */
+#define TARGET_KAFKA_PRODUCER 8 /* Kafka producer probes attached */
 
 struct target {
 	u32 flags;
@@ -87,16 +89,21 @@ struct {
 	__type(value, u64);
 } counters SEC(".maps");
 
-static __always_inline void count_for(u32 pid, u32 idx)
+static __always_inline void count_n_for(u32 pid, u32 idx, u64 n)
 {
 	if (idx >= N_COUNTERS)
 		return;
 	u64 *v = bpf_map_lookup_elem(&counters, &idx);
 	if (v)
-		*v += 1;
+		*v += n;
 	struct target_counts *tc = bpf_map_lookup_elem(&target_counts, &pid);
 	if (tc)
-		__sync_fetch_and_add(&tc->c[idx & (N_SLOTS - 1)], 1);
+		__sync_fetch_and_add(&tc->c[idx & (N_SLOTS - 1)], n);
+}
+
+static __always_inline void count_for(u32 pid, u32 idx)
+{
+	count_n_for(pid, idx, 1);
 }
 
 /* Partial kernel structs, relocated by CO-RE. */

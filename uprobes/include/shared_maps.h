@@ -91,3 +91,33 @@ struct {
 	__type(key, struct h2_key);
 	__type(value, struct h2_pending);
 } pending_h2 SEC(".maps");
+
+/* ---- Kafka (record headers) ---- */
+
+/* Bytes of a record's key and of its value that its fingerprint hashes. */
+#define KAFKA_FP_BYTES 16
+
+/* A produced record, as both its producer probe (from the message's key and value
+ * in the app's memory) and the sk_msg program (from the record on the wire) can
+ * compute it: the process, the key's and the value's lengths (-1: null) and a hash
+ * of those lengths and of the first KAFKA_FP_BYTES bytes of each (kafka_context.h). */
+struct kafka_fp {
+	u32 tgid;
+	s32 key_len;
+	s32 value_len;
+	u32 _pad;
+	u64 hash;
+};
+
+/* The producer span's context, waiting for its record to be sent. */
+struct kafka_pending {
+	u64 created_ns;
+	struct span_ctx sc;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct kafka_fp);
+	__type(value, struct kafka_pending);
+} pending_kafka SEC(".maps");
