@@ -69,7 +69,10 @@ func runConsumer(lib, brokers, topic, group, downstream string) {
 
 type saramaHandler struct{ downstream string }
 
-func (saramaHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (saramaHandler) Setup(s sarama.ConsumerGroupSession) error {
+	log.Printf("sarama consumer: claims %v", s.Claims())
+	return nil
+}
 func (saramaHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 func (h saramaHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {

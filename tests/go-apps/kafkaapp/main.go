@@ -2,7 +2,7 @@
 // (`-role producer|consumer`), for gosight's Kafka probes (tests/e2e/tests/kafka.rs).
 // How and where the libraries are probed: PROBING.md.
 //
-// Producer (`-role producer -listen ADDR -brokers B`): an HTTP server whose
+// Producer (`-role producer -addr ADDR -brokers B`, printing `listening on <addr>`): an HTTP server whose
 // handlers produce, on the handler's goroutine, the messages given as repeated
 // hex-encoded `key` and `value` query parameters (`key=-` is a nil key) to
 // `topic`:
@@ -31,7 +31,7 @@ import (
 
 func main() {
 	role := flag.String("role", "", "producer or consumer")
-	listen := flag.String("listen", "127.0.0.1:8080", "producer: HTTP address")
+	addr := flag.String("addr", "127.0.0.1:8080", "producer: HTTP address")
 	brokers := flag.String("brokers", "127.0.0.1:9092", "Kafka bootstrap address")
 	topic := flag.String("topic", "", "consumer: topic")
 	group := flag.String("group", "kafkaapp", "consumer: group id")
@@ -40,7 +40,7 @@ func main() {
 	flag.Parse()
 	switch *role {
 	case "producer":
-		runProducer(*listen, *brokers)
+		runProducer(*addr, *brokers)
 	case "consumer":
 		runConsumer(*lib, *brokers, *topic, *group, *downstream)
 	default:

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"time"
 
@@ -173,8 +174,12 @@ func runProducer(listen, brokers string) {
 	mux.HandleFunc("/downstream", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
-	log.Printf("kafkaapp producer listening on %s (brokers %s)", listen, brokers)
-	log.Fatal(http.ListenAndServe(listen, mux))
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		log.Fatalf("listen: %v", err)
+	}
+	log.Printf("kafkaapp producer (brokers %s) listening on %s", brokers, ln.Addr())
+	log.Fatal(http.Serve(ln, mux))
 }
 
 func reply(w http.ResponseWriter, v any) {
@@ -191,4 +196,3 @@ func keyHex(k []byte) *string {
 	s := hex.EncodeToString(k)
 	return &s
 }
-
