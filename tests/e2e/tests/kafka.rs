@@ -171,7 +171,10 @@ fn run(set: &str, stripped: bool) {
         .iter()
         .map(|&(topic, lib)| {
             let mut cmd = Command::new(&exe);
+            // The consumer asks for its message channel once, when it starts
+            // consuming: gosight must be attached by then (PROBING.md).
             cmd.args(["-role", "consumer", "-lib", lib, "-topic", topic, "-group", GROUP, "-downstream", &downstream])
+                .args(["-start-after", "3s"])
                 .args(&brokers);
             (topic, lib, Child::spawn(&format!("consumer-{lib}"), cmd, &dir))
         })
@@ -308,7 +311,12 @@ fn run(set: &str, stripped: bool) {
                     && s.attr_int("messaging.kafka.offset") == Some(c.offset)
             })
             .collect();
-        assert_eq!(proc.len(), 1, "{what}: one process span: {proc:#?}\ngosight log:\n{log}");
+        assert_eq!(
+            proc.len(),
+            1,
+            "{what}: one process span: {proc:#?}\nall of them: {:#?}\ngosight log:\n{log}",
+            spans.iter().filter(|s| s.kind == CONSUMER).map(|s| (&s.name, &s.attrs)).collect::<Vec<_>>()
+        );
         let s = proc[0];
         assert_eq!(s.name, format!("process {}", c.topic), "{what}");
         assert_eq!(s.attr_str("messaging.system"), Some("kafka"), "{what}");

@@ -16,7 +16,7 @@
 // does not say).
 //
 // Consumer (`-role consumer -brokers B -topic T -group G -lib sarama|kafkago
-// -downstream URL`): a sarama ConsumerGroup (ConsumeClaim loop, MarkMessage after
+// -downstream URL [-start-after D]`): a sarama ConsumerGroup (ConsumeClaim loop, MarkMessage after
 // each) or a kafka-go Reader with GroupID (ReadMessage loop), from the oldest
 // offset. Per message it does one HTTP GET of URL on the goroutine that
 // processes the message, then prints one JSON line on stdout:
@@ -27,6 +27,7 @@ package main
 import (
 	"flag"
 	"log"
+	"time"
 )
 
 func main() {
@@ -37,11 +38,13 @@ func main() {
 	group := flag.String("group", "kafkaapp", "consumer: group id")
 	lib := flag.String("lib", "sarama", "consumer: sarama or kafkago")
 	downstream := flag.String("downstream", "", "consumer: URL to GET per message")
+	startAfter := flag.Duration("start-after", 0, "consumer: wait this long before consuming")
 	flag.Parse()
 	switch *role {
 	case "producer":
 		runProducer(*addr, *brokers)
 	case "consumer":
+		time.Sleep(*startAfter)
 		runConsumer(*lib, *brokers, *topic, *group, *downstream)
 	default:
 		log.Fatalf("-role producer|consumer")
