@@ -48,7 +48,8 @@ pub static SPEC: ProbeSpec = ProbeSpec {
 
 
 /// The channel's buffer and a waiting receiver's goroutine (the runtime's
-/// layout: the Go release's).
+/// layout: the Go release's). Required: without them (a stripped binary before
+/// the offsets database's std layer measures them) the probe stands down.
 const RUNTIME_FIELDS: &[FieldSpec] = &[
     std_field("off_hchan_qcount", "runtime.hchan", "qcount", true),
     std_field("off_hchan_buf", "runtime.hchan", "buf", true),

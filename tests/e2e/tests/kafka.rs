@@ -17,6 +17,9 @@
 //! consumer's downstream HTTP call for it is that span's child. With
 //! GOSIGHT_TEST_KAFKA_CONTEXT=1 (the kernel's record-header insertion merged)
 //! each process span must also be in its producer span's trace, as its child.
+//! Stripped builds: the producer spans are checked the same (offsets database);
+//! consumers make no spans until the database's std layer holds the runtime's
+//! channel layout (tests/go-apps/kafkaapp/PROBING.md).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -174,7 +177,7 @@ fn run(set: &str, stripped: bool) {
             // The consumer asks for its message channel once, when it starts
             // consuming: gosight must be attached by then (PROBING.md).
             cmd.args(["-role", "consumer", "-lib", lib, "-topic", topic, "-group", GROUP, "-downstream", &downstream])
-                .args(["-start-after", "3s"])
+                .args(["-start-after", "8s"])
                 .args(&brokers);
             (topic, lib, Child::spawn(&format!("consumer-{lib}"), cmd, &dir))
         })
@@ -227,10 +230,11 @@ fn run(set: &str, stripped: bool) {
         sp.iter().filter(|s| s.resource_int("process.pid").is_some_and(|p| pids.contains(&p))).cloned().collect()
     };
     let producer_spans = produced.iter().map(|p| if p.route == "kafkago" { 1 } else { p.messages.len() }).sum();
+    let process_spans = if stripped { 0 } else { total };
     collector.wait_for(Duration::from_secs(30), |sp| {
         let s = ours(sp);
         s.iter().filter(|s| s.kind == PRODUCER).count() >= producer_spans
-            && s.iter().filter(|s| s.kind == CONSUMER).count() >= total
+            && s.iter().filter(|s| s.kind == CONSUMER).count() >= process_spans
     });
     std::thread::sleep(Duration::from_millis(800)); // any duplicate arrives
     let code = gs.terminate(Duration::from_secs(20));
@@ -299,6 +303,15 @@ fn run(set: &str, stripped: bool) {
     }
 
     // Consumer side: per consumed message, its process span and its downstream call.
+    // A stripped binary has no DWARF for the runtime's channel layout, which the
+    // offsets database's std layer does not hold yet: the consumer probe stands
+    // down (PROBING.md), and no consumer span is made up.
+    if stripped {
+        let consumer_spans = spans.iter().filter(|s| s.kind == CONSUMER).count();
+        assert_eq!(consumer_spans, 0, "{set} stripped: consumer spans without the runtime's layout");
+        println!("{set} stripped: {total} messages, {} spans (no consumer spans: runtime layout unknown)", spans.len());
+        return;
+    }
     for c in &lines {
         let lib = TOPICS.iter().find(|(t, _)| *t == c.topic).unwrap().1;
         let what = format!("{set}: {lib} {}/{}/{}", c.topic, c.partition, c.offset);
