@@ -139,6 +139,13 @@ pub enum Need {
     /// an interface are the ones named (another function of the probe covers them,
     /// for fewer uprobe hits).
     UnlessOnly(&'static Implementations),
+    /// Attached when the binary has it and not the named function, which covers
+    /// it (a library's newer API that the old one calls: one hit, not two).
+    Unless(&'static str),
+    /// Attached when the binary has it and one of the named functions: a
+    /// runtime function that only serves a library's probe (every Go binary has
+    /// it; only those using the library need it).
+    Alongside(&'static [&'static str]),
 }
 
 /// Types implementing an interface, named as the linker names itabs.
@@ -347,6 +354,9 @@ libraries! {
     grpc: server, client;
     database_sql: client;
     go_redis: client;
+    kafka: consumer;
+    kafka_sarama: producer;
+    kafka_go: producer;
 }
 
 /// Every third-party Go module whose layouts the probes read, once each.

@@ -330,9 +330,12 @@ fn prepare(
     // Each function may name alternatives (`a|b`) across library versions.
     // Functions only propagation needs are not attached when it is off; those
     // another function covers in this binary are not attached either.
+    let has = |names: &[&str]| bin.functions(names).is_ok_and(|found| found.iter().any(Option::is_some));
     let wanted = spec.functions.iter().filter(|f| match f.need {
         Need::ForPropagation => shared.propagate,
         Need::UnlessOnly(types) => !types.are_the_only_ones(itabs.iter().map(|i| (&*i.concrete, &*i.interface))),
+        Need::Unless(other) => !has(&[other]),
+        Need::Alongside(others) => has(others),
         Need::Always | Need::IfPresent => true,
     });
     // The functions that rule out ending spans in the kernel are looked up too.

@@ -50,10 +50,10 @@ impl Proxy {
         &self.base
     }
 
-    /// The raw `@v/list` of `module` (module paths are lower case here, so no
-    /// `!`-escaping is needed). Retried a few times on transport errors and 5xx.
+    /// The raw `@v/list` of `module`. Retried a few times on transport errors
+    /// and 5xx.
     fn list(&self, module: &str) -> Result<String> {
-        let url = format!("{}/{module}/@v/list", self.base);
+        let url = format!("{}/{}/@v/list", self.base, escape_path(module));
         let mut last = None;
         for attempt in 0..4 {
             if attempt > 0 {
@@ -72,7 +72,7 @@ impl Proxy {
     /// Whether `$GOPROXY/<module>/@v/<version>.info` exists (the proxy answers 404,
     /// 410 or 403 for a version it does not serve).
     fn has_version(&self, module: &str, version: &str) -> Result<bool> {
-        let url = format!("{}/{module}/@v/{version}.info", self.base);
+        let url = format!("{}/{}/@v/{version}.info", self.base, escape_path(module));
         let mut last = None;
         for attempt in 0..3 {
             if attempt > 0 {
@@ -199,11 +199,32 @@ pub fn window(module: &str, versions: &[String], from: Option<&str>, to: Option<
         .collect())
 }
 
+/// A module path as the proxy protocol spells it: each upper-case letter as `!`
+/// and its lower case (`github.com/IBM/sarama` → `github.com/!i!b!m/sarama`).
+pub fn escape_path(module: &str) -> String {
+    let mut out = String::with_capacity(module.len());
+    for c in module.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('!');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const GRPC: &str = gosight_uprobes::grpc::MODULE.path;
+
+    #[test]
+    fn upper_case_is_escaped() {
+        assert_eq!(escape_path("github.com/IBM/sarama"), "github.com/!i!b!m/sarama");
+        assert_eq!(escape_path(GRPC), GRPC);
+    }
 
     #[test]
     fn goproxy_first_http_entry() {
