@@ -14,12 +14,11 @@
 //! WriteMessages, `messaging.batch.message_count` for the batch); a `process
 //! <topic>` CONSUMER span with its partition and offset, the key when it is
 //! printable, the consumer group (kafka-go), the broker's address; and the
-//! consumer's downstream HTTP call for it is that span's child. With
-//! GOSIGHT_TEST_KAFKA_CONTEXT=1 (the kernel's record-header insertion merged)
-//! each process span must also be in its producer span's trace, as its child.
-//! Stripped builds: the producer spans are checked the same (offsets database);
-//! consumers make no spans until the database's std layer holds the runtime's
-//! channel layout (tests/go-apps/kafkaapp/PROBING.md).
+//! consumer's downstream HTTP call for it is that span's child; and each process
+//! span is in its producer span's trace, as its child (the `traceparent` record
+//! header the kernel wrote into the Produce request). Stripped builds are checked
+//! the same, from the offsets database (the runtime's channel layout from its std
+//! layer).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -150,7 +149,6 @@ fn run(set: &str, stripped: bool) {
     }
     let _serial = serial();
     let Some(col_bin) = require_collector() else { return };
-    let check_context = std::env::var("GOSIGHT_TEST_KAFKA_CONTEXT").is_ok_and(|v| v == "1");
     let exe = build_kafkaapp(set, stripped);
     let kafka = Kafka::start();
     kafka.create_topics(&TOPICS.map(|(t, _)| (t, 2)));
@@ -162,6 +160,7 @@ fn run(set: &str, stripped: bool) {
         .arg(&exe)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint)
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "500")
         .env("RUST_LOG", "gosight=info");
     let mut gs = Child::spawn("gosight", cmd, &dir);
     gs.wait_for_log("gosight starting", Duration::from_secs(30));
@@ -230,7 +229,7 @@ fn run(set: &str, stripped: bool) {
         sp.iter().filter(|s| s.resource_int("process.pid").is_some_and(|p| pids.contains(&p))).cloned().collect()
     };
     let producer_spans = produced.iter().map(|p| if p.route == "kafkago" { 1 } else { p.messages.len() }).sum();
-    let process_spans = if stripped { 0 } else { total };
+    let process_spans = total;
     collector.wait_for(Duration::from_secs(30), |sp| {
         let s = ours(sp);
         s.iter().filter(|s| s.kind == PRODUCER).count() >= producer_spans
@@ -303,15 +302,6 @@ fn run(set: &str, stripped: bool) {
     }
 
     // Consumer side: per consumed message, its process span and its downstream call.
-    // A stripped binary has no DWARF for the runtime's channel layout, which the
-    // offsets database's std layer does not hold yet: the consumer probe stands
-    // down (PROBING.md), and no consumer span is made up.
-    if stripped {
-        let consumer_spans = spans.iter().filter(|s| s.kind == CONSUMER).count();
-        assert_eq!(consumer_spans, 0, "{set} stripped: consumer spans without the runtime's layout");
-        println!("{set} stripped: {total} messages, {} spans (no consumer spans: runtime layout unknown)", spans.len());
-        return;
-    }
     for c in &lines {
         let lib = TOPICS.iter().find(|(t, _)| *t == c.topic).unwrap().1;
         let what = format!("{set}: {lib} {}/{}/{}", c.topic, c.partition, c.offset);
@@ -349,12 +339,39 @@ fn run(set: &str, stripped: bool) {
         let call = calls[0];
         assert_eq!(call.trace_id, s.trace_id, "{what}");
         assert!(call.start_ns >= s.start_ns && call.end_ns <= s.end_ns, "{what}: downstream call inside process");
-        if check_context {
-            let send = send_of_value.get(&c.value).unwrap_or_else(|| panic!("{what}: no send span"));
-            assert_eq!(s.trace_id, send.trace_id, "{what}: process span in the producer's trace");
-            assert_eq!(s.parent_span_id, send.span_id, "{what}: process span's parent is the send span");
-        }
+        let send = send_of_value.get(&c.value).unwrap_or_else(|| panic!("{what}: no send span"));
+        assert_eq!(s.trace_id, send.trace_id, "{what}: process span in the producer's trace");
+        assert_eq!(s.parent_span_id, send.span_id, "{what}: process span's parent is the send span");
     }
+
+    // RED: one messaging observation per send and per process span, by topic and
+    // operation (flushed at SIGTERM).
+    let mut want: std::collections::BTreeMap<(String, String, String), u64> = Default::default();
+    for s in spans.iter().filter(|s| s.kind == PRODUCER || s.kind == CONSUMER) {
+        let metric =
+            if s.kind == CONSUMER { "messaging.process.duration" } else { "messaging.client.operation.duration" };
+        let topic = s.attr_str("messaging.destination.name").unwrap_or_default().to_string();
+        let op = s.attr_str("messaging.operation.name").unwrap_or_default().to_string();
+        *want.entry((metric.to_string(), topic, op)).or_default() += 1;
+    }
+    let mut got: std::collections::BTreeMap<(String, String, String), u64> = Default::default();
+    for _ in 0..50 {
+        got.clear();
+        for p in collector.metric_points() {
+            if p.name.starts_with("messaging.") && p.attr_str("messaging.system") == Some("kafka") {
+                assert!(p.attr_str("messaging.kafka.message.key").is_none(), "{set}: key in a metric: {p:?}");
+                let topic = p.attr_str("messaging.destination.name").unwrap_or_default().to_string();
+                let op = p.attr_str("messaging.operation.name").unwrap_or_default().to_string();
+                *got.entry((p.name.clone(), topic, op)).or_default() += p.value as u64;
+            }
+        }
+        if got == want {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(got, want, "{set}: messaging metric counts by (metric, topic, operation)");
+
     let hits: Vec<&str> = log.lines().filter(|l| l.contains("probe detached") && l.contains("kafka")).collect();
     println!("{set}{}: {} messages, {} spans; {hits:#?}", if stripped { " stripped" } else { "" }, total, spans.len());
 }

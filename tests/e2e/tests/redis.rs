@@ -78,6 +78,7 @@ fn run(set: &str, stripped: bool) {
         .arg(pid.to_string())
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint)
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "500")
         .env("RUST_LOG", "gosight=info");
     let mut gs = Child::spawn("gosight", cmd, &dir);
     gs.wait_for_line(&["probe attached", "go_redis_client", &format!("pid={pid}")], Duration::from_secs(60));
@@ -161,6 +162,30 @@ fn run(set: &str, stripped: bool) {
         let q = s.attr_str("db.query.text").unwrap_or_default();
         assert!(!q.contains("secret") && !q.contains("user") && !q.contains("maxmemory"), "argument in {q}");
     }
+
+    // RED: one db.client.operation.duration observation per span, by operation
+    // (flushed at SIGTERM).
+    let mut want: std::collections::BTreeMap<String, u64> = Default::default();
+    for s in &redis_spans {
+        *want.entry(s.attr_str("db.operation.name").unwrap_or_default().to_string()).or_default() += 1;
+    }
+    let mut got: std::collections::BTreeMap<String, u64> = Default::default();
+    for _ in 0..50 {
+        got.clear();
+        for p in collector.metric_points() {
+            if p.name == "db.client.operation.duration" && p.attr_str("db.system.name") == Some("redis") {
+                assert_eq!(p.attr_str("db.namespace"), Some(DB), "{what}: {p:?}");
+                assert!(p.attr_str("db.query.text").is_none(), "{what}: query text in a metric: {p:?}");
+                *got.entry(p.attr_str("db.operation.name").unwrap_or_default().to_string()).or_default() +=
+                    p.value as u64;
+            }
+        }
+        if got == want {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(got, want, "{what}: db.client.operation.duration counts by operation");
 
     // Uprobe hits: one entry (more when the stack grew inside it) and one RET per
     // command or pipeline (the panicked SET: an entry only).
