@@ -48,8 +48,9 @@ pub static SPEC: ProbeSpec = ProbeSpec {
 
 
 /// The channel's buffer and a waiting receiver's goroutine (the runtime's
-/// layout: the Go release's). Required: without them (a stripped binary before
-/// the offsets database's std layer measures them) the probe stands down.
+/// layout: the Go release's; `recvx` moved in Go 1.23). Required: without them (a
+/// stripped binary of a Go release the offsets database's std layer does not
+/// cover) the probe stands down.
 const RUNTIME_FIELDS: &[FieldSpec] = &[
     std_field("off_hchan_qcount", "runtime.hchan", "qcount", true),
     std_field("off_hchan_buf", "runtime.hchan", "buf", true),
