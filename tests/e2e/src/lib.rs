@@ -163,7 +163,7 @@ pub fn build_sqlapp_tagged(drivers: &str, toolchain: Option<&str>, stripped: boo
 }
 
 /// Builds tests/go-apps/redisapp against one go-redis release (`old`: v9.7.0,
-/// `new`: v9.23.0; see its build.sh) with the machine's Go. Returns the binary.
+/// `new`: v9.24.0; see its build.sh) with the machine's Go. Returns the binary.
 pub fn build_redisapp(set: &str, stripped: bool) -> PathBuf {
     let tag = format!("redisapp-{set}{}", if stripped { "-stripped" } else { "" });
     let out = repo_root().join("target/go-apps").join(tag).join("redisapp");

@@ -64,7 +64,7 @@ fn database_offsets_equal_dwarf_for_every_version_the_suites_build() {
         let (server, client) = build_grpc_apps(grpc, toolchain, false);
         binaries.extend([server, client]);
     }
-    // go-redis v9.7.0 and v9.23.0 (tests/go-apps/redisapp).
+    // go-redis v9.7.0 and v9.24.0 (tests/go-apps/redisapp).
     for set in ["old", "new"] {
         binaries.push(build_redisapp(set, false));
     }

@@ -1,6 +1,6 @@
 //! go-redis v9 CLIENT spans (uprobes/go_redis) from tests/go-apps/redisapp, end to
 //! end: a real Redis server (tests/e2e/src/redis.rs), the app built against the
-//! oldest (v9.7.0) and the newest (v9.23.0) go-redis release (and stripped),
+//! oldest (v9.7.0) and the newest (v9.24.0) go-redis release (and stripped),
 //! gosight attached, spans read back from a real OpenTelemetry Collector. Per
 //! command exactly one CLIENT span named after its operation, with
 //! `db.system.name` `redis`, `db.operation.name`, `db.query.text` without the

@@ -5,7 +5,7 @@
 #
 # The source is shared; the release is chosen with -modfile=versions/<set>/go.mod
 # (its go.sum is versions/<set>/go.sum): `old` is go-redis v9.7.0 (the release in
-# use in December 2024), `new` the newest (v9.23.0, which needs Go 1.26).
+# use in December 2024), `new` the newest (v9.24.0, which needs Go 1.26).
 # go.mod at the top equals versions/new/go.mod, so a plain `go build .` builds
 # the newest. The Go toolchain comes from the environment (GOTOOLCHAIN).
 set -eu

@@ -1,5 +1,6 @@
-//! Regenerates a small window — Go go1.24.12..go1.24.13 (standard library) and
-//! grpc-go v1.69.2..v1.69.4 — from an empty database and an empty cache, and checks
+//! Regenerates a small window — Go go1.24.12..go1.24.13 (standard library),
+//! grpc-go v1.69.2..v1.69.4 and one release of every other tracked module (each
+//! bounded, so a new upstream release never enters the window) — from an empty database and an empty cache, and checks
 //! the result byte for byte against the committed `offsets-db/offsets.json`
 //! restricted to exactly the versions the run measured.
 //!
@@ -93,6 +94,9 @@ fn small_window_regenerates_the_committed_database() {
         .args(["--from", "pgx=v5.13.0", "--to", "pgx=v5.13.0"])
         .args(["--from", "pq=v1.12.3", "--to", "pq=v1.12.3"])
         .args(["--from", "mysql=v1.11.0", "--to", "mysql=v1.11.0"])
+        .args(["--from", "goredis=v9.24.0", "--to", "goredis=v9.24.0"])
+        .args(["--from", "sarama=v1.62.0", "--to", "sarama=v1.62.0"])
+        .args(["--from", "kafka-go=v0.4.51", "--to", "kafka-go=v0.4.51"])
         .arg("--out")
         .arg(&out)
         .arg("--cache")
@@ -110,6 +114,9 @@ fn small_window_regenerates_the_committed_database() {
     assert_eq!(regenerated.versions("github.com/jackc/pgx/v5"), ["v5.13.0"]);
     assert_eq!(regenerated.versions("github.com/lib/pq"), ["v1.12.3"]);
     assert_eq!(regenerated.versions("github.com/go-sql-driver/mysql"), ["v1.11.0"]);
+    assert_eq!(regenerated.versions("github.com/redis/go-redis/v9"), ["v9.24.0"]);
+    assert_eq!(regenerated.versions("github.com/IBM/sarama"), ["v1.62.0"]);
+    assert_eq!(regenerated.versions("github.com/segmentio/kafka-go"), ["v0.4.51"]);
     assert!(regenerated.modules().count() >= 6, "grpc's genproto module is measured too:\n{text}");
 
     let committed = Database::from_json(&std::fs::read_to_string(committed_db()).unwrap()).unwrap();
