@@ -83,11 +83,26 @@ def build_app(env):
     return out, version
 
 
+def first_message(url, timeout=60):
+    """One request that succeeds: the broker creates the topic on the first produce, and a
+    client's first attempts may fail until it has (kafka-go reports it as an error)."""
+    deadline = time.time() + timeout
+    while True:
+        r = subprocess.run(["curl", "-s", "-m", "25", "-o", "/dev/null", "-w", "%{http_code}", url],
+                           capture_output=True, text=True)
+        if r.stdout == "200":
+            return
+        if time.time() > deadline:
+            raise SystemExit(f"bench: {url} never succeeded (last status {r.stdout!r})")
+        time.sleep(0.5)
+
+
 def cell(ctx, route, probe, topic, traced, tag):
     """One producer measurement on a fresh app: warm-up, then (if `traced`) gosight attaches, then wrk."""
     app, addr = start_go_app(ctx["app"], ctx["work"], f"producer-{tag}", ctx["procs"],
                              ["-role", "producer", "-brokers", ctx["brokers"]])
     url = f"http://{addr}/{route}?topic={topic}&key=6b6579&value=76616c7565"
+    first_message(url)
     wrk(url, 2, ctx["connections"])
     res = {}
     if traced:

@@ -102,7 +102,7 @@ struct Instance {
 
 impl Instance {
     fn new(kind: &str, port: u16) -> Instance {
-        reap_leftovers();
+        crate::server_dirs::reap(PREFIX, &["postgres", "mariadbd", "mysqld"], "databases");
         let dir = std::env::temp_dir().join(format!("{PREFIX}{kind}-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -162,7 +162,7 @@ impl Drop for Instance {
             }
             drop(c); // SIGKILL if it is still running, then reaped
         }
-        remove_dir(&self.dir);
+        crate::server_dirs::remove_dir(&self.dir, "databases");
     }
 }
 
@@ -173,57 +173,6 @@ fn set_mode(p: &Path, mode: u32) {
 
 fn chown(p: &Path, (uid, gid): (u32, u32)) {
     std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
-}
-
-fn remove_dir(dir: &Path) {
-    // A killed server's last children may still be writing for a moment.
-    for _ in 0..20 {
-        if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    eprintln!("databases: could not remove {}", dir.display());
-}
-
-/// Kills the servers of earlier test processes that died without dropping them
-/// and removes their directories.
-pub fn reap_leftovers() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
-    for e in entries.filter_map(|e| e.ok()) {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
-        // <kind>-<pid>-<port>
-        let mut parts = rest.split('-');
-        let (Some(kind), Some(pid), Some(port), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), port.parse::<u16>()) else { continue };
-        if !matches!(kind, "postgres" | "mariadb") || !e.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
-            continue; // its owner is alive (or it is ours)
-        }
-        let dir = e.path();
-        if let Some(spid) =
-            std::fs::read_to_string(dir.join("server.pid")).ok().and_then(|s| s.trim().parse::<i32>().ok())
-        {
-            let comm = std::fs::read_to_string(format!("/proc/{spid}/comm")).unwrap_or_default();
-            if matches!(comm.trim(), "postgres" | "mariadbd" | "mysqld") {
-                eprintln!("databases: killing leftover {} (pid {spid}) of {}", comm.trim(), dir.display());
-                // SAFETY: a server this harness started in an earlier, dead run.
-                unsafe { libc::kill(spid, libc::SIGKILL) };
-                for _ in 0..100 {
-                    if !Path::new(&format!("/proc/{spid}")).exists() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-        }
-        remove_dir(&dir);
-    }
 }
 
 fn run(cmd: &mut Command) -> Output {

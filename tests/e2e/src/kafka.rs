@@ -86,7 +86,7 @@ impl Kafka {
     fn try_start() -> Result<Kafka, Box<Kafka>> {
         let home = kafka_dir().expect("Apache Kafka (scripts/install-kafka.sh)");
         let version = std::fs::read_to_string(home.join("VERSION")).unwrap_or_default().trim().to_string();
-        reap_leftovers();
+        crate::server_dirs::reap(PREFIX, &["java"], "kafka");
         let port = free_port();
         let controller_port = loop {
             let p = free_port();
@@ -209,7 +209,7 @@ impl Kafka {
 impl Drop for Kafka {
     fn drop(&mut self) {
         drop(self.child.take()); // SIGKILL, then reaped: the data is thrown away anyway
-        remove_dir(&self.dir);
+        crate::server_dirs::remove_dir(&self.dir, "kafka");
     }
 }
 
@@ -269,49 +269,6 @@ fn cluster_id() -> String {
         }
     }
     out
-}
-
-fn remove_dir(dir: &Path) {
-    for _ in 0..20 {
-        if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    eprintln!("kafka: could not remove {}", dir.display());
-}
-
-/// Kills the brokers of earlier test processes that died without dropping them
-/// and removes their directories.
-pub fn reap_leftovers() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
-    for e in entries.filter_map(|e| e.ok()) {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
-        let Some((pid, port)) = rest.split_once('-') else { continue };
-        let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), port.parse::<u16>()) else { continue };
-        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
-        let dir = e.path();
-        if let Some(spid) =
-            std::fs::read_to_string(dir.join("server.pid")).ok().and_then(|s| s.trim().parse::<i32>().ok())
-        {
-            let comm = std::fs::read_to_string(format!("/proc/{spid}/comm")).unwrap_or_default();
-            if comm.trim() == "java" {
-                eprintln!("kafka: killing leftover broker (pid {spid}) of {}", dir.display());
-                // SAFETY: a broker this harness started in an earlier, dead run.
-                unsafe { libc::kill(spid, libc::SIGKILL) };
-                for _ in 0..100 {
-                    if !Path::new(&format!("/proc/{spid}")).exists() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-        }
-        remove_dir(&dir);
-    }
 }
 
 /// One connection speaking just enough of the Kafka protocol (non-flexible

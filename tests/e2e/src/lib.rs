@@ -12,6 +12,7 @@ pub mod kafka;
 pub mod kube;
 pub mod process;
 pub mod redis;
+pub mod server_dirs;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

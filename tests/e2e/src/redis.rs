@@ -63,7 +63,7 @@ impl Redis {
             .split_whitespace()
             .find_map(|w| w.strip_prefix("v=").map(str::to_string))
             .unwrap_or_default();
-        reap_leftovers();
+        crate::server_dirs::reap(PREFIX, &["redis-server"], "redis");
         for attempt in 0.. {
             let port = free_port();
             let dir = std::env::temp_dir().join(format!("{PREFIX}{}-{port}", std::process::id()));
@@ -172,32 +172,5 @@ impl Drop for Redis {
     fn drop(&mut self) {
         drop(self.child.take()); // killed and waited for
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Kills the servers of earlier test processes that died without dropping them
-/// and removes their directories.
-pub fn reap_leftovers() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
-    for e in entries.filter_map(|e| e.ok()) {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
-        let Some((pid, port)) = rest.split_once('-') else { continue };
-        let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), port.parse::<u16>()) else { continue };
-        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
-        let dir = e.path();
-        if let Some(spid) =
-            std::fs::read_to_string(dir.join("server.pid")).ok().and_then(|s| s.trim().parse::<i32>().ok())
-        {
-            let comm = std::fs::read_to_string(format!("/proc/{spid}/comm")).unwrap_or_default();
-            if comm.trim() == "redis-server" {
-                eprintln!("redis: killing leftover server (pid {spid}) of {}", dir.display());
-                // SAFETY: a server this harness started in an earlier, dead run.
-                unsafe { libc::kill(spid, libc::SIGKILL) };
-            }
-        }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -91,6 +91,9 @@ func runProducer(listen, brokers string) {
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll,
 		BatchTimeout: 5 * time.Millisecond,
+		// bench/kafka.py produces to topics nobody created (the broker
+		// creates them); the tests create theirs first.
+		AllowAutoTopicCreation: true,
 	}
 
 	mux := http.NewServeMux()
