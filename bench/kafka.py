@@ -207,6 +207,12 @@ def main():
         "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
+        "kafkaapp is one binary for both roles, so its producer process also links sarama's consumer and gets the "
+        "kafka_consumer probe, whose runtime.chanrecv / runtime.send probes then fire on each channel operation "
+        "of sarama's producer pipeline (about 12 of the sarama row's hits per request, and most of its "
+        "throughput cost; a producer-only binary has net_http_server's 1 and the producer probe's). Attaching "
+        "the runtime probes only once a consumer starts is the open fix.",
+        "",
         "Consumers, traced, then read every message those rounds produced (no downstream call): kafka_consumer "
         "hits per message consumed, including the hits its runtime.chanrecv / runtime.send probes take on the "
         "process's other channel operations during the run.",
