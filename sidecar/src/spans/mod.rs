@@ -15,17 +15,23 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use crate::clock::Clock;
 use crate::discover::Target;
 
+mod produced;
+pub use produced::ProducedMessages;
+
 /// Turns probe spans into span data; one per sidecar, shared by every target.
 #[derive(Debug, Clone)]
 pub struct SpanFactory {
     clock: Clock,
     scope: InstrumentationScope,
+    /// Kafka sends by message, for the links of process spans whose message
+    /// carried no context.
+    produced: std::sync::Arc<ProducedMessages>,
 }
 
 impl SpanFactory {
     pub fn new(clock: Clock) -> SpanFactory {
         let scope = InstrumentationScope::builder("gosight").with_version(env!("CARGO_PKG_VERSION")).build();
-        SpanFactory { clock, scope }
+        SpanFactory { clock, scope, produced: Default::default() }
     }
 
     /// The exported form of `span`, or None when the kernel did not sample it.
@@ -34,14 +40,18 @@ impl SpanFactory {
             return None; // not sampled: nothing to export
         }
         let parent_span_id = span.parent_span_id.map(SpanId::from_bytes).unwrap_or(SpanId::INVALID);
+        let span_context = SpanContext::new(
+            nonzero_trace_id(span.trace_id),
+            nonzero_span_id(span.span_id),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        );
+        self.produced.record(&span.kind, &span.attributes, &span_context);
+        let mut links = SpanLinks::default();
+        links.links.extend(self.produced.link_for(&span.kind, span.parent_span_id.is_some(), &span.attributes));
         Some(SpanData {
-            span_context: SpanContext::new(
-                nonzero_trace_id(span.trace_id),
-                nonzero_span_id(span.span_id),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::default(),
-            ),
+            span_context,
             parent_span_id,
             parent_span_is_remote: span.kind == SpanKind::Server && parent_span_id != SpanId::INVALID,
             span_kind: span.kind,
@@ -51,7 +61,7 @@ impl SpanFactory {
             attributes: span.attributes,
             dropped_attributes_count: 0,
             events: SpanEvents::default(),
-            links: SpanLinks::default(),
+            links,
             status: span.status,
             instrumentation_scope: self.scope.clone(),
         })

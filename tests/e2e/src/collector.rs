@@ -192,6 +192,8 @@ pub struct Span {
     pub attrs: HashMap<String, Value>,
     pub resource: HashMap<String, Value>,
     pub scope: String,
+    /// The span's links: (trace id, span id) of each linked span.
+    pub links: Vec<(String, String)>,
 }
 
 impl Span {
@@ -263,6 +265,16 @@ fn parse_export(v: &Value) -> Vec<Span> {
                     attrs: attributes(&s["attributes"]),
                     resource: resource.clone(),
                     scope: scope.clone(),
+                    links: s
+                        .get("links")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .map(|l| {
+                            let id = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+                            (id("traceId"), id("spanId"))
+                        })
+                        .collect(),
                 });
             }
         }

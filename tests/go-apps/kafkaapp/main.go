@@ -8,6 +8,7 @@
 // `topic`:
 //
 //	/sarama/sync     sarama SyncProducer: SendMessage (one pair) or SendMessages
+//	/sarama/snappy   as /sarama/sync, with snappy-compressed batches
 //	/sarama/async    sarama AsyncProducer: Input() <- each, waits for its success
 //	/kafkago         kafka-go Writer: one WriteMessages with every pair
 //	/downstream      answers 200 (the consumer's downstream call)
