@@ -163,13 +163,15 @@ pub fn build_sqlapp_tagged(drivers: &str, toolchain: Option<&str>, stripped: boo
     out
 }
 
-/// Builds tests/go-apps/redisapp against one go-redis release (`old`: v9.7.0,
-/// `new`: v9.24.0; see its build.sh) with the machine's Go. Returns the binary.
-pub fn build_redisapp(set: &str, stripped: bool) -> PathBuf {
-    let tag = format!("redisapp-{set}{}", if stripped { "-stripped" } else { "" });
-    let out = repo_root().join("target/go-apps").join(tag).join("redisapp");
+/// Builds tests/go-apps/<app> (redisapp, kafkaapp: apps with a `versions/<set>/go.mod`
+/// per set of library releases and a `build.sh <set> <out> [flags]`) against one
+/// set (`old`, `new`; see the app's build.sh) with the machine's Go. Returns the
+/// binary.
+pub fn build_release_set(app: &str, set: &str, stripped: bool) -> PathBuf {
+    let tag = format!("{app}-{set}{}", if stripped { "-stripped" } else { "" });
+    let out = repo_root().join("target/go-apps").join(tag).join(app);
     let mut cmd = Command::new("sh");
-    cmd.current_dir(repo_root().join("tests/go-apps/redisapp")).arg("build.sh").arg(set).arg(&out);
+    cmd.current_dir(repo_root().join("tests/go-apps").join(app)).arg("build.sh").arg(set).arg(&out);
     if stripped {
         cmd.arg("-ldflags=-s -w");
     }
@@ -179,7 +181,7 @@ pub fn build_redisapp(set: &str, stripped: bool) -> PathBuf {
         }
     }
     let status = cmd.env("GOTOOLCHAIN", "local").status().expect("run build.sh");
-    assert!(status.success(), "building redisapp against go-redis {set} failed");
+    assert!(status.success(), "building {app} against its {set} releases failed");
     out
 }
 

@@ -23,7 +23,6 @@
 //! layer).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -40,26 +39,6 @@ const CONSUMER: i64 = 5;
 /// The consumers' topics (2 partitions each) and the library reading each.
 const TOPICS: [(&str, &str); 2] = [("orders-sarama", "sarama"), ("orders-kafkago", "kafkago")];
 const GROUP: &str = "billing";
-
-/// Builds kafkaapp against one set of releases (`old`, `new`).
-fn build_kafkaapp(set: &str, stripped: bool) -> PathBuf {
-    let out = repo_root()
-        .join("target/go-apps")
-        .join(format!("kafkaapp-{set}{}", if stripped { "-stripped" } else { "" }))
-        .join("kafkaapp");
-    let mut cmd = Command::new("sh");
-    cmd.current_dir(repo_root().join("tests/go-apps/kafkaapp")).arg("build.sh").arg(set).arg(&out);
-    if stripped {
-        cmd.arg("-ldflags=-s -w");
-    }
-    if let Some(dir) = go_bin().and_then(|g| g.parent().map(|d| d.to_path_buf())).filter(|d| !d.as_os_str().is_empty())
-    {
-        cmd.env("PATH", format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default()));
-    }
-    let status = cmd.env("GOTOOLCHAIN", "local").status().expect("run build.sh");
-    assert!(status.success(), "building kafkaapp ({set}) failed");
-    out
-}
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -155,7 +134,7 @@ fn run(set: &str, stripped: bool) {
     }
     let _serial = serial();
     let Some(col_bin) = require_collector() else { return };
-    let exe = build_kafkaapp(set, stripped);
+    let exe = build_release_set("kafkaapp", set, stripped);
     let kafka = Kafka::start();
     kafka.create_topics(&TOPICS.map(|(t, _)| (t, 2)));
     let collector = Collector::start(&col_bin);

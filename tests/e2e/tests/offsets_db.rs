@@ -1,6 +1,7 @@
 //! The offsets database agrees with DWARF: for every binary the end-to-end suites
-//! build (each Go toolchain, each grpc-go release, the oldest and newest go-redis), every tracked struct field the
-//! binary's own DWARF describes has exactly that offset — or is absent — in the
+//! build (each Go toolchain, each grpc-go release, the oldest and newest
+//! go-redis, sarama and kafka-go), every tracked struct field the binary's own
+//! DWARF describes has exactly that offset — or is absent — in the
 //! embedded database, looked up by the binary's Go and module versions. And a
 //! stripped binary built with a grpc-go release the database does not cover gets
 //! one line per gRPC probe naming the missing fields and that version, while its
@@ -64,9 +65,13 @@ fn database_offsets_equal_dwarf_for_every_version_the_suites_build() {
         let (server, client) = build_grpc_apps(grpc, toolchain, false);
         binaries.extend([server, client]);
     }
-    // go-redis v9.7.0 and v9.24.0 (tests/go-apps/redisapp).
-    for set in ["old", "new"] {
-        binaries.push(build_redisapp(set, false));
+    // go-redis v9.7.0 and v9.24.0 (tests/go-apps/redisapp); sarama v1.45.0 and
+    // v1.62.0, kafka-go v0.4.47 and v0.4.51 (tests/go-apps/kafkaapp, which links
+    // go-redis too).
+    for app in ["redisapp", "kafkaapp"] {
+        for set in ["old", "new"] {
+            binaries.push(build_release_set(app, set, false));
+        }
     }
     let mut mismatches = Vec::new();
     for b in &binaries {

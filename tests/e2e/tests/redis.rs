@@ -66,7 +66,7 @@ fn run(set: &str, stripped: bool) {
     }
     let _serial = serial();
     let Some(col_bin) = require_collector() else { return };
-    let exe = build_redisapp(set, stripped);
+    let exe = build_release_set("redisapp", set, stripped);
     let redis = Redis::start();
     let collector = Collector::start(&col_bin);
     let dir = tmpdir("redis");

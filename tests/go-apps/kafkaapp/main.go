@@ -1,4 +1,4 @@
-// kafkaapp: a Kafka producer service and a Kafka consumer service in one binary
+// kafkaapp: a Kafka producer service (that also uses Redis, for /order) and a Kafka consumer service in one binary
 // (`-role producer|consumer`), for gosight's Kafka probes (tests/e2e/tests/kafka.rs).
 // How and where the libraries are probed: PROBING.md.
 //
@@ -11,6 +11,8 @@
 //	/sarama/snappy   as /sarama/sync, with snappy-compressed batches
 //	/sarama/async    sarama AsyncProducer: Input() <- each, waits for its success
 //	/kafkago         kafka-go Writer: one WriteMessages with every pair
+//	/order           with -redis ADDR: an order's whole path, Redis then one
+//	                 message (order.go)
 //	/downstream      answers 200 (the consumer's downstream call)
 //
 // Each answers a JSON array of {"partition","offset"} (offset -1 when the library
@@ -34,6 +36,7 @@ import (
 func main() {
 	role := flag.String("role", "", "producer or consumer")
 	addr := flag.String("addr", "127.0.0.1:8080", "producer: HTTP address")
+	redisAddr := flag.String("redis", "", "producer: Redis address for /order (none: no /order)")
 	brokers := flag.String("brokers", "127.0.0.1:9092", "Kafka bootstrap address")
 	topic := flag.String("topic", "", "consumer: topic")
 	group := flag.String("group", "kafkaapp", "consumer: group id")
@@ -43,7 +46,7 @@ func main() {
 	flag.Parse()
 	switch *role {
 	case "producer":
-		runProducer(*addr, *brokers)
+		runProducer(*addr, *brokers, *redisAddr)
 	case "consumer":
 		time.Sleep(*startAfter)
 		runConsumer(*lib, *brokers, *topic, *group, *downstream)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -59,7 +60,7 @@ func saramaMessage(topic string, p pair) *sarama.ProducerMessage {
 	return m
 }
 
-func runProducer(listen, brokers string) {
+func runProducer(listen, brokers, redisAddr string) {
 	conf := sarama.NewConfig() // the library's default Kafka version
 	conf.Producer.Return.Successes = true
 	conf.Producer.Return.Errors = true
@@ -154,6 +155,10 @@ func runProducer(listen, brokers string) {
 		}
 		reply(w, out)
 	})
+	if redisAddr != "" {
+		rdb := redis.NewClient(&redis.Options{Addr: redisAddr, Protocol: 2, MaxRetries: -1})
+		mux.HandleFunc("/order", orderHandler(rdb, syncP, writer))
+	}
 	mux.HandleFunc("/downstream", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
