@@ -226,7 +226,7 @@ fn run(set: &str, stripped: bool) {
             let setup = under.iter().any(|u| u.span_id == s.parent_span_id && u.kind == CLIENT);
             assert!(known.contains(&&s.span_id) || redis_cmd || setup, "{ctx}: a stray span in the trace: {s:#?}");
         }
-        for s in [&send, &process, &call, &down] {
+        for s in [send, &process, &call, &down] {
             assert_eq!(s.trace_id, srv.trace_id, "{ctx}: {} in the order's trace", s.name);
         }
     }
