@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark: Kafka producers and consumers traced by gosight. tests/go-apps/kafkaapp's producer
 service under wrk — `GET /sarama/sync` (one message through sarama's SyncProducer per request) and
-`GET /kafkago` (one kafka-go Writer.WriteMessages per request) — without and with gosight
+`GET /kafkago` (one kafka-go Writer.WriteMessages per request), built producer-only (-tags produceronly)
+and, for sarama, also with the consumer role linked — without and with gosight
 (defaults), side by side in one run: interleaved rounds, a fresh app per cell, medians; uprobe hits
 per message of the producer probes. Then both consumer services (a sarama ConsumerGroup, a kafka-go
 Reader; no downstream call) traced by gosight read every message the rounds produced: uprobe hits of
@@ -26,7 +27,13 @@ from pathlib import Path
 from common import (ROOT, env_with_tools, free_port, lines_with, prepare, probe_hits, start_collector, start_go_app,
                     start_gosight, stop_gosight, wait_for, wait_listening, wrk, write_section)
 
-ROUTES = [("sarama/sync", "kafka_sarama_producer", "bench-sarama"), ("kafkago", "kafka_go_producer", "bench-kafkago")]
+# (route, producer probe, topic, binary): "producer" is kafkaapp built with -tags produceronly, as a service
+# that only produces is linked; "both" is the one binary with the consumer role too, whose producer process then
+# also gets the kafka_consumer probe (its runtime.chanrecv / runtime.send probes see every channel operation).
+ROUTES = [("sarama/sync", "kafka_sarama_producer", "bench-sarama", "producer"),
+          ("kafkago", "kafka_go_producer", "bench-kafkago", "producer"),
+          ("sarama/sync", "kafka_sarama_producer", "bench-sarama", "both")]
+BINARY = {"producer": "producer-only binary", "both": "binary with the consumer role too"}
 
 
 def start_kafka(work, env, procs):
@@ -75,12 +82,17 @@ def _cluster_id():
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def build_app(env):
-    out = ROOT / "target/go-apps/bench/kafkaapp"
-    subprocess.run(["sh", "build.sh", "new", str(out)], cwd=ROOT / "tests/go-apps/kafkaapp",
-                   env={**env, "GOTOOLCHAIN": "local"}, check=True)
-    version = subprocess.run(["go", "version", str(out)], capture_output=True, text=True, env=env).stdout.split()[1]
-    return out, version
+def build_apps(env):
+    """kafkaapp against the newest releases, both roles, and the producer alone: ({"both", "producer"}, go
+    version)."""
+    apps = {}
+    for kind, flags in (("both", []), ("producer", ["-tags", "produceronly"])):
+        apps[kind] = ROOT / f"target/go-apps/bench/kafkaapp-{kind}/kafkaapp"
+        subprocess.run(["sh", "build.sh", "new", str(apps[kind]), *flags], cwd=ROOT / "tests/go-apps/kafkaapp",
+                       env={**env, "GOTOOLCHAIN": "local"}, check=True)
+    version = subprocess.run(["go", "version", str(apps["both"])], capture_output=True, text=True,
+                             env=env).stdout.split()[1]
+    return apps, version
 
 
 def first_message(url, timeout=60):
@@ -97,9 +109,9 @@ def first_message(url, timeout=60):
         time.sleep(0.5)
 
 
-def cell(ctx, route, probe, topic, traced, tag):
+def cell(ctx, route, probe, topic, binary, traced, tag):
     """One producer measurement on a fresh app: warm-up, then (if `traced`) gosight attaches, then wrk."""
-    app, addr = start_go_app(ctx["app"], ctx["work"], f"producer-{tag}", ctx["procs"],
+    app, addr = start_go_app(ctx["apps"][binary], ctx["work"], f"producer-{tag}", ctx["procs"],
                              ["-role", "producer", "-brokers", ctx["brokers"]])
     url = f"http://{addr}/{route}?topic={topic}&key=6b6579&value=76616c7565"
     first_message(url)
@@ -124,7 +136,7 @@ def consumers(ctx):
     procs, pids = [], []
     for lib, topic in (("sarama", "bench-sarama"), ("kafkago", "bench-kafkago")):
         log = ctx["work"] / f"consumer-{lib}.log"
-        p = subprocess.Popen([str(ctx["app"]), "-role", "consumer", "-lib", lib, "-topic", topic, "-group", "bench",
+        p = subprocess.Popen([str(ctx["apps"]["both"]), "-role", "consumer", "-lib", lib, "-topic", topic, "-group", "bench",
                               "-brokers", ctx["brokers"], "-start-after", "3s"], stdout=open(log, "w"),
                              stderr=subprocess.STDOUT)
         ctx["procs"].append(p)
@@ -158,21 +170,22 @@ def main():
     a = ap.parse_args()
     env = env_with_tools()
     gosight, env["GOSIGHT_COLLECTOR"] = prepare(env)
-    app, go_version = build_app(env)
+    apps, go_version = build_apps(env)
     work = Path(tempfile.mkdtemp(prefix="gosight-bench-kafka-"))
     procs, cells = [], {}
     try:
         endpoint = start_collector(work, env, procs)
         brokers, kafka_version = start_kafka(work, env, procs)
-        ctx = dict(app=app, work=work, procs=procs, gosight=gosight, env=env, endpoint=endpoint, brokers=brokers,
+        ctx = dict(apps=apps, work=work, procs=procs, gosight=gosight, env=env, endpoint=endpoint, brokers=brokers,
                    seconds=a.seconds, connections=a.connections)
         for r in range(a.rounds):
-            for route, probe, topic in ROUTES:
+            for route, probe, topic, binary in ROUTES:
                 for traced in ((False, True) if r % 2 == 0 else (True, False)):
-                    tag = f"{route.replace('/', '-')}-{'on' if traced else 'off'}-{r}"
-                    cells.setdefault((route, traced), []).append(cell(ctx, route, probe, topic, traced, tag))
-                off, on = cells[(route, False)][-1], cells[(route, True)][-1]
-                print(f"round {r + 1} {route}: off {off['rps']:.0f} msg/s, on {on['rps']:.0f} msg/s "
+                    tag = f"{route.replace('/', '-')}-{binary}-{'on' if traced else 'off'}-{r}"
+                    cells.setdefault((route, binary, traced), []).append(
+                        cell(ctx, route, probe, topic, binary, traced, tag))
+                off, on = cells[(route, binary, False)][-1], cells[(route, binary, True)][-1]
+                print(f"round {r + 1} {route} ({binary}): off {off['rps']:.0f} msg/s, on {on['rps']:.0f} msg/s "
                       f"({on['rps'] / off['rps']:.3f}), {probe} hits/message {on['hits']:.2f}", file=sys.stderr)
         consumed = consumers(ctx)
     finally:
@@ -181,13 +194,14 @@ def main():
             p.wait()
         shutil.rmtree(work / "kafka", ignore_errors=True)
 
-    def med(route, traced, key):
-        return statistics.median(c[key] for c in cells[(route, traced)])
+    def med(route, binary, traced, key):
+        return statistics.median(c[key] for c in cells[(route, binary, traced)])
     rows = []
-    for route, probe, _ in ROUTES:
-        off_rps, on_rps, off_p99, on_p99 = (med(route, t, k) for k in ("rps", "p99") for t in (False, True))
-        rows.append(f"| `GET /{route}` | {off_rps:.0f} | {on_rps:.0f} | {on_rps / off_rps:.3f} | {off_p99:.2f} | "
-                    f"{on_p99:.2f} | {probe}: {med(route, True, 'hits'):.2f} | {med(route, True, 'all'):.2f} |")
+    for route, probe, _, binary in ROUTES:
+        off_rps, on_rps, off_p99, on_p99 = (med(route, binary, t, k) for k in ("rps", "p99") for t in (False, True))
+        rows.append(f"| `GET /{route}`, {BINARY[binary]} | {off_rps:.0f} | {on_rps:.0f} | {on_rps / off_rps:.3f} | {off_p99:.2f} | "
+                    f"{on_p99:.2f} | {probe}: {med(route, binary, True, 'hits'):.2f} | "
+                    f"{med(route, binary, True, 'all'):.2f} |")
     crows = [f"| {lib} | {n} | {h:.2f} |" for lib, n, h in consumed]
     cmd = " ".join(["python3 bench/kafka.py", *sys.argv[1:]])
     table = "\n".join([
@@ -207,11 +221,13 @@ def main():
         "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
-        "kafkaapp is one binary for both roles, so its producer process also links sarama's consumer and gets the "
-        "kafka_consumer probe, whose runtime.chanrecv / runtime.send probes then fire on each channel operation "
-        "of sarama's producer pipeline (about 12 of the sarama row's hits per request, and most of its "
-        "throughput cost; a producer-only binary has net_http_server's 1 and the producer probe's). Attaching "
-        "the runtime probes only once a consumer starts is the open fix.",
+        "The producer-only binary is kafkaapp built with `-tags produceronly`: like a service that only "
+        "produces, it does not link sarama's or kafka-go's consumer, so gosight attaches no consumer probe "
+        "(all hits: net_http_server's 1 and the producer probe's). The binary with the consumer role too (the "
+        "tests' kafkaapp) links sarama's consumer, so its producer process also gets the kafka_consumer probe, "
+        "whose runtime.chanrecv / runtime.send probes fire on every channel operation of sarama's producer "
+        "pipeline: the difference between the two sarama rows is that cost, paid by a binary that links a "
+        "consumer whether or not it runs one.",
         "",
         "Consumers, traced, then read every message those rounds produced (no downstream call): kafka_consumer "
         "hits per message consumed, including the hits its runtime.chanrecv / runtime.send probes take on the "

@@ -1,3 +1,5 @@
+//go:build !produceronly
+
 package main
 
 import (
