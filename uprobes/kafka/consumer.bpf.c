@@ -9,7 +9,11 @@
  * runs per message on the receiving goroutine. So the hand-over is watched on the
  * channel itself, for the channels the libraries name:
  *  - sarama `(*partitionConsumer).Messages` (entry, once per claim: the
- *    ConsumeClaim goroutine asks for the channel) and kafka-go
+ *    ConsumeClaim goroutine asks for the channel; the group name comes from
+ *    `(*consumerGroupSession).consume`'s entry on that goroutine, also once per
+ *    claim) and `(*partitionConsumer).parseResponse` (entry, per fetch response
+ *    of the partition, on the feeder goroutine, before it hands the messages
+ *    over: a claim that began before gosight attached) and kafka-go
  *    `(*Reader).FetchMessage` (entry, per message) register the message channel.
  *  - The receiving goroutine asks for the next message: `runtime.chanrecv`
  *    (sarama's `range claim.Messages()`) or FetchMessage's entry (kafka-go's
@@ -43,6 +47,8 @@ volatile const u64 off_pc_messages = OFF_ABSENT;    /* partitionConsumer.message
 volatile const u64 off_pc_broker = OFF_ABSENT;      /* partitionConsumer.broker (*brokerConsumer) */
 volatile const u64 off_bc_broker = OFF_ABSENT;      /* brokerConsumer.broker (*Broker) */
 volatile const u64 off_broker_addr = OFF_ABSENT;    /* Broker.addr */
+volatile const u64 off_cgs_parent = OFF_ABSENT;     /* consumerGroupSession.parent (*consumerGroup) */
+volatile const u64 off_cg_group = OFF_ABSENT;       /* consumerGroup.groupID */
 /* kafka-go */
 volatile const u64 off_reader_msgs = OFF_ABSENT;    /* Reader.msgs (chan readerMessage) */
 volatile const u64 off_reader_config = OFF_ABSENT;  /* Reader.config (ReaderConfig) */
@@ -67,6 +73,21 @@ struct {
 	__type(key, u64); /* *hchan */
 	__type(value, struct channel);
 } channels SEC(".maps");
+
+/* sarama: the consumer group a claim's goroutine consumes for, from
+ * (*consumerGroupSession).consume's entry until that goroutine's ConsumeClaim asks
+ * for the claim's channel. */
+struct group {
+	u16 len;
+	char name[KAFKA_GROUP_CAP];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, u64); /* goroutine g */
+	__type(value, struct group);
+} claim_groups SEC(".maps");
 
 CALLS_BY(u64, struct kafka_record); /* receiving goroutine g: its current message */
 
@@ -140,16 +161,43 @@ static __always_inline void receive(u64 g, u64 c, struct channel *ch)
 }
 
 SEC("uprobe")
-int sarama_messages_entry(struct go_regs *regs) /* (*partitionConsumer).Messages(child) */
+int sarama_consume_entry(struct go_regs *regs) /* (*consumerGroupSession).consume(s, [ctx,] topic, partition) */
 {
 	count_hit(HIT_ENTRY);
-	u64 child = GO_ARG1(regs);
+	if (off_cgs_parent == OFF_ABSENT || off_cg_group == OFF_ABSENT)
+		return 0;
+	u64 cg = read_u64(GO_ARG1(regs) + off_cgs_parent);
+	if (!cg)
+		return 0;
+	struct group grp = {};
+	grp.len = read_go_string(grp.name, KAFKA_GROUP_CAP, cg, off_cg_group);
+	u64 g = GO_G(regs);
+	bpf_map_update_elem(&claim_groups, &g, &grp, BPF_ANY);
+	return 0;
+}
+
+/* Registers sarama partition consumer `child`'s message channel (once), with its
+ * broker and, when known, its group. */
+static __always_inline void sarama_channel(u64 child, struct group *grp)
+{
 	if (off_pc_messages == OFF_ABSENT)
-		return 0;
+		return;
 	u64 c = read_u64(child + off_pc_messages);
-	if (!c || bpf_map_lookup_elem(&channels, &c))
-		return 0;
+	if (!c)
+		return;
+	struct channel *known = bpf_map_lookup_elem(&channels, &c);
+	if (known) {
+		if (grp && !known->group_len) {
+			__builtin_memcpy(known->group, grp->name, sizeof(known->group));
+			known->group_len = grp->len;
+		}
+		return;
+	}
 	struct channel ch = { .library = KAFKA_SARAMA };
+	if (grp) {
+		ch.group_len = grp->len;
+		__builtin_memcpy(ch.group, grp->name, sizeof(ch.group));
+	}
 	if (off_pc_broker != OFF_ABSENT && off_bc_broker != OFF_ABSENT) {
 		u64 bc = read_u64(child + off_pc_broker);
 		u64 b = bc ? read_u64(bc + off_bc_broker) : 0;
@@ -157,6 +205,25 @@ int sarama_messages_entry(struct go_regs *regs) /* (*partitionConsumer).Messages
 			ch.server_len = read_go_string(ch.server, KAFKA_SERVER_CAP, b, off_broker_addr);
 	}
 	bpf_map_update_elem(&channels, &c, &ch, BPF_ANY);
+}
+
+SEC("uprobe")
+int sarama_messages_entry(struct go_regs *regs) /* (*partitionConsumer).Messages(child) */
+{
+	count_hit(HIT_ENTRY);
+	u64 g = GO_G(regs);
+	struct group *grp = bpf_map_lookup_elem(&claim_groups, &g);
+	sarama_channel(GO_ARG1(regs), grp);
+	if (grp)
+		bpf_map_delete_elem(&claim_groups, &g);
+	return 0;
+}
+
+SEC("uprobe")
+int sarama_parse_entry(struct go_regs *regs) /* (*partitionConsumer).parseResponse(child, response) */
+{
+	count_hit(HIT_ENTRY);
+	sarama_channel(GO_ARG1(regs), 0);
 	return 0;
 }
 

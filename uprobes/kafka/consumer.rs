@@ -5,6 +5,10 @@
 //! message's `traceparent` record header. C program: `consumer.bpf.c` beside
 //! this file (how the hand-over is seen, and when a span starts and ends).
 //!
+//! Cost per claim (sarama): 2 hits, `consume` (the group's name) and
+//! `Messages` (the channel); per fetch response of a partition, 1
+//! (`parseResponse`: the channel of a claim that began before gosight attached;
+//! an idle partition gets one every `Consumer.MaxWaitTime`, 500 ms by default).
 //! Cost per message: sarama, 1 hit at the handler's receive
 //! (`runtime.chanrecv`) and 1 at the fetcher's hand-over when the handler was
 //! waiting (`runtime.send`); kafka-go, 1 at `FetchMessage` and 1 at the
@@ -16,6 +20,8 @@
 use crate::{std_field, FieldSpec, FunctionSpec, Need, ProbeSpec};
 
 pub const SARAMA_MESSAGES: &str = "github.com/IBM/sarama.(*partitionConsumer).Messages";
+pub const SARAMA_CONSUME: &str = "github.com/IBM/sarama.(*consumerGroupSession).consume";
+pub const SARAMA_PARSE: &str = "github.com/IBM/sarama.(*partitionConsumer).parseResponse";
 pub const KAFKA_GO_FETCH: &str = "github.com/segmentio/kafka-go.(*Reader).FetchMessage";
 pub const CHANRECV: &str = "runtime.chanrecv";
 pub const SEND: &str = "runtime.send";
@@ -29,6 +35,8 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     modules: &[&crate::kafka_sarama::fields::SARAMA, &crate::kafka_go::fields::KAFKA_GO],
     functions: &[
         entry(SARAMA_MESSAGES, "sarama_messages_entry", Need::IfPresent),
+        entry(SARAMA_CONSUME, "sarama_consume_entry", Need::IfPresent),
+        entry(SARAMA_PARSE, "sarama_parse_entry", Need::Alongside(&[SARAMA_MESSAGES])),
         entry(KAFKA_GO_FETCH, "kafkago_fetch_entry", Need::IfPresent),
         entry(CHANRECV, "chanrecv_entry", Need::Alongside(&[SARAMA_MESSAGES])),
         entry(SEND, "send_entry", Need::Alongside(&[SARAMA_MESSAGES, KAFKA_GO_FETCH])),

@@ -26,7 +26,8 @@ pub const PRODUCER_FIELDS: &[FieldSpec] = &[
     field("off_ps_parent", "github.com/IBM/sarama.produceSet", "parent"),
 ];
 
-/// ConsumerMessage and its headers; the partition consumer's channel and broker.
+/// ConsumerMessage and its headers; the partition consumer's channel and broker;
+/// a consumer group session's group name.
 pub const CONSUMER_FIELDS: &[FieldSpec] = &[
     field("off_cm_headers", "github.com/IBM/sarama.ConsumerMessage", "Headers"),
     field("off_cm_key", "github.com/IBM/sarama.ConsumerMessage", "Key"),
@@ -39,6 +40,8 @@ pub const CONSUMER_FIELDS: &[FieldSpec] = &[
     field("off_pc_broker", "github.com/IBM/sarama.partitionConsumer", "broker"),
     field("off_bc_broker", "github.com/IBM/sarama.brokerConsumer", "broker"),
     field("off_broker_addr", "github.com/IBM/sarama.Broker", "addr"),
+    field("off_cgs_parent", "github.com/IBM/sarama.consumerGroupSession", "parent"),
+    field("off_cg_group", "github.com/IBM/sarama.consumerGroup", "groupID"),
 ];
 
 /// The Encoders whose bytes the producer probe reads (0 when the binary has none).

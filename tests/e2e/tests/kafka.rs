@@ -13,7 +13,7 @@
 //! message, with the partition and offset the broker gave; kafka-go: one per
 //! WriteMessages, `messaging.batch.message_count` for the batch); a `process
 //! <topic>` CONSUMER span with its partition and offset, the key when it is
-//! printable, the consumer group (kafka-go), the broker's address; and the
+//! printable, the consumer group, the broker's address; and the
 //! consumer's downstream HTTP call for it is that span's child; and each process
 //! span is in its producer span's trace, as its child (the `traceparent` record
 //! header the kernel wrote into the Produce request) — except a snappy batch's
@@ -321,9 +321,7 @@ fn run(set: &str, stripped: bool) {
         assert_eq!(s.attr_str("messaging.kafka.message.key"), printable(key.as_deref()), "{what}: {s:#?}");
         assert_eq!(s.attr_str("server.address"), Some("127.0.0.1"), "{what}: {s:#?}");
         assert_eq!(s.attr_int("server.port"), Some(kafka.port as i64), "{what}: {s:#?}");
-        if lib == "kafkago" {
-            assert_eq!(s.attr_str("messaging.consumer.group.name"), Some(GROUP), "{what}: {s:#?}");
-        }
+        assert_eq!(s.attr_str("messaging.consumer.group.name"), Some(GROUP), "{what}: {s:#?}");
         let calls: Vec<&Span> = spans.iter().filter(|x| x.kind == CLIENT && x.parent_span_id == s.span_id).collect();
         assert_eq!(calls.len(), 1, "{what}: the downstream call is the process span's child: {calls:#?}");
         let call = calls[0];

@@ -14,7 +14,9 @@
 //! under that call (go-redis's connection set-up spans, under the first command
 //! on a connection, aside). The old releases' set is run stripped (offsets from
 //! the database), the new one with DWARF. The RED histograms count each order
-//! once per route, send and process, and Redis once per span.
+//! once per route, send and process, and Redis once per span. The sarama
+//! consumer has taken its claims before gosight starts (their channels are
+//! found from the partition consumers' fetches).
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -58,6 +60,24 @@ fn run(set: &str, stripped: bool) {
     let collector = Collector::start(&col_bin);
     let dir = tmpdir(&format!("order-flow-{set}"));
 
+    // The sarama consumer runs, its claims taken, before gosight starts: its
+    // claims' channels are found from the partition consumers' fetches.
+    let brokers = ["-brokers".to_string(), kafka.bootstrap()];
+    let consumer = |topic: &str, lib: &str, start_after: &str, downstream: &str| {
+        let mut cmd = Command::new(&exe);
+        cmd.args(["-role", "consumer", "-lib", lib, "-topic", topic, "-group", "shipping"])
+            .args(["-downstream", downstream, "-start-after", start_after])
+            .args(&brokers);
+        Child::spawn(&format!("consumer-{lib}"), cmd, &dir)
+    };
+    // The producer's port is chosen before it starts, for the early consumer's
+    // downstream URL.
+    let port = free_port();
+    let downstream = format!("http://127.0.0.1:{port}/downstream");
+    let early = consumer(TOPICS[0].0, TOPICS[0].1, "0s", &downstream);
+    early.wait_for_log("sarama consumer: claims", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+
     let mut cmd = Command::new(gosight_bin());
     cmd.arg("--target-exe")
         .arg(&exe)
@@ -68,22 +88,16 @@ fn run(set: &str, stripped: bool) {
     let mut gs = Child::spawn("gosight", cmd, &dir);
     gs.wait_for_log("gosight starting", Duration::from_secs(30));
 
-    let brokers = ["-brokers".to_string(), kafka.bootstrap()];
-    let args = [&["-role".to_string(), "producer".into(), "-redis".into(), redis.addr()], &brokers[..]].concat();
+    let args = [
+        &["-role".to_string(), "producer".into(), "-redis".into(), redis.addr()][..],
+        &["-addr".to_string(), format!("127.0.0.1:{port}")],
+        &brokers[..],
+    ]
+    .concat();
     let producer = App::start_with(&exe, &dir, "producer", &args);
-    let downstream = format!("http://{}/downstream", producer.addr);
-    let consumers: Vec<Child> = TOPICS
-        .iter()
-        .map(|&(topic, lib)| {
-            let mut cmd = Command::new(&exe);
-            // The consumer asks for its message channel once, when it starts
-            // consuming: gosight must be attached by then (kafkaapp/PROBING.md).
-            cmd.args(["-role", "consumer", "-lib", lib, "-topic", topic, "-group", "shipping"])
-                .args(["-downstream", &downstream, "-start-after", "8s"])
-                .args(&brokers);
-            Child::spawn(&format!("consumer-{lib}"), cmd, &dir)
-        })
-        .collect();
+    // The kafka-go Reader starts once gosight is attached: a fetch already
+    // blocked at attach time would miss its message (kafkaapp/PROBING.md).
+    let consumers = [early, consumer(TOPICS[1].0, TOPICS[1].1, "8s", &downstream)];
     let ppid = producer.child.pid();
     for probe in ["go_redis_client", "kafka_sarama_producer", "kafka_go_producer", "net_http_server"] {
         gs.wait_for_line(&["probe attached", probe, &format!("pid={ppid}")], Duration::from_secs(60));
