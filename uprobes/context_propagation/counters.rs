@@ -37,6 +37,7 @@ pub const NAMES: [(&str, r::propagation_counter); N] = [
     ("kafka_failed", r::C_KAFKA_FAILED),
     ("kafka_lost", r::C_KAFKA_LOST),
     ("kafka_stale", r::C_KAFKA_STALE),
+    ("kafka_shared", r::C_KAFKA_SHARED),
 ];
 
 // Every counter of records.h is named, in index order.
@@ -104,6 +105,7 @@ getters! {
     kafka_failed = r::C_KAFKA_FAILED,
     kafka_lost = r::C_KAFKA_LOST,
     kafka_stale = r::C_KAFKA_STALE,
+    kafka_shared = r::C_KAFKA_SHARED,
 }
 
 impl Counters {

@@ -208,6 +208,8 @@ static long kb_record(u64 idx, void *ctx)
 	in->new_lsz = nl;
 	in->hc_byte = (u8)((hcount + 1) << 1);
 	in->sc = pend->sc;
+	if (pend->shared)
+		count_for(pid, C_KAFKA_SHARED);
 	sc->kb.n_ins++;
 	bpf_map_delete_elem(&pending_kafka, fp);
 	return 0;

@@ -39,7 +39,8 @@ enum propagation_counter {
 	C_KAFKA_FAILED = 28,      /* a kernel helper failed while inserting */
 	C_KAFKA_LOST = 29,        /* connections whose request framing was lost: no more insertion */
 	C_KAFKA_STALE = 30,       /* pending contexts found too old and dropped */
-	N_COUNTERS = 31,
+	C_KAFKA_SHARED = 31,      /* contexts inserted that had replaced an identical message's (that one gets none) */
+	N_COUNTERS = 32,
 };
 
 /* Slots in a target's counter record: a power of two, indices are masked for the

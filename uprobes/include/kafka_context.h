@@ -13,7 +13,8 @@
  * from each record of a Produce request, inserts the header when an entry is
  * there, and removes it. Two identical messages in flight at once share one entry:
  * the first of them on the wire gets the context of the later offer, the second
- * none.
+ * none; the entry remembers it replaced one, and the sk_msg program counts that
+ * (`kafka_shared`) when it inserts the context.
  */
 #pragma once
 
@@ -24,6 +25,11 @@
 /* FNV-1a, 64 bits: over the zero-padded key prefix, the zero-padded value prefix,
  * then both lengths (kafka_fp_bytes twice, then kafka_fp_lens). */
 #define KAFKA_FP_INIT 0xcbf29ce484222325ULL
+
+/* An earlier offer of the same fingerprint younger than this is taken to be still
+ * in flight (the sk_msg side drops contexts older than kafka_pending_ttl_ns, 10 s
+ * by default). */
+#define KAFKA_SHARED_WINDOW_NS 10000000000ULL
 
 static __always_inline u64 kafka_fp_bytes(u64 h, const u8 *p)
 {
@@ -80,5 +86,8 @@ static __always_inline void kafka_offer_context(const void *key, s64 key_len, co
 	};
 	fp.hash = kafka_fp_hash(fp.key_len, fp.value_len, kb, vb);
 	struct kafka_pending p = { .created_ns = bpf_ktime_get_ns(), .sc = *sc };
+	struct kafka_pending *earlier = bpf_map_lookup_elem(&pending_kafka, &fp);
+	if (earlier && p.created_ns - earlier->created_ns <= KAFKA_SHARED_WINDOW_NS)
+		p.shared = earlier->shared + 1;
 	bpf_map_update_elem(&pending_kafka, &fp, &p, BPF_ANY);
 }

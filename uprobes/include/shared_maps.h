@@ -109,10 +109,14 @@ struct kafka_fp {
 	u64 hash;
 };
 
-/* The producer span's context, waiting for its record to be sent. */
+/* The producer span's context, waiting for its record to be sent. `shared`: how
+ * many earlier offers of the same fingerprint, still waiting, this one replaced
+ * (identical messages in flight at once; counted when the record goes out). */
 struct kafka_pending {
 	u64 created_ns;
 	struct span_ctx sc;
+	u32 shared;
+	u32 _pad;
 };
 
 struct {

@@ -17,7 +17,9 @@
 //!   and a batch so that its records size grows (a varint in sarama's default
 //!   Produce v9; kafka-go sends v8, an int32).
 //!   A record with the app's own `traceparent` keeps it, unchanged and alone,
-//!   whether offered or not. Then the cost per sk_msg run is measured with BPF
+//!   whether offered or not. Two records the fingerprint cannot tell apart, in one
+//!   batch: one carries the later offer's context, the other none, counted
+//!   (`kafka_shared`). Then the cost per sk_msg run is measured with BPF
 //!   run-time statistics, offered and not.
 //! - `compressed_batches_are_left_alone`: with snappy and with gzip compression,
 //!   the offered records arrive without a header, intact, and the batches are
@@ -336,10 +338,34 @@ fn records_carry_the_offered_context() {
             sent.extend(batch);
         }
     }
+    // Twins: two records in one batch that the fingerprint cannot tell apart
+    // (same lengths, same first 16 bytes), each offered its own context. They
+    // share one pending entry: one of them carries the later offer's context, the
+    // other none, and the sharing is counted.
+    let mut twins = Vec::new();
+    for (i, client) in CLIENTS.iter().enumerate() {
+        let base = 100 * i as u64;
+        let tag = |n: u32| format!("{client}-twin-prefix-{n}");
+        let batch = vec![
+            msg(Some("twin"), value(&tag(1), 40), Some(base + 11), None),
+            msg(Some("twin"), value(&tag(2), 40), Some(base + 12), None),
+        ];
+        pr.send_ok(client, &batch);
+        twins.push((client, batch));
+    }
     let c = s.kp.target_counters(pr.pid);
     eprintln!("counters: {}", c.fields());
-    let records = consume(&s.exe, &kafka, "ctx", sent.len());
+    let records = consume(&s.exe, &kafka, "ctx", sent.len() + 2 * twins.len());
     check_records(&records, &sent, true, "uncompressed");
+    for (client, batch) in &twins {
+        let headers: Vec<&Vec<(String, String)>> = batch.iter().map(|m| &records[&hex(&m.value)].headers).collect();
+        let later = vec![("traceparent".to_string(), hex(batch[1].offer.as_deref().unwrap().as_bytes()))];
+        let mut got = headers.clone();
+        got.sort();
+        assert_eq!(got, [&vec![], &later], "{client}: twins: one carries the later offer, the other nothing");
+    }
+    offered += twins.len() as u64;
+    assert_eq!(c.kafka_shared(), twins.len() as u64, "{}", c.fields());
     assert!(c.kept_kafka() >= 2, "both clients' connections kept as Kafka: {}", c.fields());
     assert_eq!(c.kafka_inserted(), offered, "{}", c.fields());
     assert_eq!(c.kafka_kept_own(), kept_own, "{}", c.fields());
