@@ -74,6 +74,17 @@ impl Collector {
         }
     }
 
+    /// A gosight command exporting traces and metrics here over OTLP/HTTP, quickly
+    /// (spans batched for 100 ms, metrics every 500 ms), logging at info.
+    pub fn gosight_command(&self) -> Command {
+        let mut cmd = Command::new(crate::gosight_bin());
+        cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", &self.http_endpoint)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env("OTEL_METRIC_EXPORT_INTERVAL", "500")
+            .env("RUST_LOG", "gosight=info");
+        cmd
+    }
+
     /// Every span received so far.
     pub fn spans(&self) -> Vec<Span> {
         let text = std::fs::read_to_string(&self.traces_file).unwrap_or_default();

@@ -66,13 +66,8 @@ fn connections_of_go_and_non_go_processes_reach_the_collector() {
     let svc = dir.join("conn-chain");
     std::fs::copy(build_go_app("chain", None, false), &svc).unwrap();
 
-    let mut cmd = Command::new(gosight_bin());
-    cmd.arg("--target-exe")
-        .arg(&svc)
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint)
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .env("OTEL_METRIC_EXPORT_INTERVAL", "500")
-        .env("RUST_LOG", "gosight=info");
+    let mut cmd = collector.gosight_command();
+    cmd.arg("--target-exe").arg(&svc);
     let mut gs = Child::spawn("gosight", cmd, &dir);
     gs.wait_for_log("socket probe attached", Duration::from_secs(30));
 

@@ -140,13 +140,8 @@ fn run(set: &str, stripped: bool) {
     let collector = Collector::start(&col_bin);
     let dir = tmpdir(&format!("kafka-{set}"));
 
-    let mut cmd = Command::new(gosight_bin());
-    cmd.arg("--target-exe")
-        .arg(&exe)
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint)
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .env("OTEL_METRIC_EXPORT_INTERVAL", "500")
-        .env("RUST_LOG", "gosight=info");
+    let mut cmd = collector.gosight_command();
+    cmd.arg("--target-exe").arg(&exe);
     let mut gs = Child::spawn("gosight", cmd, &dir);
     gs.wait_for_log("gosight starting", Duration::from_secs(30));
 

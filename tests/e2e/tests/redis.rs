@@ -13,7 +13,6 @@
 //! inside it in time. The connection set-up go-redis runs inside the
 //! first command on a connection makes spans that are children of that command.
 
-use std::process::Command;
 use std::time::Duration;
 
 use gosight_e2e::collector::{require_collector, Collector, Span};
@@ -73,13 +72,8 @@ fn run(set: &str, stripped: bool) {
     let app = App::start_with(&exe, &dir, "redisapp", &["-redis".into(), redis.addr(), "-db".into(), DB.into()]);
     let pid = app.child.pid();
 
-    let mut cmd = Command::new(gosight_bin());
-    cmd.arg("--pid")
-        .arg(pid.to_string())
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint)
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .env("OTEL_METRIC_EXPORT_INTERVAL", "500")
-        .env("RUST_LOG", "gosight=info");
+    let mut cmd = collector.gosight_command();
+    cmd.arg("--pid").arg(pid.to_string());
     let mut gs = Child::spawn("gosight", cmd, &dir);
     gs.wait_for_line(&["probe attached", "go_redis_client", &format!("pid={pid}")], Duration::from_secs(60));
     gs.wait_for_line(&["probe attached", "net_http_server", &format!("pid={pid}")], Duration::from_secs(10));
