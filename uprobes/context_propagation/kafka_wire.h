@@ -26,7 +26,7 @@
 #define CRC32C_T1 0xf26b8303u    /* crc32c_table[1]: the sidecar filled the table */
 
 /* A pending context older than this is not used (dropped, counted). */
-volatile const u64 kafka_pending_ttl_ns = 10000000000ULL;
+volatile const u64 kafka_pending_ttl_ns = KAFKA_PENDING_TTL_NS;
 
 /* CRC-32C (Castagnoli, reflected 0x82f63b78) byte table, written by the sidecar. */
 struct crc_table {

@@ -26,10 +26,10 @@
  * then both lengths (kafka_fp_bytes twice, then kafka_fp_lens). */
 #define KAFKA_FP_INIT 0xcbf29ce484222325ULL
 
-/* An earlier offer of the same fingerprint younger than this is taken to be still
- * in flight (the sk_msg side drops contexts older than kafka_pending_ttl_ns, 10 s
- * by default). */
-#define KAFKA_SHARED_WINDOW_NS 10000000000ULL
+/* How long an offered context waits for its record: the sk_msg side drops older
+ * ones (its kafka_pending_ttl_ns), and an earlier offer of the same fingerprint
+ * younger than this is taken to be still in flight. */
+#define KAFKA_PENDING_TTL_NS 10000000000ULL
 
 static __always_inline u64 kafka_fp_bytes(u64 h, const u8 *p)
 {
@@ -87,7 +87,7 @@ static __always_inline void kafka_offer_context(const void *key, s64 key_len, co
 	fp.hash = kafka_fp_hash(fp.key_len, fp.value_len, kb, vb);
 	struct kafka_pending p = { .created_ns = bpf_ktime_get_ns(), .sc = *sc };
 	struct kafka_pending *earlier = bpf_map_lookup_elem(&pending_kafka, &fp);
-	if (earlier && p.created_ns - earlier->created_ns <= KAFKA_SHARED_WINDOW_NS)
+	if (earlier && p.created_ns - earlier->created_ns <= KAFKA_PENDING_TTL_NS)
 		p.shared = earlier->shared + 1;
 	bpf_map_update_elem(&pending_kafka, &fp, &p, BPF_ANY);
 }

@@ -171,6 +171,6 @@ fn read_reply(r: &mut impl BufRead) -> std::io::Result<String> {
 impl Drop for Redis {
     fn drop(&mut self) {
         drop(self.child.take()); // killed and waited for
-        let _ = std::fs::remove_dir_all(&self.dir);
+        crate::server_dirs::remove_dir(&self.dir, "redis");
     }
 }
