@@ -50,28 +50,44 @@ impl Collector {
     /// A collector listening on `host` (`0.0.0.0` for pods to reach it at the
     /// node's address); the endpoints name `host`.
     pub fn start_on(bin: &std::path::Path, host: &str) -> Collector {
-        let dir = std::env::temp_dir().join(format!("gosight-e2e-col-{}-{}", std::process::id(), free_port()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (grpc, http) = (free_port(), free_port());
-        let traces_file = dir.join("traces.jsonl");
-        let mut cmd = Command::new(bin);
-        cmd.arg("--config")
-            .arg(repo_root().join("tests/collector/config.yaml"))
-            .env("GRPC_ENDPOINT", format!("{host}:{grpc}"))
-            .env("HTTP_ENDPOINT", format!("{host}:{http}"))
-            .env("OUTPUT_FILE", &traces_file)
-            .env("METRICS_FILE", dir.join("metrics.jsonl"));
-        let metrics_file = dir.join("metrics.jsonl");
-        let child = Child::spawn("otelcol", cmd, &dir);
-        child.wait_for_log("Everything is ready", Duration::from_secs(30));
-        Collector {
-            grpc_endpoint: format!("http://{host}:{grpc}"),
-            http_endpoint: format!("http://{host}:{http}"),
-            traces_file,
-            metrics_file,
-            _child: child,
-            _dir: dir,
+        // The ports are free when picked but not held: another process may bind
+        // one before the collector does, and then it exits at once. Pick again.
+        for attempt in 1.. {
+            let dir = std::env::temp_dir().join(format!("gosight-e2e-col-{}-{}", std::process::id(), free_port()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let (grpc, http) = (free_port(), free_port());
+            let traces_file = dir.join("traces.jsonl");
+            let mut cmd = Command::new(bin);
+            cmd.arg("--config")
+                .arg(repo_root().join("tests/collector/config.yaml"))
+                .env("GRPC_ENDPOINT", format!("{host}:{grpc}"))
+                .env("HTTP_ENDPOINT", format!("{host}:{http}"))
+                .env("OUTPUT_FILE", &traces_file)
+                .env("METRICS_FILE", dir.join("metrics.jsonl"));
+            let metrics_file = dir.join("metrics.jsonl");
+            let mut child = Child::spawn("otelcol", cmd, &dir);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let out = child.output();
+                if out.contains("Everything is ready") {
+                    return Collector {
+                        grpc_endpoint: format!("http://{host}:{grpc}"),
+                        http_endpoint: format!("http://{host}:{http}"),
+                        traces_file,
+                        metrics_file,
+                        _child: child,
+                        _dir: dir,
+                    };
+                }
+                if !child.is_running() && out.contains("address already in use") && attempt < 5 {
+                    eprintln!("otelcol: port {grpc} or {http} taken before it bound them; picking others");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "otelcol: not ready within 30 s; output:\n{out}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
+        unreachable!()
     }
 
     /// A gosight command exporting traces and metrics here over OTLP/HTTP, quickly
